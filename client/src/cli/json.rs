@@ -1,0 +1,73 @@
+//! JSON renderings of protocol messages for `--json` output.
+
+use serde_json::{Value, json};
+use serval_client::proto as pb;
+
+pub fn timestamp(ts: Option<&prost_types::Timestamp>) -> Value {
+    ts.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        .unwrap_or(Value::Null)
+}
+
+pub fn metrics(m: Option<&pb::Metrics>) -> Value {
+    let m = m.copied().unwrap_or_default();
+    json!({
+        "auc": m.auc,
+        "accuracy": m.accuracy,
+        "precision": m.precision,
+        "recall": m.recall,
+        "f1": m.f1,
+        "log_loss": m.log_loss,
+        "threshold": m.threshold,
+    })
+}
+
+pub fn dataset(d: Option<&pb::DatasetSummary>) -> Value {
+    let d = d.cloned().unwrap_or_default();
+    json!({
+        "sha256": d.sha256,
+        "rows": d.rows,
+        "columns": d.columns,
+        "skipped_rows": d.skipped_rows,
+        "train_rows": d.train_rows,
+        "validation_rows": d.validation_rows,
+        "positive_rate": d.positive_rate,
+    })
+}
+
+pub fn version(v: &pb::ModelVersion) -> Value {
+    let hp = v.hyper_parameters.clone().unwrap_or_default();
+    json!({
+        "model": v.model,
+        "version": v.version,
+        "created_at": timestamp(v.created_at.as_ref()),
+        "metrics": metrics(v.metrics.as_ref()),
+        "dataset": dataset(v.dataset.as_ref()),
+        "hyper_parameters": {
+            "hidden_layers": hp.hidden_layers,
+            "learning_rate": hp.learning_rate,
+            "batch_size": hp.batch_size,
+            "epochs": hp.epochs,
+            "validation_fraction": hp.validation_fraction,
+        },
+        "seed": v.seed,
+        "label_column": v.label_column,
+        "positive_label": v.positive_label,
+        "input_width": v.input_width,
+        "columns": v.columns.iter().map(|c| json!({
+            "name": c.name,
+            "type": pb::ColumnType::try_from(c.column_type).map(|t| t.as_str_name()).unwrap_or("UNKNOWN"),
+            "width": c.width,
+            "categories": c.categories,
+        })).collect::<Vec<_>>(),
+        "weights_sha256": v.weights_sha256,
+    })
+}
+
+pub fn model(m: &pb::Model) -> Value {
+    json!({
+        "name": m.name,
+        "created_at": timestamp(m.created_at.as_ref()),
+        "versions": m.versions.iter().map(version).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,51 @@
+//! `serval models`: every model with its versions and metrics.
+
+use clap::Args;
+use serval_client::ServalClient;
+
+use super::{CliError, json};
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Only this model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(mut client: ServalClient, args: ModelsArgs) -> Result<(), CliError> {
+    let models = client.list_models(args.model.as_deref()).await?;
+    if args.json {
+        let value = serde_json::json!({ "models": models.iter().map(json::model).collect::<Vec<_>>() });
+        println!("{value}");
+        return Ok(());
+    }
+    if models.is_empty() {
+        println!("No models yet. Train one with `serval train`.");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>7}  {:<24} {:>9} {:>7} {:>8} {:>7} {:>8}",
+        "MODEL", "VERSION", "CREATED", "ROWS", "AUC", "ACCURACY", "F1", "LOG_LOSS"
+    );
+    for model in &models {
+        for v in &model.versions {
+            let m = v.metrics.unwrap_or_default();
+            let created = json::timestamp(v.created_at.as_ref());
+            println!(
+                "{:<24} {:>7}  {:<24} {:>9} {:>7.4} {:>8.4} {:>7.4} {:>8.4}",
+                model.name,
+                v.version,
+                created.as_str().unwrap_or("-"),
+                v.dataset.as_ref().map_or(0, |d| d.rows),
+                m.auc,
+                m.accuracy,
+                m.f1,
+                m.log_loss
+            );
+        }
+    }
+    Ok(())
+}

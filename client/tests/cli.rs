@@ -1,0 +1,213 @@
+//! The `serval` command-line tool against a real server: the README's
+//! quickstart, JSON output for scripts, and errors on stderr.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::Value;
+use serval_server::{Server, ServerConfig};
+
+struct Fixture {
+    server: Server,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig::for_database(dir.path().join("serval.db").to_string_lossy());
+        let server = Server::start(&config).await.unwrap();
+        Fixture { server, dir }
+    }
+
+    async fn serval(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_serval"))
+            .args(args)
+            .env("SERVAL_SERVER", self.server.url())
+            .output()
+            .await
+            .expect("serval runs")
+    }
+
+    /// Runs `serval`, asserts success and returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.serval(args).await;
+        assert!(
+            output.status.success(),
+            "serval {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/data")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn last_json_line(stdout: &str) -> Value {
+    serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON")
+}
+
+#[tokio::test]
+async fn quickstart_train_list_and_predict() {
+    let fx = Fixture::start().await;
+    let data = example("online_shoppers_intention.csv");
+
+    let text = fx
+        .ok(&[
+            "train",
+            "--model",
+            "shoppers",
+            "--data",
+            &data,
+            "--label",
+            "Revenue",
+            "--positive",
+            "TRUE",
+        ])
+        .await;
+    assert!(text.contains("Registered shoppers version 1"), "{text}");
+    assert!(text.contains("AUC 0.9"), "{text}");
+
+    let trained = last_json_line(
+        &fx.ok(&[
+            "train",
+            "--model",
+            "shoppers",
+            "--data",
+            &data,
+            "--label",
+            "Revenue",
+            "--positive",
+            "TRUE",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(trained["model"], "shoppers");
+    assert_eq!(trained["version"], 2);
+    for key in ["auc", "accuracy", "precision", "recall", "f1", "log_loss"] {
+        assert!(trained["metrics"][key].is_f64(), "{key} in {trained}");
+    }
+    assert!(trained["metrics"]["auc"].as_f64().unwrap() >= 0.90);
+
+    let listed = last_json_line(&fx.ok(&["models", "--json"]).await);
+    let versions = listed["models"][0]["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[1]["dataset"]["rows"], 12_330);
+    assert!(versions[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    let table = fx.ok(&["models"]).await;
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("shoppers")).count(),
+        2,
+        "{table}"
+    );
+
+    // A CSV with the training columns, label present: one score per row.
+    let csv: String = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .take(21)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let some = fx.write("some.csv", &csv);
+    let scored = last_json_line(
+        &fx.ok(&["predict", "--model", "shoppers", "--data", &some, "--json"])
+            .await,
+    );
+    assert_eq!(scored["model"], "shoppers");
+    assert_eq!(scored["version"], 2);
+    let scores = scored["scores"].as_array().unwrap();
+    assert_eq!(scores.len(), 20);
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(&s.as_f64().unwrap())));
+
+    // Same rows without the label column, pinned to version 1, as CSV.
+    let without_label: String = csv
+        .lines()
+        .map(|line| line.rsplit_once(',').unwrap().0.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let unlabeled = fx.write("unlabeled.csv", &without_label);
+    let out = fx
+        .ok(&[
+            "predict",
+            "--model",
+            "shoppers",
+            "--version",
+            "1",
+            "--data",
+            &unlabeled,
+        ])
+        .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "score");
+    assert_eq!(lines.len(), 21);
+
+    // Inline JSON records.
+    let record = r#"{"Administrative":0,"Administrative_Duration":0,"Informational":0,
+        "Informational_Duration":0,"ProductRelated":20,"ProductRelated_Duration":600,
+        "BounceRates":0.01,"ExitRates":0.02,"PageValues":40,"SpecialDay":0,"Month":"Nov",
+        "OperatingSystems":2,"Browser":2,"Region":1,"TrafficType":2,
+        "VisitorType":"Returning_Visitor","Weekend":false}"#;
+    let inline = last_json_line(
+        &fx.ok(&["predict", "--model", "shoppers", "--records", record, "--json"])
+            .await,
+    );
+    assert_eq!(inline["scores"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn errors_are_reported_with_their_code_and_a_failing_exit() {
+    let fx = Fixture::start().await;
+    let output = fx
+        .serval(&["predict", "--model", "ghost", "--records", r#"{"a": 1}"#])
+        .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("NOT_FOUND"), "{stderr}");
+    assert!(stderr.contains("ghost"), "{stderr}");
+
+    let bad = fx.write("bad.csv", "a,b\n1,2\n");
+    let output = fx
+        .serval(&[
+            "train",
+            "--model",
+            "m",
+            "--data",
+            &bad,
+            "--label",
+            "y",
+            "--positive",
+            "1",
+        ])
+        .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("label column \"y\""), "{stderr}");
+
+    let output = fx
+        .serval(&[
+            "train",
+            "--model",
+            "m",
+            "--data",
+            "/no/such.csv",
+            "--label",
+            "y",
+            "--positive",
+            "1",
+        ])
+        .await;
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such.csv"));
+}

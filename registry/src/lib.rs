@@ -1,0 +1,17 @@
+//! Serval's model registry: named models, their immutable numbered versions,
+//! and each version's weights, kept in SQLite through sqlx.
+//!
+//! The registry stores the server's documents (training recipe, fitted
+//! encoder, metrics, dataset fingerprint) as opaque JSON and the weights as
+//! bytes with their SHA-256; it knows nothing of how they were made.
+
+mod error;
+mod names;
+mod store;
+
+pub use error::RegistryError;
+pub use names::validate_model_name;
+pub use store::{ModelRecord, NewVersion, Registry, VersionRecord};
+
+/// Result type of every registry call.
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

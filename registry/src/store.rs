@@ -1,0 +1,298 @@
+//! The SQLite-backed [`Registry`]: opening and migrating the database, and
+//! reading and writing models and versions. Each write is one transaction.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+
+use crate::{RegistryError, Result, validate_model_name};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// A version to register. The registry numbers it.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub model: String,
+    /// How the version was trained (label, hyper-parameters, seed…).
+    pub recipe: Value,
+    /// The fitted preprocessing that turns raw records into network input.
+    pub encoder: Value,
+    /// Validation metrics.
+    pub metrics: Value,
+    /// Fingerprint and summary of the training data (never rows).
+    pub dataset: Value,
+    /// safetensors bytes.
+    pub weights: Vec<u8>,
+}
+
+/// A registered version's metadata (weights are read separately).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    pub model: String,
+    pub version: u32,
+    pub created_at: DateTime<Utc>,
+    pub recipe: Value,
+    pub encoder: Value,
+    pub metrics: Value,
+    pub dataset: Value,
+    pub weights_sha256: String,
+    pub weights_bytes: u64,
+}
+
+/// A model and all its versions, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRecord {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub versions: Vec<VersionRecord>,
+}
+
+/// Handle to the registry database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pool: SqlitePool,
+}
+
+const VERSION_COLUMNS: &str = "m.name, v.version, v.created_at_ms, v.recipe, v.encoder, v.metrics, \
+     v.dataset, v.weights_sha256, v.weights_bytes";
+
+impl Registry {
+    /// Opens (creating if needed) the SQLite registry at `location` — a file
+    /// path or a `sqlite:` URL — and applies pending migrations.
+    pub async fn open(location: &str) -> Result<Self> {
+        let open_error = |source| RegistryError::Open {
+            location: location.to_string(),
+            source,
+        };
+        let url = if location.starts_with("sqlite:") {
+            location.to_string()
+        } else {
+            format!("sqlite://{location}")
+        };
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a version reported as registered survives a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Waits for open connections to finish and closes them.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Registers a new version of `new.model` (creating the model on its
+    /// first version) in one transaction, and returns it with its number.
+    pub async fn register_version(&self, new: NewVersion) -> Result<VersionRecord> {
+        validate_model_name(&new.model)?;
+        let now = Utc::now().timestamp_millis();
+        let weights_sha256 = hex::encode(Sha256::digest(&new.weights));
+        let weights_bytes = new.weights.len() as i64;
+
+        // Correctness: the first statement writes, so SQLite takes the write
+        // lock before the version number is read; concurrent registrations
+        // queue on the lock and get distinct, consecutive numbers.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO models (name, created_at_ms) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(&new.model)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let model_id: i64 = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+            .bind(&new.model)
+            .fetch_one(&mut *tx)
+            .await?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?")
+                .bind(model_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO model_versions (model_id, version, created_at_ms, recipe, encoder, metrics, \
+             dataset, weights_sha256, weights_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(model_id)
+        .bind(version)
+        .bind(now)
+        .bind(new.recipe.to_string())
+        .bind(new.encoder.to_string())
+        .bind(new.metrics.to_string())
+        .bind(new.dataset.to_string())
+        .bind(&weights_sha256)
+        .bind(weights_bytes)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO version_weights (model_id, version, safetensors) VALUES (?, ?, ?)")
+            .bind(model_id)
+            .bind(version)
+            .bind(&new.weights)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+
+        Ok(VersionRecord {
+            model: new.model,
+            version: version as u32,
+            created_at: timestamp(now),
+            recipe: new.recipe,
+            encoder: new.encoder,
+            metrics: new.metrics,
+            dataset: new.dataset,
+            weights_sha256,
+            weights_bytes: weights_bytes as u64,
+        })
+    }
+
+    /// Every model (or only `only`, when given) with its versions.
+    pub async fn list_models(&self, only: Option<&str>) -> Result<Vec<ModelRecord>> {
+        let models = sqlx::query(
+            "SELECT name, created_at_ms FROM models WHERE (?1 IS NULL OR name = ?1) ORDER BY name",
+        )
+        .bind(only)
+        .fetch_all(&self.pool)
+        .await?;
+        if let Some(name) = only
+            && models.is_empty()
+        {
+            return Err(RegistryError::ModelNotFound(name.to_string()));
+        }
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions v JOIN models m ON m.id = v.model_id \
+             WHERE (?1 IS NULL OR m.name = ?1) ORDER BY m.name, v.version"
+        );
+        let versions = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(only)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(version_from_row)
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut records: Vec<ModelRecord> = models
+            .iter()
+            .map(|row| ModelRecord {
+                name: row.get("name"),
+                created_at: timestamp(row.get("created_at_ms")),
+                versions: Vec::new(),
+            })
+            .collect();
+        for version in versions {
+            if let Some(model) = records.iter_mut().find(|m| m.name == version.model) {
+                model.versions.push(version);
+            }
+        }
+        Ok(records)
+    }
+
+    /// The metadata of `version` of `model`, or of its latest version.
+    pub async fn version(&self, model: &str, version: Option<u32>) -> Result<VersionRecord> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions v JOIN models m ON m.id = v.model_id \
+             WHERE m.name = ?1 AND (?2 IS NULL OR v.version = ?2) ORDER BY v.version DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(model)
+            .bind(version.map(i64::from))
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => version_from_row(&row),
+            None => Err(self.missing(model, version).await),
+        }
+    }
+
+    /// The safetensors bytes of a version, verified against their SHA-256.
+    pub async fn weights(&self, model: &str, version: u32) -> Result<Vec<u8>> {
+        let row = sqlx::query(
+            "SELECT w.safetensors, v.weights_sha256 FROM version_weights w \
+             JOIN model_versions v ON v.model_id = w.model_id AND v.version = w.version \
+             JOIN models m ON m.id = v.model_id WHERE m.name = ? AND v.version = ?",
+        )
+        .bind(model)
+        .bind(i64::from(version))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Err(self.missing(model, Some(version)).await);
+        };
+        let weights: Vec<u8> = row.get("safetensors");
+        let expected: String = row.get("weights_sha256");
+        let actual = hex::encode(Sha256::digest(&weights));
+        if actual != expected {
+            return Err(RegistryError::CorruptWeights {
+                model: model.to_string(),
+                version,
+                expected,
+                actual,
+            });
+        }
+        Ok(weights)
+    }
+
+    /// Names what is missing: the model, or only the version.
+    async fn missing(&self, model: &str, version: Option<u32>) -> RegistryError {
+        let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM models WHERE name = ?")
+            .bind(model)
+            .fetch_one(&self.pool)
+            .await;
+        match (exists, version) {
+            (Ok(n), Some(version)) if n > 0 => RegistryError::VersionNotFound {
+                model: model.to_string(),
+                version,
+            },
+            (Err(e), _) => e.into(),
+            _ => RegistryError::ModelNotFound(model.to_string()),
+        }
+    }
+
+    /// The underlying pool, for tests that inspect or damage the database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn timestamp(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn version_from_row(row: &SqliteRow) -> Result<VersionRecord> {
+    let model: String = row.get("name");
+    let version = row.get::<i64, _>("version") as u32;
+    let document = |field: &'static str| -> Result<Value> {
+        let text: String = row.get(field);
+        serde_json::from_str(&text).map_err(|source| RegistryError::CorruptDocument {
+            model: model.clone(),
+            version,
+            field,
+            source,
+        })
+    };
+    Ok(VersionRecord {
+        recipe: document("recipe")?,
+        encoder: document("encoder")?,
+        metrics: document("metrics")?,
+        dataset: document("dataset")?,
+        created_at: timestamp(row.get("created_at_ms")),
+        weights_sha256: row.get("weights_sha256"),
+        weights_bytes: row.get::<i64, _>("weights_bytes") as u64,
+        model,
+        version,
+    })
+}

@@ -1,0 +1,141 @@
+//! The registry against a real SQLite file in a temporary directory.
+
+use serde_json::json;
+use serval_registry::{NewVersion, Registry, RegistryError};
+
+fn new_version(model: &str, weights: &[u8]) -> NewVersion {
+    NewVersion {
+        model: model.to_string(),
+        recipe: json!({"label_column": "y"}),
+        encoder: json!({"columns": []}),
+        metrics: json!({"auc": 0.9}),
+        dataset: json!({"rows": 10}),
+        weights: weights.to_vec(),
+    }
+}
+
+async fn open_temp() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path().join("serval.db").to_str().unwrap())
+        .await
+        .unwrap();
+    (dir, registry)
+}
+
+#[tokio::test]
+async fn versions_are_numbered_per_model_and_survive_reopening() {
+    let (dir, registry) = open_temp().await;
+    let v1 = registry.register_version(new_version("a", b"one")).await.unwrap();
+    let v2 = registry.register_version(new_version("a", b"two")).await.unwrap();
+    let b1 = registry.register_version(new_version("b", b"bee")).await.unwrap();
+    assert_eq!((v1.version, v2.version, b1.version), (1, 2, 1));
+    registry.close().await;
+
+    let reopened = Registry::open(dir.path().join("serval.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let models = reopened.list_models(None).await.unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0].name, "a");
+    assert_eq!(models[0].versions, vec![v1.clone(), v2.clone()]);
+    assert_eq!(reopened.version("a", None).await.unwrap(), v2);
+    assert_eq!(reopened.version("a", Some(1)).await.unwrap(), v1);
+    assert_eq!(reopened.weights("a", 1).await.unwrap(), b"one");
+    assert_eq!(
+        reopened.list_models(Some("b")).await.unwrap()[0].versions,
+        vec![b1]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_registrations_get_distinct_numbers() {
+    let (_dir, registry) = open_temp().await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                registry
+                    .register_version(new_version("busy", &[i]))
+                    .await
+                    .unwrap()
+                    .version
+            })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for task in tasks {
+        numbers.push(task.await.unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=8).collect::<Vec<u32>>());
+}
+
+#[tokio::test]
+async fn missing_models_and_versions_are_named() {
+    let (_dir, registry) = open_temp().await;
+    registry.register_version(new_version("a", b"w")).await.unwrap();
+    assert!(matches!(
+        registry.version("nope", None).await,
+        Err(RegistryError::ModelNotFound(name)) if name == "nope"
+    ));
+    assert!(matches!(
+        registry.version("a", Some(7)).await,
+        Err(RegistryError::VersionNotFound { version: 7, .. })
+    ));
+    assert!(matches!(
+        registry.weights("a", 2).await,
+        Err(RegistryError::VersionNotFound { version: 2, .. })
+    ));
+    assert!(matches!(
+        registry.list_models(Some("nope")).await,
+        Err(RegistryError::ModelNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn invalid_names_store_nothing() {
+    let (_dir, registry) = open_temp().await;
+    let err = registry
+        .register_version(new_version("../evil", b"w"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::InvalidModelName { .. }));
+    assert!(registry.list_models(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn corrupt_weights_are_detected_on_load() {
+    let (_dir, registry) = open_temp().await;
+    registry
+        .register_version(new_version("a", b"weights"))
+        .await
+        .unwrap();
+    // Bypass the immutability trigger as a disk fault would.
+    sqlx::query("DROP TRIGGER version_weights_immutable")
+        .execute(registry.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE version_weights SET safetensors = X'00' || substr(safetensors, 2)")
+        .execute(registry.pool())
+        .await
+        .unwrap();
+    let err = registry.weights("a", 1).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::CorruptWeights { version: 1, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn versions_cannot_be_rewritten() {
+    let (_dir, registry) = open_temp().await;
+    registry
+        .register_version(new_version("a", b"weights"))
+        .await
+        .unwrap();
+    let err = sqlx::query("UPDATE model_versions SET metrics = '{}'")
+        .execute(registry.pool())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+}

@@ -1,0 +1,156 @@
+//! The documents the server stores with each version, and their protocol
+//! form: what goes into the registry and what ListModels shows.
+
+use serde::{Deserialize, Serialize};
+use serval_proto::v1 as pb;
+use serval_registry::{ModelRecord, NewVersion, VersionRecord};
+
+use crate::dataset::ColumnKind;
+use crate::encoder::{EncoderState, Transform};
+use crate::error::ServalError;
+use crate::metrics::Evaluation;
+use crate::training::{DatasetSummary, EpochReport, Recipe, TrainedVersion};
+
+/// The `metrics` document: validation quality and the per-epoch history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMetrics {
+    pub validation: Evaluation,
+    pub history: Vec<EpochReport>,
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ServalError> {
+    serde_json::to_value(value).map_err(|e| ServalError::Internal(format!("cannot encode document: {e}")))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(
+    record: &VersionRecord,
+    field: &str,
+    value: &serde_json::Value,
+) -> Result<T, ServalError> {
+    T::deserialize(value).map_err(|e| {
+        ServalError::FailedPrecondition(format!(
+            "model {:?} version {}: stored {field} is unreadable: {e}",
+            record.model, record.version
+        ))
+    })
+}
+
+/// The registry write for a freshly trained version of `model`.
+pub fn new_version(model: &str, trained: &TrainedVersion) -> Result<NewVersion, ServalError> {
+    Ok(NewVersion {
+        model: model.to_string(),
+        recipe: to_json(&trained.recipe)?,
+        encoder: to_json(&trained.encoder)?,
+        metrics: to_json(&StoredMetrics {
+            validation: trained.evaluation,
+            history: trained.history.clone(),
+        })?,
+        dataset: to_json(&trained.dataset)?,
+        weights: trained.weights.clone(),
+    })
+}
+
+/// A stored version's typed documents.
+pub struct VersionDocuments {
+    pub recipe: Recipe,
+    pub encoder: EncoderState,
+    pub metrics: StoredMetrics,
+    pub dataset: DatasetSummary,
+}
+
+impl VersionDocuments {
+    pub fn read(record: &VersionRecord) -> Result<Self, ServalError> {
+        Ok(VersionDocuments {
+            recipe: from_json(record, "recipe", &record.recipe)?,
+            encoder: from_json(record, "encoder", &record.encoder)?,
+            metrics: from_json(record, "metrics", &record.metrics)?,
+            dataset: from_json(record, "dataset", &record.dataset)?,
+        })
+    }
+}
+
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn column_type(kind: ColumnKind) -> pb::ColumnType {
+    match kind {
+        ColumnKind::Numeric => pb::ColumnType::Numeric,
+        ColumnKind::Categorical => pb::ColumnType::Categorical,
+        ColumnKind::Boolean => pb::ColumnType::Boolean,
+    }
+}
+
+/// The protocol view of a stored version.
+pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, ServalError> {
+    let docs = VersionDocuments::read(record)?;
+    let columns: Vec<pb::FeatureColumn> = docs
+        .encoder
+        .columns
+        .iter()
+        .map(|c| pb::FeatureColumn {
+            name: c.name.clone(),
+            column_type: column_type(c.transform.kind()) as i32,
+            width: c.transform.width() as u32,
+            categories: match &c.transform {
+                Transform::Categorical { categories } => categories.clone(),
+                Transform::Boolean {
+                    true_token,
+                    false_token,
+                    ..
+                } => vec![true_token.clone(), false_token.clone()],
+                Transform::Numeric { .. } => Vec::new(),
+            },
+        })
+        .collect();
+    let v = docs.metrics.validation;
+    Ok(pb::ModelVersion {
+        model: record.model.clone(),
+        version: record.version,
+        created_at: Some(timestamp(record.created_at)),
+        metrics: Some(pb::Metrics {
+            auc: v.auc,
+            accuracy: v.accuracy,
+            precision: v.precision,
+            recall: v.recall,
+            f1: v.f1,
+            log_loss: v.log_loss,
+            threshold: v.threshold,
+        }),
+        dataset: Some(dataset_to_proto(&docs.dataset)),
+        hyper_parameters: Some(docs.recipe.hyper_parameters()),
+        seed: docs.recipe.seed,
+        label_column: docs.recipe.label_column.clone(),
+        positive_label: docs.recipe.positive_label.clone(),
+        input_width: columns.iter().map(|c| c.width).sum(),
+        columns,
+        weights_sha256: record.weights_sha256.clone(),
+    })
+}
+
+pub fn dataset_to_proto(d: &DatasetSummary) -> pb::DatasetSummary {
+    pb::DatasetSummary {
+        sha256: d.sha256.clone(),
+        rows: d.rows,
+        columns: d.columns,
+        skipped_rows: d.skipped_rows,
+        train_rows: d.train_rows,
+        validation_rows: d.validation_rows,
+        positive_rate: d.positive_rate,
+    }
+}
+
+pub fn model_to_proto(record: &ModelRecord) -> Result<pb::Model, ServalError> {
+    Ok(pb::Model {
+        name: record.name.clone(),
+        created_at: Some(timestamp(record.created_at)),
+        versions: record
+            .versions
+            .iter()
+            .map(version_to_proto)
+            .collect::<Result<_, _>>()?,
+    })
+}

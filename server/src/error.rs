@@ -1,0 +1,76 @@
+//! The server's one error type and its mapping to gRPC status codes.
+
+use serval_registry::RegistryError;
+use tonic::{Code, Status};
+
+/// Every failure a call can end in, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServalError {
+    /// Bad input; the message names the field, line or column.
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Overload: a queue or limit is full; retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Cancelled(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// A bug or a broken dependency; details go to the log.
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<candle_core::Error> for ServalError {
+    fn from(error: candle_core::Error) -> Self {
+        ServalError::Internal(format!("tensor computation failed: {error}"))
+    }
+}
+
+impl From<ServalError> for Status {
+    fn from(error: ServalError) -> Self {
+        let (code, message) = match error {
+            ServalError::InvalidArgument(m) => (Code::InvalidArgument, m),
+            ServalError::NotFound(m) => (Code::NotFound, m),
+            ServalError::FailedPrecondition(m) => (Code::FailedPrecondition, m),
+            ServalError::ResourceExhausted(m) => (Code::ResourceExhausted, m),
+            ServalError::Unavailable(m) => (Code::Unavailable, m),
+            ServalError::Cancelled(m) => (Code::Cancelled, m),
+            ServalError::DeadlineExceeded(m) => (Code::DeadlineExceeded, m),
+            ServalError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                (Code::Internal, m)
+            }
+            ServalError::Registry(error) => registry_status(error),
+        };
+        Status::new(code, message)
+    }
+}
+
+fn registry_status(error: RegistryError) -> (Code, String) {
+    match error {
+        RegistryError::InvalidModelName { .. } => (Code::InvalidArgument, error.to_string()),
+        RegistryError::ModelNotFound(_) | RegistryError::VersionNotFound { .. } => {
+            (Code::NotFound, error.to_string())
+        }
+        RegistryError::CorruptWeights { .. } | RegistryError::CorruptDocument { .. } => {
+            tracing::error!(error = %error, "registry data failed verification");
+            (Code::FailedPrecondition, error.to_string())
+        }
+        RegistryError::Open { .. } | RegistryError::Migration(_) | RegistryError::Database(_) => {
+            tracing::error!(error = %error, "registry database error");
+            (
+                Code::Internal,
+                "registry database error (see server log)".to_string(),
+            )
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Serval's server: trains behaviour models (candle MLPs) from CSV uploads,
+//! registers every version in the registry, and serves predictions over
+//! gRPC.
+//!
+//! Data flows `dataset` → `encoder` → `training` (→ `mlp`, `metrics`) →
+//! registry on Train, and `service` → `serving` → `mlp` on Predict.
+
+pub mod catalog;
+pub mod config;
+pub mod dataset;
+pub mod encoder;
+pub mod error;
+pub mod metrics;
+pub mod mlp;
+pub mod server;
+pub mod service;
+pub mod serving;
+pub mod training;
+
+pub use config::ServerConfig;
+pub use error::ServalError;
+pub use server::Server;

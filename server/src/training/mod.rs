@@ -1,0 +1,12 @@
+//! Training: from a spec and CSV bytes to a version ready to register.
+//!
+//! `recipe` resolves and checks the spec, `pipeline` prepares the data and
+//! packages the result, `trainer` runs the optimisation loop.
+
+mod pipeline;
+mod recipe;
+mod trainer;
+
+pub use pipeline::{DatasetSummary, PreparedTraining, TrainedVersion, prepare, train};
+pub use recipe::{Recipe, TrainingLimits};
+pub use trainer::EpochReport;

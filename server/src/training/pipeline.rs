@@ -1,0 +1,125 @@
+//! From CSV bytes to a trained version: ingest, split, fit the encoder,
+//! encode, run the loop, evaluate, and package the registry documents.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+
+use super::recipe::{Recipe, TrainingLimits};
+use super::trainer::{EncodedData, EpochReport, LoopSettings, run_loop};
+use crate::dataset::{IngestOptions, ingest_csv, stratified_split};
+use crate::encoder::{Encoder, EncoderState};
+use crate::error::ServalError;
+use crate::metrics::{Evaluation, evaluate};
+use crate::mlp::Mlp;
+
+/// Fingerprint and shape of the training data, stored with the version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub sha256: String,
+    pub rows: u64,
+    pub columns: u32,
+    pub skipped_rows: u64,
+    pub train_rows: u64,
+    pub validation_rows: u64,
+    pub positive_rate: f64,
+}
+
+/// Data parsed, split and encoded: everything the loop needs.
+pub struct PreparedTraining {
+    pub recipe: Recipe,
+    pub encoder: Encoder,
+    pub dataset: DatasetSummary,
+    data: EncodedData,
+}
+
+/// A trained version, ready to register.
+pub struct TrainedVersion {
+    pub recipe: Recipe,
+    pub encoder: EncoderState,
+    pub dataset: DatasetSummary,
+    pub evaluation: Evaluation,
+    pub history: Vec<EpochReport>,
+    pub network: Mlp,
+    pub weights: Vec<u8>,
+}
+
+/// Parses and encodes `csv` for `recipe`. Errors are INVALID_ARGUMENT and
+/// name the line, column or setting at fault.
+pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<PreparedTraining, ServalError> {
+    let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
+    let table = ingest_csv(
+        csv,
+        &IngestOptions {
+            delimiter: recipe.delimiter as u8,
+            label_column: &recipe.label_column,
+            positive_label: &recipe.positive_label,
+            drop_columns: &recipe.drop_columns,
+            column_types: &column_types,
+            max_rows: limits.max_rows,
+        },
+    )?;
+    let split = stratified_split(&table.labels, recipe.validation_fraction, recipe.seed)?;
+    let encoder = Encoder::new(EncoderState::fit(&table, &split.train));
+    let labels_of = |rows: &[usize]| rows.iter().map(|&i| table.labels[i]).collect::<Vec<f32>>();
+    let data = EncodedData {
+        width: encoder.width(),
+        x_train: encoder.encode_table(&table, &split.train),
+        y_train: labels_of(&split.train),
+        x_validation: encoder.encode_table(&table, &split.validation),
+        y_validation: labels_of(&split.validation),
+    };
+    let positives = table.labels.iter().filter(|&&l| l == 1.0).count();
+    let dataset = DatasetSummary {
+        sha256: table.sha256.clone(),
+        rows: table.rows_read as u64,
+        columns: table.header_columns as u32,
+        skipped_rows: table.skipped_rows as u64,
+        train_rows: split.train.len() as u64,
+        validation_rows: split.validation.len() as u64,
+        positive_rate: positives as f64 / table.labels.len() as f64,
+    };
+    Ok(PreparedTraining {
+        recipe,
+        encoder,
+        dataset,
+        data,
+    })
+}
+
+/// Trains the network on prepared data and evaluates it on the
+/// validation split.
+pub fn train(
+    prepared: PreparedTraining,
+    cancel: &AtomicBool,
+    on_epoch: impl FnMut(&EpochReport),
+) -> Result<TrainedVersion, ServalError> {
+    let recipe = prepared.recipe;
+    let settings = LoopSettings {
+        hidden_layers: recipe.hidden_layers.clone(),
+        learning_rate: recipe.learning_rate,
+        batch_size: recipe.batch_size,
+        epochs: recipe.epochs,
+        seed: recipe.seed,
+    };
+    let outcome = run_loop(&prepared.data, &settings, cancel, on_epoch)?;
+    let evaluation = evaluate(&outcome.validation_scores, &prepared.data.y_validation, 0.5);
+    let weights = outcome.network.to_safetensors()?;
+    Ok(TrainedVersion {
+        recipe,
+        encoder: prepared.encoder.state().clone(),
+        dataset: prepared.dataset,
+        evaluation,
+        history: outcome.history,
+        network: outcome.network,
+        weights,
+    })
+}
+
+impl PreparedTraining {
+    /// Width of an encoded row.
+    pub fn input_width(&self) -> usize {
+        self.data.width
+    }
+}

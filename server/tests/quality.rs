@@ -1,0 +1,169 @@
+//! Training on the shared real datasets through the real server: quality
+//! floors, and Predict (records and dense rows) agreeing with the model
+//! evaluated in-process, before and after a restart.
+
+mod common;
+
+use common::*;
+use serval_client::proto as pb;
+use serval_registry::Registry;
+use serval_server::catalog::VersionDocuments;
+use serval_server::dataset::{IngestOptions, ingest_csv};
+use serval_server::encoder::Encoder;
+use serval_server::mlp::Mlp;
+
+/// Scores every row of `csv` in-process with the stored version: the
+/// training-time encoding path (`encode_table`) and the stored network.
+async fn in_process_scores(database: &std::path::Path, model: &str, version: u32, csv: &[u8]) -> Vec<f32> {
+    let registry = Registry::open(database.to_str().unwrap()).await.unwrap();
+    let record = registry.version(model, Some(version)).await.unwrap();
+    let docs = VersionDocuments::read(&record).unwrap();
+    let network = Mlp::from_safetensors(&registry.weights(model, version).await.unwrap()).unwrap();
+    registry.close().await;
+    let column_types = docs.recipe.column_types.clone().into_iter().collect();
+    let table = ingest_csv(
+        csv,
+        &IngestOptions {
+            delimiter: docs.recipe.delimiter as u8,
+            label_column: &docs.recipe.label_column,
+            positive_label: &docs.recipe.positive_label,
+            drop_columns: &docs.recipe.drop_columns,
+            column_types: &column_types,
+            max_rows: usize::MAX,
+        },
+    )
+    .unwrap();
+    let encoder = Encoder::new(docs.encoder);
+    let rows: Vec<usize> = (0..table.labels.len()).collect();
+    network.predict(&encoder.encode_table(&table, &rows)).unwrap()
+}
+
+fn csv_records(csv: &[u8]) -> Vec<pb::Record> {
+    serval_client::records::records_from_csv(csv, b',').unwrap()
+}
+
+async fn predict_in_chunks(
+    client: &mut serval_client::ServalClient,
+    model: &str,
+    records: &[pb::Record],
+) -> Vec<f32> {
+    let mut scores = Vec::new();
+    for chunk in records.chunks(5000) {
+        let response = client
+            .predict(pb::PredictRequest {
+                model: model.into(),
+                records: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(response.version, 1);
+        scores.extend(response.scores);
+    }
+    scores
+}
+
+fn assert_close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= 1e-5, "{what}: row {i}: {x} vs {y}");
+    }
+}
+
+async fn train_and_check(
+    test: &mut TestServer,
+    file: &str,
+    spec: pb::TrainSpec,
+    auc_floor: f64,
+) -> (Vec<pb::Record>, Vec<f32>) {
+    let csv = dataset(file);
+    let model = spec.model.clone();
+    let version = test.client.train(spec, csv.clone()).await.unwrap();
+    let metrics = version.metrics.unwrap();
+    println!("{file}: {metrics:?}");
+    assert_eq!(version.version, 1);
+    assert!(
+        metrics.auc >= auc_floor,
+        "{file}: AUC {} below {auc_floor}",
+        metrics.auc
+    );
+    for value in [metrics.accuracy, metrics.precision, metrics.recall, metrics.f1] {
+        assert!((0.0..=1.0).contains(&value), "{metrics:?}");
+    }
+    assert!(metrics.log_loss > 0.0 && metrics.log_loss < 0.6, "{metrics:?}");
+    let dataset = version.dataset.clone().unwrap();
+    assert_eq!(
+        dataset.train_rows + dataset.validation_rows,
+        dataset.rows - dataset.skipped_rows
+    );
+
+    // Records as the CLI sends them (CSV text, label included) agree with
+    // the in-process evaluation of the stored version.
+    let records = csv_records(&csv);
+    let served = predict_in_chunks(&mut test.client, &model, &records).await;
+    let expected = in_process_scores(&test.database_path(), &model, 1, &csv).await;
+    assert_close(&served, &expected, "records vs in-process");
+    (records, served)
+}
+
+#[tokio::test]
+async fn online_shoppers_meets_the_floor_and_predicts_identically_after_restart() {
+    let mut test = TestServer::start().await;
+    let (records, served) =
+        train_and_check(&mut test, SHOPPERS, spec("shoppers", "Revenue", "TRUE"), 0.90).await;
+
+    // Dense rows: the in-process encoding of the first rows, sent as is.
+    let registry = Registry::open(test.database_path().to_str().unwrap())
+        .await
+        .unwrap();
+    let docs = VersionDocuments::read(&registry.version("shoppers", Some(1)).await.unwrap()).unwrap();
+    registry.close().await;
+    let encoder = Encoder::new(docs.encoder);
+    let mut dense = Vec::new();
+    for record in &records[..300] {
+        encoder.encode_record(&record.fields, &mut dense).unwrap();
+    }
+    let dense_rows: Vec<pb::DenseRow> = dense
+        .chunks(encoder.width())
+        .map(|values| pb::DenseRow {
+            values: values.to_vec(),
+        })
+        .collect();
+    let by_dense = test
+        .client
+        .predict(pb::PredictRequest {
+            model: "shoppers".into(),
+            version: Some(1),
+            dense_rows,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_close(&by_dense.scores, &served[..300], "dense vs records");
+
+    let models = test.client.list_models(None).await.unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].versions.len(), 1);
+    assert_eq!(models[0].versions[0].dataset.as_ref().unwrap().rows, 12_330);
+
+    let mut test = test.restart().await;
+    let after = predict_in_chunks(&mut test.client, "shoppers", &records).await;
+    assert_eq!(after, served, "scores changed across a restart");
+    assert_eq!(test.client.list_models(None).await.unwrap(), models);
+}
+
+#[tokio::test]
+async fn telco_churn_meets_the_floor() {
+    let mut test = TestServer::start().await;
+    let spec = pb::TrainSpec {
+        drop_columns: vec!["customerID".into()],
+        ..spec("churn", "Churn", "Yes")
+    };
+    train_and_check(&mut test, TELCO, spec, 0.83).await;
+}
+
+#[tokio::test]
+async fn coupon_acceptance_meets_the_floor() {
+    let mut test = TestServer::start().await;
+    train_and_check(&mut test, COUPON, spec("coupon", "Y", "1"), 0.80).await;
+}
