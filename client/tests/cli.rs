@@ -211,3 +211,66 @@ async fn errors_are_reported_with_their_code_and_a_failing_exit() {
         .await;
     assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such.csv"));
 }
+
+#[tokio::test]
+async fn bench_reports_throughput_latency_and_errors() {
+    let fx = Fixture::start().await;
+    let csv = "x,colour,y\n".to_string()
+        + &(0..60)
+            .map(|i| format!("{},{},{}\n", i, ["a", "b"][i % 2], i % 2))
+            .collect::<String>();
+    let data = fx.write("small.csv", &csv);
+    fx.ok(&[
+        "train",
+        "--model",
+        "m",
+        "--data",
+        &data,
+        "--label",
+        "y",
+        "--positive",
+        "1",
+        "--epochs",
+        "2",
+    ])
+    .await;
+
+    fn run<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "bench",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--json",
+            "--concurrency",
+            "8",
+        ];
+        args.extend_from_slice(extra);
+        args
+    }
+    let dense = last_json_line(&fx.ok(&run(&["--model", "m", "--rows-per-request", "3"])).await);
+    assert!(dense["requests"].as_u64().unwrap() > 0, "{dense}");
+    assert!(dense["rps"].as_f64().unwrap() > 0.0);
+    assert!(
+        (dense["rows_per_s"].as_f64().unwrap() - 3.0 * dense["rps"].as_f64().unwrap()).abs() < 1e-6,
+        "{dense}"
+    );
+    assert!(dense["p50_ms"].as_f64().unwrap() <= dense["p99_ms"].as_f64().unwrap());
+    assert_eq!(dense["errors"], serde_json::json!({}));
+
+    let records = last_json_line(&fx.ok(&run(&["--model", "m", "--data", &data])).await);
+    assert_eq!(records["errors"], serde_json::json!({}), "{records}");
+
+    let health = last_json_line(&fx.ok(&run(&["--rpc", "health"])).await);
+    assert_eq!(health["rpc"], "health");
+    assert!(health["requests"].as_u64().unwrap() > 0);
+
+    // Calls that fail are counted by status code.
+    let missing = last_json_line(
+        &fx.ok(&run(&["--model", "m", "--version", "7", "--data", &data]))
+            .await,
+    );
+    assert!(missing["errors"]["NOT_FOUND"].as_u64().unwrap() > 0, "{missing}");
+    assert_eq!(missing["rps"], missing["requests"].as_f64().unwrap() / 0.5);
+}

@@ -1,9 +1,11 @@
 //! Server settings: every flag has an environment variable and a default.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::batching::BatchConfig;
 use crate::service::ServiceLimits;
 use crate::training::TrainingLimits;
 
@@ -21,9 +23,33 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_DATABASE", default_value = "serval.db")]
     pub database: String,
 
+    /// Address for Prometheus metrics over HTTP (`GET /metrics`); off
+    /// when not set.
+    #[arg(long, env = "SERVAL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Rows one Predict call may carry.
-    #[arg(long, env = "SERVAL_MAX_PREDICT_ROWS", default_value_t = 10_000)]
+    #[arg(long, env = "SERVAL_MAX_PREDICT_ROWS", default_value_t = 4096)]
     pub max_predict_rows: usize,
+
+    /// Rows in one batched forward pass at most; 1 turns batching off.
+    #[arg(long, env = "SERVAL_MAX_BATCH_ROWS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch_rows: u32,
+
+    /// Longest a row waits for company while a compute thread is free (e.g.
+    /// `500us`, `2ms`, `0`). A row never waits when the compute thread is
+    /// idle.
+    #[arg(long, env = "SERVAL_MAX_BATCH_DELAY", default_value = "500us", value_parser = humantime::parse_duration)]
+    pub max_batch_delay: Duration,
+
+    /// Rows waiting for a forward pass, per model version, at most; beyond
+    /// it Predict fails fast with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "SERVAL_MAX_QUEUED_ROWS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_rows: u32,
+
+    /// Threads that run forward passes (each product on one thread).
+    #[arg(long, env = "SERVAL_COMPUTE_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub compute_threads: u32,
 
     /// Largest decoded request message, in bytes (Train uploads are chunked
     /// and never need more than the default).
@@ -64,6 +90,15 @@ impl ServerConfig {
         config.listen = "127.0.0.1:0".parse().expect("valid address");
         config.database = database.into();
         config
+    }
+
+    pub fn batch_config(&self) -> BatchConfig {
+        BatchConfig {
+            max_batch_rows: self.max_batch_rows as usize,
+            max_batch_delay: self.max_batch_delay,
+            max_queued_rows: self.max_queued_rows as usize,
+            max_in_flight: self.compute_threads as usize,
+        }
     }
 
     pub fn service_limits(&self) -> ServiceLimits {

@@ -3,18 +3,23 @@
 //! gRPC.
 //!
 //! Data flows `dataset` → `encoder` → `training` (→ `mlp`, `metrics`) →
-//! registry on Train, and `service` → `serving` → `mlp` on Predict.
+//! registry on Train, and `service` → `serving` → `batching` → `mlp` on
+//! Predict.
 
+pub mod batching;
 pub mod catalog;
 pub mod config;
 pub mod dataset;
+pub mod deadline;
 pub mod encoder;
 pub mod error;
 pub mod metrics;
+pub mod metrics_http;
 pub mod mlp;
 pub mod server;
 pub mod service;
 pub mod serving;
+pub mod telemetry;
 pub mod training;
 
 pub use config::ServerConfig;

@@ -7,17 +7,23 @@ use std::sync::Arc;
 use serval_proto::v1::model_service_server::ModelServiceServer;
 use serval_registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
+use crate::batching::ComputePool;
 use crate::config::ServerConfig;
 use crate::error::ServalError;
 use crate::service::{ModelServiceImpl, ServiceState};
+use crate::serving::BatchingSettings;
+use crate::telemetry::ServerMetrics;
 
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    stop_metrics: watch::Sender<bool>,
+    metrics: ServerMetrics,
     state: Arc<ServiceState>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -28,6 +34,10 @@ pub struct Server {
 pub enum StartError {
     #[error(transparent)]
     Registry(#[from] serval_registry::RegistryError),
+    #[error("cannot start compute threads: {0}")]
+    Threads(std::io::Error),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -50,7 +60,13 @@ impl Server {
             address: config.listen,
             source,
         })?;
-        let state = Arc::new(ServiceState::new(registry, config.service_limits()));
+        let metrics = ServerMetrics::new()?;
+        let batching = BatchingSettings {
+            config: config.batch_config(),
+            pool: ComputePool::new(config.compute_threads as usize).map_err(StartError::Threads)?,
+            metrics: metrics.batching.clone(),
+        };
+        let state = Arc::new(ServiceState::new(registry, config.service_limits(), batching));
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -60,18 +76,40 @@ impl Server {
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
 
+        // Small gRPC frames must leave at once: without TCP_NODELAY, Nagle's
+        // algorithm and delayed ACKs add ~40 ms to larger answers.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (stop_metrics, metrics_stopped) = watch::channel(false);
+        let metrics_addr = match config.metrics_listen {
+            Some(address) => {
+                let listener = crate::metrics_http::bind(address)
+                    .await
+                    .map_err(|source| StartError::Bind { address, source })?;
+                let bound = listener.local_addr().ok();
+                tokio::spawn(crate::metrics_http::serve_metrics(
+                    listener,
+                    metrics.clone(),
+                    metrics_stopped,
+                ));
+                bound
+            }
+            None => None,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(model_service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 }),
         );
         tracing::info!(address = %local_addr, database = %config.database, "serving");
         Ok(Server {
             local_addr,
+            metrics_addr,
+            stop_metrics,
+            metrics,
             state,
             stop: Some(stop),
             task,
@@ -88,6 +126,15 @@ impl Server {
         format!("http://{}", self.local_addr)
     }
 
+    /// Where `/metrics` is served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    pub fn metrics(&self) -> &ServerMetrics {
+        &self.metrics
+    }
+
     pub fn state(&self) -> &Arc<ServiceState> {
         &self.state
     }
@@ -98,6 +145,7 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = self.stop_metrics.send(true);
         let served = (&mut self.task)
             .await
             .map_err(|e| ServalError::Internal(format!("server task failed: {e}")))?;

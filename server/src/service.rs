@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog::{dataset_to_proto, model_to_proto, new_version, version_to_proto};
 use crate::error::ServalError;
-use crate::serving::ModelStore;
+use crate::serving::{BatchingSettings, ModelStore};
 use crate::training::{self, EpochReport, Recipe, TrainingLimits};
 
 /// Limits on what one call may ask for.
@@ -33,7 +33,7 @@ impl Default for ServiceLimits {
     fn default() -> Self {
         ServiceLimits {
             training: TrainingLimits::default(),
-            max_predict_rows: 10_000,
+            max_predict_rows: 4096,
             max_training_jobs: 2,
         }
     }
@@ -48,9 +48,9 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    pub fn new(registry: Registry, limits: ServiceLimits) -> Self {
+    pub fn new(registry: Registry, limits: ServiceLimits, batching: BatchingSettings) -> Self {
         ServiceState {
-            models: ModelStore::new(registry.clone()),
+            models: ModelStore::new(registry.clone(), batching),
             registry,
             training_slots: Arc::new(Semaphore::new(limits.max_training_jobs)),
             limits,
@@ -197,6 +197,7 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::PredictRequest>,
     ) -> Result<Response<pb::PredictResponse>, Status> {
+        let deadline = crate::deadline::from_metadata(request.metadata());
         let request = request.into_inner();
         if request.model.is_empty() {
             return Err(invalid("model: must name a model"));
@@ -214,22 +215,10 @@ impl ModelService for ModelServiceImpl {
             )));
         }
         let loaded = self.state.models.resolve(&request.model, request.version).await?;
-        let encoder = &loaded.encoder;
-        let mut input = Vec::with_capacity(rows * encoder.width());
-        for (i, record) in request.records.iter().enumerate() {
-            encoder
-                .encode_record(&record.fields, &mut input)
-                .map_err(|e| invalid(format!("records[{i}]: {e}")))?;
-        }
-        for (i, row) in request.dense_rows.iter().enumerate() {
-            encoder
-                .check_dense(&row.values)
-                .map_err(|e| invalid(format!("dense_rows[{i}]: {e}")))?;
-            input.extend_from_slice(&row.values);
-        }
-        let scores = loaded.score(input).await?;
+        let input = encode_rows(&loaded.encoder, request.records, request.dense_rows)?;
+        let scores = loaded.score(input, deadline).await?;
         Ok(Response::new(pb::PredictResponse {
-            model: loaded.model.clone(),
+            model: request.model,
             version: loaded.version,
             scores,
         }))
@@ -249,6 +238,35 @@ impl ModelService for ModelServiceImpl {
         let models = records.iter().map(model_to_proto).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListModelsResponse { models }))
     }
+}
+
+/// The request's rows as one row-major input, checked: records through the
+/// version's encoder, dense rows for width and finiteness. Errors name the
+/// row and column.
+fn encode_rows(
+    encoder: &crate::encoder::Encoder,
+    records: Vec<pb::Record>,
+    dense_rows: Vec<pb::DenseRow>,
+) -> Result<Vec<f32>, Status> {
+    let width = encoder.width();
+    let mut input = Vec::with_capacity((records.len() + dense_rows.len()) * width);
+    for (i, record) in records.iter().enumerate() {
+        encoder
+            .encode_record(&record.fields, &mut input)
+            .map_err(|e| invalid(format!("records[{i}]: {e}")))?;
+    }
+    for (i, row) in dense_rows.into_iter().enumerate() {
+        encoder
+            .check_dense(&row.values)
+            .map_err(|e| invalid(format!("dense_rows[{i}]: {e}")))?;
+        if input.is_empty() {
+            // One dense row (the common case) is used as it is, uncopied.
+            input = row.values;
+        } else {
+            input.extend_from_slice(&row.values);
+        }
+    }
+    Ok(input)
 }
 
 /// Writes a trained version to the registry and makes it the latest.

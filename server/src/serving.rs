@@ -1,29 +1,46 @@
 //! Loaded model versions and where Predict finds them: each version's
-//! encoder and network, loaded once from the registry (weights verified)
-//! and shared by every call.
+//! encoder, network and batching queue, loaded once from the registry
+//! (weights verified) and shared by every call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use serval_registry::Registry;
 use tokio::sync::OnceCell;
+use tower::Layer;
 
+use crate::batching::{BatchConfig, BatchLayer, BatchMetricsFamily, Batcher, ComputePool, PredictRows};
 use crate::catalog::VersionDocuments;
 use crate::encoder::Encoder;
 use crate::error::ServalError;
 use crate::mlp::Mlp;
 
+/// How loaded versions batch their forward passes.
+#[derive(Clone)]
+pub struct BatchingSettings {
+    pub config: BatchConfig,
+    pub pool: ComputePool,
+    pub metrics: BatchMetricsFamily,
+}
+
 /// A version ready to score rows.
-#[derive(Debug)]
 pub struct LoadedVersion {
     pub model: String,
     pub version: u32,
     pub encoder: Encoder,
     pub network: Arc<Mlp>,
+    /// The batching layer around this version's network.
+    pub batcher: Batcher,
 }
 
 impl LoadedVersion {
-    async fn load(registry: &Registry, model: &str, version: u32) -> Result<Self, ServalError> {
+    async fn load(
+        registry: &Registry,
+        batching: &BatchingSettings,
+        model: &str,
+        version: u32,
+    ) -> Result<Self, ServalError> {
         let record = registry.version(model, Some(version)).await?;
         let docs = VersionDocuments::read(&record)?;
         let weights = registry.weights(model, version).await?;
@@ -36,20 +53,24 @@ impl LoadedVersion {
                 encoder.width()
             )));
         }
+        let network = Arc::new(network);
+        let layer = BatchLayer::new(
+            batching.config,
+            batching.pool.clone(),
+            batching.metrics.for_version(model, version),
+        );
         Ok(LoadedVersion {
             model: model.to_string(),
             version,
             encoder,
-            network: Arc::new(network),
+            batcher: layer.layer(network.clone()),
+            network,
         })
     }
 
-    /// Scores encoded rows off the async runtime.
-    pub async fn score(&self, rows: Vec<f32>) -> Result<Vec<f32>, ServalError> {
-        let network = self.network.clone();
-        tokio::task::spawn_blocking(move || network.predict(&rows))
-            .await
-            .map_err(|e| ServalError::Internal(format!("scoring task failed: {e}")))?
+    /// Scores encoded rows through this version's batching queue.
+    pub async fn score(&self, rows: Vec<f32>, deadline: Option<Instant>) -> Result<Vec<f32>, ServalError> {
+        self.batcher.submit(PredictRows { rows, deadline }).await
     }
 }
 
@@ -58,14 +79,17 @@ type Slot = Arc<OnceCell<Arc<LoadedVersion>>>;
 /// The loaded versions, and the latest version number of each model.
 pub struct ModelStore {
     registry: Registry,
-    loaded: RwLock<HashMap<(String, u32), Slot>>,
+    batching: BatchingSettings,
+    /// Model → version → its loaded form (or the load in progress).
+    loaded: RwLock<HashMap<String, HashMap<u32, Slot>>>,
     latest: RwLock<HashMap<String, u32>>,
 }
 
 impl ModelStore {
-    pub fn new(registry: Registry) -> Self {
+    pub fn new(registry: Registry, batching: BatchingSettings) -> Self {
         ModelStore {
             registry,
+            batching,
             loaded: RwLock::default(),
             latest: RwLock::default(),
         }
@@ -82,10 +106,12 @@ impl ModelStore {
             Some(v) => v,
             None => self.latest_version(model).await?,
         };
-        let key = (model.to_string(), version);
         let slot = {
             let loaded = self.loaded.read().expect("model store lock poisoned");
-            loaded.get(&key).cloned()
+            loaded
+                .get(model)
+                .and_then(|versions| versions.get(&version))
+                .cloned()
         };
         let slot = match slot {
             Some(slot) => slot,
@@ -93,14 +119,19 @@ impl ModelStore {
                 .loaded
                 .write()
                 .expect("model store lock poisoned")
-                .entry(key)
+                .entry(model.to_string())
+                .or_default()
+                .entry(version)
                 .or_default()
                 .clone(),
         };
+        if let Some(loaded) = slot.get() {
+            return Ok(loaded.clone());
+        }
         // Correctness: a failed load is not cached, so a later call retries.
         let loaded = slot
             .get_or_try_init(|| async {
-                LoadedVersion::load(&self.registry, model, version)
+                LoadedVersion::load(&self.registry, &self.batching, model, version)
                     .await
                     .map(Arc::new)
             })

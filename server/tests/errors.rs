@@ -164,13 +164,13 @@ async fn bad_predict_calls_are_refused_with_named_problems() {
     assert_status(client.predict(both).await, Code::InvalidArgument, "not both");
     let too_many = pb::PredictRequest {
         model: "small".into(),
-        records: vec![small_record(1.0, "red", true); 10_001],
+        records: vec![small_record(1.0, "red", true); 4097],
         ..Default::default()
     };
     assert_status(
         client.predict(too_many).await,
         Code::InvalidArgument,
-        "at most 10000",
+        "at most 4096",
     );
 
     assert_eq!(client.list_models(None).await.unwrap(), before);

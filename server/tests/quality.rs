@@ -48,7 +48,7 @@ async fn predict_in_chunks(
     records: &[pb::Record],
 ) -> Vec<f32> {
     let mut scores = Vec::new();
-    for chunk in records.chunks(5000) {
+    for chunk in records.chunks(4000) {
         let response = client
             .predict(pb::PredictRequest {
                 model: model.into(),

@@ -1,8 +1,10 @@
 //! Command-line parsing and dispatch for `serval`.
 
+mod bench;
 mod json;
 mod models;
 mod predict;
+mod raw_call;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Score rows from a CSV file or JSON records.
     Predict(predict::PredictArgs),
+    /// Load-test the predict path: throughput, latency, errors.
+    Bench(bench::BenchArgs),
 }
 
 /// What a command can fail with; printed as `error: …`.
@@ -50,10 +54,11 @@ pub enum CliError {
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let client = ServalClient::connect(&cli.server).await?;
+    let server = cli.server.as_str();
     match cli.command {
-        Command::Train(args) => train::run(client, *args).await,
-        Command::Models(args) => models::run(client, args).await,
-        Command::Predict(args) => predict::run(client, args).await,
+        Command::Train(args) => train::run(ServalClient::connect(server).await?, *args).await,
+        Command::Models(args) => models::run(ServalClient::connect(server).await?, args).await,
+        Command::Predict(args) => predict::run(ServalClient::connect(server).await?, args).await,
+        Command::Bench(args) => bench::run(server, args).await,
     }
 }

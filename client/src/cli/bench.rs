@@ -1,0 +1,291 @@
+//! `serval bench`: a load generator for the predict path. C callers keep
+//! one unary call each in flight over a few HTTP/2 connections for a fixed
+//! time, and the tool reports throughput, latency percentiles and errors by
+//! status code.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use prost::Message;
+use rand::Rng;
+use serde_json::json;
+use serval_client::records::records_from_csv;
+use serval_client::{ServalClient, code_name, proto as pb};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+
+use super::CliError;
+use super::raw_call::RawCaller;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Rpc {
+    /// serval.v1.ModelService/Predict.
+    Predict,
+    /// grpc.health.v1.Health/Check: an empty call, the ceiling for Predict.
+    Health,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model to call (not needed with --rpc health).
+    #[arg(long, required_if_eq("rpc", "predict"))]
+    model: Option<String>,
+    /// Version [default: the latest].
+    #[arg(long)]
+    version: Option<u32>,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    concurrency: u32,
+    /// How long to measure (after the warm-up).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Load before measuring, not counted.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Rows per Predict call.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rows_per_request: u32,
+    /// Which call to make.
+    #[arg(long, value_enum, default_value_t = Rpc::Predict)]
+    rpc: Rpc,
+    /// CSV whose rows become the records sent; without it, random dense rows
+    /// of the model's input width are sent.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// HTTP/2 connections the callers share.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    connections: u32,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one caller saw.
+struct CallerReport {
+    /// Latency of successful calls.
+    latency_us: Histogram<u64>,
+    /// Latency of failed calls (how promptly overload is refused).
+    error_latency_us: Histogram<u64>,
+    requests: u64,
+    errors: BTreeMap<&'static str, u64>,
+}
+
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+pub async fn run(server: &str, args: BenchArgs) -> Result<(), CliError> {
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        let channel = Endpoint::from_shared(server.to_string())
+            .map_err(|e| CliError::Input(format!("bad server URL {server:?}: {e}")))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| CliError::Input(format!("cannot connect to {server}: {e}")))?;
+        channels.push(channel);
+    }
+    // Requests are encoded once; callers cycle through them.
+    let (path, requests): (&'static str, Vec<Bytes>) = match args.rpc {
+        Rpc::Predict => (
+            "/serval.v1.ModelService/Predict",
+            predict_requests(&args, channels[0].clone())
+                .await?
+                .iter()
+                .map(|r| Bytes::from(r.encode_to_vec()))
+                .collect(),
+        ),
+        Rpc::Health => (
+            "/grpc.health.v1.Health/Check",
+            vec![Bytes::from(HealthCheckRequest::default().encode_to_vec())],
+        ),
+    };
+
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
+    let end = measure_from + args.duration;
+    let mut callers = Vec::new();
+    for caller in 0..args.concurrency as usize {
+        let channel = channels[caller % channels.len()].clone();
+        let caller_requests = requests.clone();
+        callers.push(tokio::spawn(async move {
+            call_until(
+                RawCaller::new(channel, path),
+                caller_requests,
+                caller,
+                measure_from,
+                end,
+            )
+            .await
+        }));
+    }
+    let mut latency_us = latency_histogram();
+    let mut error_latency_us = latency_histogram();
+    let mut total = 0u64;
+    let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for caller in callers {
+        let report = caller
+            .await
+            .map_err(|e| CliError::Input(format!("a caller failed: {e}")))?;
+        latency_us.add(&report.latency_us).expect("same bounds");
+        error_latency_us
+            .add(&report.error_latency_us)
+            .expect("same bounds");
+        total += report.requests;
+        for (code, count) in report.errors {
+            *errors.entry(code).or_default() += count;
+        }
+    }
+    let seconds = args.duration.as_secs_f64();
+    let ok = total - errors.values().sum::<u64>();
+    let rps = total as f64 / seconds;
+    let rows_per_s = match args.rpc {
+        Rpc::Predict => ok as f64 * f64::from(args.rows_per_request) / seconds,
+        Rpc::Health => 0.0,
+    };
+    // Percentiles are of successful calls; failures have their own p50.
+    let ms = |q: f64| latency_us.value_at_quantile(q) as f64 / 1000.0;
+    if args.json {
+        let value = json!({
+            "rpc": format!("{:?}", args.rpc).to_lowercase(),
+            "model": args.model,
+            "version": args.version,
+            "concurrency": args.concurrency,
+            "rows_per_request": args.rows_per_request,
+            "connections": args.connections,
+            "duration_s": seconds,
+            "requests": total,
+            "rps": rps,
+            "rows_per_s": rows_per_s,
+            "p50_ms": ms(0.5),
+            "p90_ms": ms(0.9),
+            "p99_ms": ms(0.99),
+            "p999_ms": ms(0.999),
+            "max_ms": latency_us.max() as f64 / 1000.0,
+            "errors": errors,
+            "error_p50_ms": (!error_latency_us.is_empty()).then(|| error_latency_us.value_at_quantile(0.5) as f64 / 1000.0),
+        });
+        println!("{value}");
+    } else {
+        let target = match args.rpc {
+            Rpc::Predict => format!(
+                "predict {} {}",
+                args.model.as_deref().unwrap_or_default(),
+                args.version.map_or("latest".to_string(), |v| format!("v{v}"))
+            ),
+            Rpc::Health => "health check".to_string(),
+        };
+        println!(
+            "{target}: concurrency {}, {} row(s)/request, {} connection(s), {:.1} s",
+            args.concurrency, args.rows_per_request, args.connections, seconds
+        );
+        println!("throughput: {rps:.0} requests/s, {rows_per_s:.0} rows/s ({total} requests)");
+        println!(
+            "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            ms(0.999),
+            latency_us.max() as f64 / 1000.0
+        );
+        if errors.is_empty() {
+            println!("errors: none");
+        } else {
+            let listed: Vec<String> = errors.iter().map(|(code, n)| format!("{code} {n}")).collect();
+            println!(
+                "errors: {} (answered in p50 {:.3} ms)",
+                listed.join(", "),
+                error_latency_us.value_at_quantile(0.5) as f64 / 1000.0
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A few distinct requests the callers cycle through.
+async fn predict_requests(args: &BenchArgs, channel: Channel) -> Result<Vec<pb::PredictRequest>, CliError> {
+    let model = args.model.clone().unwrap_or_default();
+    let rows = args.rows_per_request as usize;
+    const DISTINCT: usize = 64;
+    if let Some(path) = &args.data {
+        let file = std::fs::File::open(path)
+            .map_err(|e| CliError::Input(format!("cannot open {}: {e}", path.display())))?;
+        let records = records_from_csv(std::io::BufReader::new(file), b',').map_err(CliError::Input)?;
+        if records.is_empty() {
+            return Err(CliError::Input(format!("{} has no rows", path.display())));
+        }
+        return Ok((0..DISTINCT)
+            .map(|i| pb::PredictRequest {
+                model: model.clone(),
+                version: args.version,
+                records: (0..rows)
+                    .map(|r| records[(i * rows + r) % records.len()].clone())
+                    .collect(),
+                ..Default::default()
+            })
+            .collect());
+    }
+    let mut client = ServalClient::from_channel(channel);
+    let listed = client.list_models(Some(&model)).await?;
+    let version = listed
+        .first()
+        .and_then(|m| match args.version {
+            Some(v) => m.versions.iter().find(|x| x.version == v),
+            None => m.versions.last(),
+        })
+        .ok_or_else(|| CliError::Input(format!("model {model:?} has no such version")))?;
+    let width = version.input_width as usize;
+    let mut rng = rand::rng();
+    Ok((0..DISTINCT)
+        .map(|_| pb::PredictRequest {
+            model: model.clone(),
+            version: args.version,
+            dense_rows: (0..rows)
+                .map(|_| pb::DenseRow {
+                    values: (0..width).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect())
+}
+
+async fn call_until(
+    mut caller: RawCaller,
+    requests: Vec<Bytes>,
+    first: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> CallerReport {
+    let mut report = CallerReport {
+        latency_us: latency_histogram(),
+        error_latency_us: latency_histogram(),
+        requests: 0,
+        errors: BTreeMap::new(),
+    };
+    let mut next = first;
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            return report;
+        }
+        next = (next + 1) % requests.len();
+        let outcome = caller.call(requests[next].clone()).await;
+        if sent < measure_from {
+            continue;
+        }
+        let elapsed_us = sent.elapsed().as_micros().max(1) as u64;
+        report.requests += 1;
+        match outcome {
+            Ok(_) => report.latency_us.saturating_record(elapsed_us),
+            Err(status) => {
+                report.error_latency_us.saturating_record(elapsed_us);
+                *report.errors.entry(code_name(status.code())).or_default() += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Measures the predict path as README "Performance" reports it: builds the
+# release binaries, starts a server on a scratch registry, trains the
+# online_shoppers model, and runs `serval bench` for each comparison.
+#   scripts/bench-predict.sh [duration, default 10s]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10s}
+port=${SERVAL_BENCH_PORT:-50651}
+server=http://127.0.0.1:$port
+scratch=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
+
+cargo build --release --bin serval --bin serval-server >&2
+serval=target/release/serval
+
+start_server() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  target/release/serval-server --listen 127.0.0.1:$port --database "$scratch/bench.db" "$@" >"$scratch/server.log" 2>&1 &
+  for _ in $(seq 50); do $serval --server $server models >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "server did not start" >&2; exit 1
+}
+
+bench() {
+  local label=$1; shift
+  $serval --server $server bench --duration "$duration" --json "$@" | python3 -c "
+import json, sys
+j = json.load(sys.stdin)
+errors = ', '.join(f'{k} {v}' for k, v in j['errors'].items()) or 'none'
+if j.get('error_p50_ms') is not None:
+    errors += f" (answered in p50 {j['error_p50_ms']:.1f} ms)"
+print(f\"| $label | {j['concurrency']} | {j['rows_per_request']} | {j['rps']:.0f} | {j['rows_per_s']:.0f} | {j['p50_ms']:.3f} | {j['p99_ms']:.3f} | {errors} |\")"
+}
+
+start_server
+$serval --server $server train --model shoppers --data examples/data/online_shoppers_intention.csv \
+  --label Revenue --positive TRUE --json >/dev/null
+
+echo "| run | concurrency | rows/request | requests/s | rows/s | p50 ms | p99 ms | errors |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+bench "empty RPC (health)" --rpc health --concurrency 256
+for c in 1 16 256; do bench "batched" --model shoppers --concurrency $c; done
+bench "batched" --model shoppers --concurrency 64 --rows-per-request 64
+bench "overload" --model shoppers --concurrency 4096
+bench "overload" --model shoppers --concurrency 4096 --rows-per-request 16
+start_server --max-batch-rows 1
+for c in 1 16 256; do bench "unbatched (--max-batch-rows 1)" --model shoppers --concurrency $c; done

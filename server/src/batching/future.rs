@@ -1,0 +1,37 @@
+//! [`BatchFuture`]: what a caller awaits — its own scores, or why not.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+use crate::error::ServalError;
+
+/// Resolves to the caller's scores, in the order of its rows.
+#[derive(Debug)]
+pub enum BatchFuture {
+    /// Refused before queueing (full queue, bad shape, worker gone).
+    Refused(Option<ServalError>),
+    /// Queued; the worker answers on the channel.
+    Queued(oneshot::Receiver<Result<Vec<f32>, ServalError>>),
+}
+
+impl Future for BatchFuture {
+    type Output = Result<Vec<f32>, ServalError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            BatchFuture::Refused(error) => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| ServalError::Internal("batch future polled after completion".into())))),
+            BatchFuture::Queued(answer) => Pin::new(answer).poll(cx).map(|answer| {
+                answer.unwrap_or_else(|_| {
+                    Err(ServalError::Unavailable(
+                        "the model version was unloaded before answering; retry".into(),
+                    ))
+                })
+            }),
+        }
+    }
+}

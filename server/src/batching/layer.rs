@@ -1,0 +1,66 @@
+//! [`BatchLayer`]: the batching settings, and the tower `Layer` that wraps a
+//! predictor in a [`Batcher`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+
+use super::{BatchMetrics, BatchPredictor, Batcher, ComputePool};
+
+/// When batches are cut and how much may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Rows in a batch at most (a single larger request runs alone); 1
+    /// turns batching off.
+    pub max_batch_rows: usize,
+    /// Longest a row waits for company while a compute slot is free. A row
+    /// never waits when the compute thread is idle; 0 means never wait.
+    pub max_batch_delay: Duration,
+    /// Rows waiting at most; beyond it calls fail fast with
+    /// RESOURCE_EXHAUSTED.
+    pub max_queued_rows: usize,
+    /// Batches of one version computing at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch_rows: 256,
+            max_batch_delay: Duration::from_micros(500),
+            max_queued_rows: 8192,
+            max_in_flight: 1,
+        }
+    }
+}
+
+/// Wraps a predictor in a [`Batcher`] whose worker runs on the current
+/// tokio runtime and computes on `pool`.
+#[derive(Clone)]
+pub struct BatchLayer {
+    config: BatchConfig,
+    pool: ComputePool,
+    metrics: BatchMetrics,
+}
+
+impl BatchLayer {
+    pub fn new(config: BatchConfig, pool: ComputePool, metrics: BatchMetrics) -> Self {
+        BatchLayer {
+            config,
+            pool,
+            metrics,
+        }
+    }
+}
+
+impl<P: BatchPredictor> Layer<Arc<P>> for BatchLayer {
+    type Service = Batcher;
+
+    fn layer(&self, predictor: Arc<P>) -> Batcher {
+        let (batcher, worker) =
+            Batcher::pair(predictor, self.config, self.pool.clone(), self.metrics.clone());
+        tokio::spawn(worker.run());
+        batcher
+    }
+}

@@ -1,0 +1,192 @@
+//! [`Worker`]: the loop that owns one version's queue. It gathers arrivals,
+//! asks the queue rules when to cut, stacks each batch into one input, runs
+//! ONE forward pass per batch on a compute thread, and hands each caller
+//! its own rows back.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot};
+
+use super::message::Message;
+use super::queue::{BatchQueue, Decision};
+use super::{BatchConfig, BatchMetrics, BatchPredictor, ComputePool};
+use crate::error::ServalError;
+
+type Responder = (oneshot::Sender<Result<Vec<f32>, ServalError>>, usize);
+
+/// A batch handed to a compute thread, and who waits for which rows.
+struct Running {
+    responders: Vec<Responder>,
+    scores: oneshot::Receiver<Result<Vec<f32>, String>>,
+}
+
+pub struct Worker<P> {
+    inbox: mpsc::UnboundedReceiver<Message>,
+    queue: BatchQueue<Message>,
+    predictor: Arc<P>,
+    pool: ComputePool,
+    metrics: BatchMetrics,
+}
+
+impl<P: BatchPredictor> Worker<P> {
+    pub(super) fn new(
+        inbox: mpsc::UnboundedReceiver<Message>,
+        predictor: Arc<P>,
+        config: BatchConfig,
+        pool: ComputePool,
+        metrics: BatchMetrics,
+    ) -> Self {
+        Worker {
+            inbox,
+            queue: BatchQueue::new(config),
+            predictor,
+            pool,
+            metrics,
+        }
+    }
+
+    /// Runs until every [`Batcher`](super::Batcher) handle is gone and all
+    /// queued work is answered.
+    pub async fn run(mut self) {
+        let mut running = FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            let mut wake_at = None;
+            loop {
+                match self.queue.decide(Instant::now(), running.len()) {
+                    Decision::Cut => {
+                        let batch = self.queue.cut();
+                        if let Some(run) = self.start(batch) {
+                            running.push(finish(run));
+                        }
+                    }
+                    Decision::WaitUntil(at) => {
+                        wake_at = Some(at);
+                        break;
+                    }
+                    Decision::Idle => break,
+                }
+            }
+            if !open && self.queue.is_empty() && running.is_empty() {
+                return;
+            }
+            tokio::select! {
+                arrival = self.inbox.recv(), if open => match arrival {
+                    Some(message) => {
+                        self.queue.push(message);
+                        // Take the whole burst before deciding, so it forms one batch.
+                        while let Ok(message) = self.inbox.try_recv() {
+                            self.queue.push(message);
+                        }
+                    }
+                    None => open = false,
+                },
+                Some(()) = running.next(), if !running.is_empty() => {}
+                () = sleep_until(wake_at), if wake_at.is_some() => {}
+            }
+        }
+    }
+
+    /// Drops callers who left or whose deadline passed, stacks the rest into
+    /// one input and submits one forward pass.
+    fn start(&self, batch: Vec<Message>) -> Option<Running> {
+        let now = Instant::now();
+        let mut rows = Vec::with_capacity(batch.iter().map(|m| m.rows.len()).sum());
+        let mut responders = Vec::with_capacity(batch.len());
+        for message in batch {
+            self.metrics.queued_rows.sub(message.row_count as i64);
+            // Correctness: the permit is released here, as the rows leave
+            // the queue, whatever happens to them next.
+            drop(message.permit);
+            if message.respond.is_closed() {
+                self.metrics.dropped.inc();
+                message
+                    .span
+                    .in_scope(|| tracing::debug!("caller left before its batch ran"));
+                continue;
+            }
+            if message.deadline.is_some_and(|deadline| deadline <= now) {
+                self.metrics.dropped.inc();
+                message
+                    .span
+                    .in_scope(|| tracing::debug!("deadline passed before its batch ran"));
+                let _ = message.respond.send(Err(ServalError::DeadlineExceeded(
+                    "the call's deadline passed while it waited for a batch".into(),
+                )));
+                continue;
+            }
+            self.metrics
+                .queue_wait
+                .observe(now.duration_since(message.enqueued_at).as_secs_f64());
+            rows.extend_from_slice(&message.rows);
+            responders.push((message.respond, message.row_count));
+        }
+        if responders.is_empty() {
+            return None;
+        }
+        let row_count: usize = responders.iter().map(|(_, n)| n).sum();
+        self.metrics.batches.inc();
+        self.metrics.batch_rows.observe(row_count as f64);
+
+        let (send_scores, scores) = oneshot::channel();
+        let predictor = self.predictor.clone();
+        let submitted = self.pool.submit(move || {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| predictor.predict_batch(&rows)))
+                .unwrap_or_else(|_| Err(ServalError::Internal("the forward pass panicked".into())))
+                .map_err(|e| e.to_string());
+            let _ = send_scores.send(result);
+        });
+        if !submitted {
+            for (respond, _) in responders {
+                let _ = respond.send(Err(ServalError::Unavailable(
+                    "the compute threads have stopped".into(),
+                )));
+            }
+            return None;
+        }
+        Some(Running { responders, scores })
+    }
+}
+
+/// Waits for a batch's scores and answers each caller with its own rows;
+/// a failed pass fails only this batch's callers.
+async fn finish(run: Running) {
+    let total: usize = run.responders.iter().map(|(_, n)| n).sum();
+    let outcome = match run.scores.await {
+        Ok(Ok(scores)) if scores.len() == total => Ok(scores),
+        Ok(Ok(scores)) => Err(format!(
+            "the forward pass returned {} scores for {total} rows",
+            scores.len()
+        )),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err("the compute thread stopped".to_string()),
+    };
+    match outcome {
+        Ok(scores) => {
+            let mut rest = scores.as_slice();
+            for (respond, rows) in run.responders {
+                let (mine, others) = rest.split_at(rows);
+                rest = others;
+                let _ = respond.send(Ok(mine.to_vec()));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, rows = total, "forward pass failed");
+            for (respond, _) in run.responders {
+                let _ = respond.send(Err(ServalError::Internal(format!(
+                    "forward pass failed: {error}"
+                ))));
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
