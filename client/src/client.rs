@@ -1,9 +1,13 @@
 //! [`ServalClient`]: a thin, typed layer over the generated gRPC client that
-//! handles connection set-up and the chunked Train upload.
+//! handles connection set-up, call metadata (who is calling), the chunked
+//! Train upload and the rollout calls.
 
 use futures::{Stream, StreamExt};
 use serval_proto::v1 as pb;
 use serval_proto::v1::model_service_client::ModelServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Bytes per Train upload message: far below any message limit.
@@ -19,41 +23,43 @@ pub enum ClientError {
         url: String,
         source: tonic::transport::Error,
     },
-    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    #[error("{}: {}", serval_proto::code_name(.0.code()), .0.message())]
     Status(#[from] tonic::Status),
     #[error("{0}")]
     Protocol(String),
 }
 
-/// The canonical upper-case name of a status code, as gRPC documents it.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
+/// Metadata sent with every call: who is calling (for the audit log).
+#[derive(Debug, Clone, Default)]
+pub struct CallMetadata {
+    actor: Option<MetadataValue<Ascii>>,
+}
+
+impl CallMetadata {
+    /// Names the caller in the audit log; non-ASCII names are dropped.
+    pub fn with_actor(mut self, actor: &str) -> Self {
+        self.actor = actor.parse().ok();
+        self
     }
 }
+
+impl Interceptor for CallMetadata {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(actor) = &self.actor {
+            request.metadata_mut().insert("x-serval-actor", actor.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The generated client with [`CallMetadata`] on every call.
+pub type RawClient = ModelServiceClient<InterceptedService<Channel, CallMetadata>>;
 
 /// A connection to one Serval server; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ServalClient {
     channel: Channel,
-    models: ModelServiceClient<Channel>,
+    models: RawClient,
 }
 
 /// A Train upload in progress: the server's events, in order.
@@ -62,6 +68,11 @@ pub type TrainUpload = tonic::Streaming<pb::TrainEvent>;
 impl ServalClient {
     /// Connects to `url` (e.g. `http://127.0.0.1:50051`).
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        Self::connect_with(url, CallMetadata::default()).await
+    }
+
+    /// Connects to `url`, sending `metadata` with every call.
+    pub async fn connect_with(url: &str, metadata: CallMetadata) -> Result<Self, ClientError> {
         let connect_error = |source| ClientError::Connect {
             url: url.to_string(),
             source,
@@ -72,12 +83,17 @@ impl ServalClient {
             .connect()
             .await
             .map_err(connect_error)?;
-        Ok(Self::from_channel(channel))
+        Ok(Self::with_metadata(channel, metadata))
     }
 
     /// Wraps an existing channel.
     pub fn from_channel(channel: Channel) -> Self {
-        let models = ModelServiceClient::new(channel.clone())
+        Self::with_metadata(channel, CallMetadata::default())
+    }
+
+    /// Wraps an existing channel, sending `metadata` with every call.
+    pub fn with_metadata(channel: Channel, metadata: CallMetadata) -> Self {
+        let models = ModelServiceClient::with_interceptor(channel.clone(), metadata)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         ServalClient { channel, models }
@@ -88,7 +104,7 @@ impl ServalClient {
     }
 
     /// The generated client, for calls this type does not wrap.
-    pub fn raw(&mut self) -> &mut ModelServiceClient<Channel> {
+    pub fn raw(&mut self) -> &mut RawClient {
         &mut self.models
     }
 
@@ -141,5 +157,96 @@ impl ServalClient {
             model: model.unwrap_or_default().to_string(),
         };
         Ok(self.models.list_models(request).await?.into_inner().models)
+    }
+
+    pub async fn rollout_state(&mut self, model: &str) -> Result<pb::RolloutState, ClientError> {
+        let request = pb::GetRolloutStateRequest {
+            model: model.to_string(),
+        };
+        Ok(self.models.get_rollout_state(request).await?.into_inner())
+    }
+
+    pub async fn set_alias(
+        &mut self,
+        model: &str,
+        alias: &str,
+        version: u32,
+        reason: &str,
+    ) -> Result<pb::RolloutState, ClientError> {
+        let request = pb::SetAliasRequest {
+            model: model.to_string(),
+            alias: alias.to_string(),
+            version,
+            reason: reason.to_string(),
+        };
+        Ok(self.models.set_alias(request).await?.into_inner())
+    }
+
+    pub async fn delete_alias(
+        &mut self,
+        model: &str,
+        alias: &str,
+        reason: &str,
+    ) -> Result<pb::RolloutState, ClientError> {
+        let request = pb::DeleteAliasRequest {
+            model: model.to_string(),
+            alias: alias.to_string(),
+            reason: reason.to_string(),
+        };
+        Ok(self.models.delete_alias(request).await?.into_inner())
+    }
+
+    /// Applies one traffic change.
+    pub async fn update_traffic(
+        &mut self,
+        model: &str,
+        change: pb::update_traffic_request::Change,
+        reason: &str,
+    ) -> Result<pb::RolloutState, ClientError> {
+        let request = pb::UpdateTrafficRequest {
+            model: model.to_string(),
+            change: Some(change),
+            reason: reason.to_string(),
+            expected_revision: None,
+        };
+        Ok(self.models.update_traffic(request).await?.into_inner())
+    }
+
+    pub async fn live_stats(
+        &mut self,
+        model: &str,
+        window_seconds: u32,
+    ) -> Result<pb::GetLiveStatsResponse, ClientError> {
+        let request = pb::GetLiveStatsRequest {
+            model: model.to_string(),
+            window_seconds,
+        };
+        Ok(self.models.get_live_stats(request).await?.into_inner())
+    }
+
+    pub async fn rollout_history(
+        &mut self,
+        model: &str,
+        at: Option<prost_types::Timestamp>,
+    ) -> Result<pb::GetRolloutHistoryResponse, ClientError> {
+        let request = pb::GetRolloutHistoryRequest {
+            model: model.to_string(),
+            at,
+            limit: 0,
+        };
+        Ok(self.models.get_rollout_history(request).await?.into_inner())
+    }
+
+    /// Registry changes as they happen (after `after_id`, when not 0).
+    pub async fn watch(
+        &mut self,
+        model: Option<&str>,
+        after_id: u64,
+    ) -> Result<tonic::Streaming<pb::AuditEvent>, ClientError> {
+        let request = pb::WatchModelsRequest {
+            model: model.unwrap_or_default().to_string(),
+            after_id,
+        };
+        Ok(self.models.watch_models(request).await?.into_inner())
     }
 }

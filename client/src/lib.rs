@@ -11,5 +11,6 @@
 mod client;
 pub mod records;
 
-pub use client::{ClientError, ServalClient, TrainUpload, UPLOAD_CHUNK_BYTES, code_name};
+pub use client::{CallMetadata, ClientError, RawClient, ServalClient, TrainUpload, UPLOAD_CHUNK_BYTES};
+pub use serval_proto::code_name;
 pub use serval_proto::v1 as proto;

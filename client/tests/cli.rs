@@ -1,63 +1,9 @@
 //! The `serval` command-line tool against a real server: the README's
 //! quickstart, JSON output for scripts, and errors on stderr.
 
-use std::path::PathBuf;
-use std::process::Output;
+mod common;
 
-use serde_json::Value;
-use serval_server::{Server, ServerConfig};
-
-struct Fixture {
-    server: Server,
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig::for_database(dir.path().join("serval.db").to_string_lossy());
-        let server = Server::start(&config).await.unwrap();
-        Fixture { server, dir }
-    }
-
-    async fn serval(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_serval"))
-            .args(args)
-            .env("SERVAL_SERVER", self.server.url())
-            .output()
-            .await
-            .expect("serval runs")
-    }
-
-    /// Runs `serval`, asserts success and returns stdout.
-    async fn ok(&self, args: &[&str]) -> String {
-        let output = self.serval(args).await;
-        assert!(
-            output.status.success(),
-            "serval {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    fn write(&self, name: &str, contents: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, contents).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-}
-
-fn example(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/data")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn last_json_line(stdout: &str) -> Value {
-    serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON")
-}
+use common::*;
 
 #[tokio::test]
 async fn quickstart_train_list_and_predict() {

@@ -10,6 +10,22 @@ pub enum RegistryError {
     ModelNotFound(String),
     #[error("model {model:?} has no version {version}")]
     VersionNotFound { model: String, version: u32 },
+    #[error("invalid alias name {name:?}: {reason}")]
+    InvalidAliasName { name: String, reason: &'static str },
+    #[error("model {model:?} has no alias {name:?}")]
+    AliasNotFound { model: String, name: String },
+    /// The change does not apply to the current state (e.g. promoting
+    /// without a canary).
+    #[error("{0}")]
+    InvalidChange(String),
+    /// An optimistic-concurrency check failed: someone changed the policy
+    /// first.
+    #[error("the traffic policy of {model:?} is at revision {actual}, not {expected}; re-read and retry")]
+    Conflict {
+        model: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error(
         "weights of model {model:?} version {version} are corrupt: stored SHA-256 {expected}, computed {actual}"
     )]

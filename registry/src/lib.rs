@@ -1,5 +1,7 @@
 //! Serval's model registry: named models, their immutable numbered versions,
-//! and each version's weights, kept in SQLite through sqlx.
+//! each version's weights, the aliases and traffic policies that decide what
+//! serves, and the append-only audit log of every change, kept in SQLite
+//! through sqlx.
 //!
 //! The registry stores the server's documents (training recipe, fitted
 //! encoder, metrics, dataset fingerprint) as opaque JSON and the weights as
@@ -7,10 +9,14 @@
 
 mod error;
 mod names;
+mod rollout;
 mod store;
 
 pub use error::RegistryError;
-pub use names::validate_model_name;
+pub use names::{validate_alias_name, validate_model_name};
+pub use rollout::{
+    Alias, AuditEvent, AuditFilter, ChangeContext, RolloutState, ServingAt, TrafficChange, TrafficPolicy,
+};
 pub use store::{ModelRecord, NewVersion, Registry, VersionRecord};
 
 /// Result type of every registry call.

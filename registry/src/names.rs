@@ -5,6 +5,14 @@ use crate::{RegistryError, Result};
 /// Longest accepted model name, in bytes.
 pub const MAX_MODEL_NAME_LEN: usize = 64;
 
+/// Alias names follow the same rules as model names.
+pub fn validate_alias_name(name: &str) -> Result<()> {
+    validate_model_name(name).map_err(|e| match e {
+        RegistryError::InvalidModelName { name, reason } => RegistryError::InvalidAliasName { name, reason },
+        other => other,
+    })
+}
+
 /// Accepts 1–64 characters of `[A-Za-z0-9_.-]` that start with a letter or a
 /// digit: safe in URLs, file names, metric labels and shells.
 pub fn validate_model_name(name: &str) -> Result<()> {

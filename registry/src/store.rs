@@ -30,6 +30,8 @@ pub struct NewVersion {
     pub dataset: Value,
     /// safetensors bytes.
     pub weights: Vec<u8>,
+    /// Who registers it, for the audit log.
+    pub actor: String,
 }
 
 /// A registered version's metadata (weights are read separately).
@@ -57,7 +59,7 @@ pub struct ModelRecord {
 /// Handle to the registry database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 const VERSION_COLUMNS: &str = "m.name, v.version, v.created_at_ms, v.recipe, v.encoder, v.metrics, \
@@ -145,6 +147,17 @@ impl Registry {
             .bind(&new.weights)
             .execute(&mut *tx)
             .await?;
+        crate::rollout::append_audit(
+            &mut tx,
+            now,
+            &new.actor,
+            &new.model,
+            "version_registered",
+            &serde_json::Value::Null,
+            &serde_json::json!({ "version": version, "weights_sha256": weights_sha256 }),
+            "",
+        )
+        .await?;
         tx.commit().await?;
 
         Ok(VersionRecord {
@@ -268,7 +281,7 @@ impl Registry {
     }
 }
 
-fn timestamp(ms: i64) -> DateTime<Utc> {
+pub(crate) fn timestamp(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 

@@ -11,6 +11,7 @@ fn new_version(model: &str, weights: &[u8]) -> NewVersion {
         metrics: json!({"auc": 0.9}),
         dataset: json!({"rows": 10}),
         weights: weights.to_vec(),
+        actor: "test".to_string(),
     }
 }
 

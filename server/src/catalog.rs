@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use serval_proto::v1 as pb;
-use serval_registry::{ModelRecord, NewVersion, VersionRecord};
+use serval_registry::{
+    AuditEvent, ModelRecord, NewVersion, RolloutState, ServingAt, TrafficPolicy, VersionRecord,
+};
 
 use crate::dataset::ColumnKind;
 use crate::encoder::{EncoderState, Transform};
@@ -36,7 +38,7 @@ fn from_json<T: for<'de> Deserialize<'de>>(
 }
 
 /// The registry write for a freshly trained version of `model`.
-pub fn new_version(model: &str, trained: &TrainedVersion) -> Result<NewVersion, ServalError> {
+pub fn new_version(model: &str, trained: &TrainedVersion, actor: &str) -> Result<NewVersion, ServalError> {
     Ok(NewVersion {
         model: model.to_string(),
         recipe: to_json(&trained.recipe)?,
@@ -47,6 +49,7 @@ pub fn new_version(model: &str, trained: &TrainedVersion) -> Result<NewVersion, 
         })?,
         dataset: to_json(&trained.dataset)?,
         weights: trained.weights.clone(),
+        actor: actor.to_string(),
     })
 }
 
@@ -153,4 +156,58 @@ pub fn model_to_proto(record: &ModelRecord) -> Result<pb::Model, ServalError> {
             .map(version_to_proto)
             .collect::<Result<_, _>>()?,
     })
+}
+
+pub fn policy_to_proto(policy: &TrafficPolicy) -> pb::TrafficPolicy {
+    pb::TrafficPolicy {
+        stable_version: policy.stable_version,
+        canary_version: policy.canary_version,
+        canary_percent: policy.canary_percent,
+        revision: policy.revision,
+        updated_at: Some(timestamp(policy.updated_at)),
+    }
+}
+
+pub fn rollout_state_to_proto(state: &RolloutState) -> pb::RolloutState {
+    pb::RolloutState {
+        model: state.model.clone(),
+        policy: state.policy.as_ref().map(policy_to_proto),
+        aliases: state
+            .aliases
+            .iter()
+            .map(|a| pb::AliasInfo {
+                name: a.name.clone(),
+                version: a.version,
+                updated_at: Some(timestamp(a.updated_at)),
+            })
+            .collect(),
+        latest_version: state.latest_version.unwrap_or(0),
+    }
+}
+
+pub fn audit_event_to_proto(event: &AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: event.id,
+        at: Some(timestamp(event.at)),
+        actor: event.actor.clone(),
+        model: event.model.clone(),
+        kind: event.kind.clone(),
+        before_json: event.before.to_string(),
+        after_json: event.after.to_string(),
+        reason: event.reason.clone(),
+    }
+}
+
+pub fn serving_at_to_proto(at: prost_types::Timestamp, serving: &ServingAt) -> pb::ServingAt {
+    pb::ServingAt {
+        at: Some(at),
+        policy: serving.policy.as_ref().map(policy_to_proto),
+        latest_version: serving.latest_version.unwrap_or(0),
+        default_version: serving
+            .policy
+            .as_ref()
+            .map(|p| p.stable_version)
+            .or(serving.latest_version)
+            .unwrap_or(0),
+    }
 }

@@ -72,6 +72,11 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_MAX_EPOCHS", default_value_t = 1000)]
     pub max_epochs: u32,
 
+    /// How often the server re-reads the registry for changes made by other
+    /// servers sharing it (changes made through this server apply at once).
+    #[arg(long, env = "SERVAL_REGISTRY_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub registry_poll_interval: Duration,
+
     /// Log line format.
     #[arg(long, env = "SERVAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -20,6 +20,9 @@ pub enum ServalError {
     Unavailable(String),
     #[error("{0}")]
     Cancelled(String),
+    /// A concurrent change won; re-read and retry.
+    #[error("{0}")]
+    Aborted(String),
     #[error("{0}")]
     DeadlineExceeded(String),
     /// A bug or a broken dependency; details go to the log.
@@ -44,6 +47,7 @@ impl From<ServalError> for Status {
             ServalError::ResourceExhausted(m) => (Code::ResourceExhausted, m),
             ServalError::Unavailable(m) => (Code::Unavailable, m),
             ServalError::Cancelled(m) => (Code::Cancelled, m),
+            ServalError::Aborted(m) => (Code::Aborted, m),
             ServalError::DeadlineExceeded(m) => (Code::DeadlineExceeded, m),
             ServalError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
@@ -57,10 +61,14 @@ impl From<ServalError> for Status {
 
 fn registry_status(error: RegistryError) -> (Code, String) {
     match error {
-        RegistryError::InvalidModelName { .. } => (Code::InvalidArgument, error.to_string()),
-        RegistryError::ModelNotFound(_) | RegistryError::VersionNotFound { .. } => {
-            (Code::NotFound, error.to_string())
+        RegistryError::InvalidModelName { .. } | RegistryError::InvalidAliasName { .. } => {
+            (Code::InvalidArgument, error.to_string())
         }
+        RegistryError::ModelNotFound(_)
+        | RegistryError::VersionNotFound { .. }
+        | RegistryError::AliasNotFound { .. } => (Code::NotFound, error.to_string()),
+        RegistryError::InvalidChange(_) => (Code::FailedPrecondition, error.to_string()),
+        RegistryError::Conflict { .. } => (Code::Aborted, error.to_string()),
         RegistryError::CorruptWeights { .. } | RegistryError::CorruptDocument { .. } => {
             tracing::error!(error = %error, "registry data failed verification");
             (Code::FailedPrecondition, error.to_string())

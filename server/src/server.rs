@@ -14,15 +14,17 @@ use tonic::transport::server::TcpIncoming;
 use crate::batching::ComputePool;
 use crate::config::ServerConfig;
 use crate::error::ServalError;
+use crate::registry_sync::RegistrySync;
+use crate::routing::RoutingTable;
 use crate::service::{ModelServiceImpl, ServiceState};
-use crate::serving::BatchingSettings;
+use crate::serving::{BatchingSettings, ModelStore};
 use crate::telemetry::ServerMetrics;
 
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
-    stop_metrics: watch::Sender<bool>,
+    stop_background: watch::Sender<bool>,
     metrics: ServerMetrics,
     state: Arc<ServiceState>,
     stop: Option<oneshot::Sender<()>>,
@@ -34,6 +36,8 @@ pub struct Server {
 pub enum StartError {
     #[error(transparent)]
     Registry(#[from] serval_registry::RegistryError),
+    #[error("cannot load the registry's serving state: {0}")]
+    Serving(#[from] ServalError),
     #[error("cannot start compute threads: {0}")]
     Threads(std::io::Error),
     #[error("cannot register metrics: {0}")]
@@ -66,7 +70,20 @@ impl Server {
             pool: ComputePool::new(config.compute_threads as usize).map_err(StartError::Threads)?,
             metrics: metrics.batching.clone(),
         };
-        let state = Arc::new(ServiceState::new(registry, config.service_limits(), batching));
+        // Background tasks (metrics endpoint, registry poller, change
+        // streams) stop with the server.
+        let (stop_background, metrics_stopped) = watch::channel(false);
+        let models = Arc::new(ModelStore::new(registry.clone(), batching));
+        let routing = Arc::new(RoutingTable::default());
+        let sync = RegistrySync::start(registry.clone(), models.clone(), routing.clone()).await?;
+        let state = Arc::new(ServiceState::new(
+            registry,
+            models,
+            routing,
+            sync.clone(),
+            config.service_limits(),
+            stop_background.subscribe(),
+        ));
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -79,7 +96,6 @@ impl Server {
         // Small gRPC frames must leave at once: without TCP_NODELAY, Nagle's
         // algorithm and delayed ACKs add ~40 ms to larger answers.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let (stop_metrics, metrics_stopped) = watch::channel(false);
         let metrics_addr = match config.metrics_listen {
             Some(address) => {
                 let listener = crate::metrics_http::bind(address)
@@ -95,6 +111,7 @@ impl Server {
             }
             None => None,
         };
+        sync.spawn_poller(config.registry_poll_interval, stop_background.subscribe());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
             tonic::transport::Server::builder()
@@ -108,7 +125,7 @@ impl Server {
         Ok(Server {
             local_addr,
             metrics_addr,
-            stop_metrics,
+            stop_background,
             metrics,
             state,
             stop: Some(stop),
@@ -142,10 +159,10 @@ impl Server {
     /// Stops accepting calls, lets in-flight calls finish, closes the
     /// registry.
     pub async fn shutdown(mut self) -> Result<(), ServalError> {
+        let _ = self.stop_background.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = self.stop_metrics.send(true);
         let served = (&mut self.task)
             .await
             .map_err(|e| ServalError::Internal(format!("server task failed: {e}")))?;

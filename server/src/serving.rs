@@ -53,7 +53,13 @@ impl LoadedVersion {
                 encoder.width()
             )));
         }
+        // Warm up: one forward pass before any traffic, so the first caller
+        // does not pay for first-touch allocations.
         let network = Arc::new(network);
+        let warm = network.clone();
+        tokio::task::spawn_blocking(move || warm.predict(&vec![0.0; warm.input_width()]))
+            .await
+            .map_err(|e| ServalError::Internal(format!("warm-up failed: {e}")))??;
         let layer = BatchLayer::new(
             batching.config,
             batching.pool.clone(),
@@ -76,13 +82,12 @@ impl LoadedVersion {
 
 type Slot = Arc<OnceCell<Arc<LoadedVersion>>>;
 
-/// The loaded versions, and the latest version number of each model.
+/// The loaded versions of every model.
 pub struct ModelStore {
     registry: Registry,
     batching: BatchingSettings,
     /// Model → version → its loaded form (or the load in progress).
     loaded: RwLock<HashMap<String, HashMap<u32, Slot>>>,
-    latest: RwLock<HashMap<String, u32>>,
 }
 
 impl ModelStore {
@@ -91,21 +96,12 @@ impl ModelStore {
             registry,
             batching,
             loaded: RwLock::default(),
-            latest: RwLock::default(),
         }
     }
 
-    /// The loaded `version` of `model` (its latest when `None`), loading it
-    /// on first use. Concurrent first uses share one load.
-    pub async fn resolve(
-        &self,
-        model: &str,
-        version: Option<u32>,
-    ) -> Result<Arc<LoadedVersion>, ServalError> {
-        let version = match version {
-            Some(v) => v,
-            None => self.latest_version(model).await?,
-        };
+    /// The loaded `version` of `model`, loading (and warming) it on first
+    /// use. Concurrent first uses share one load.
+    pub async fn resolve(&self, model: &str, version: u32) -> Result<Arc<LoadedVersion>, ServalError> {
         let slot = {
             let loaded = self.loaded.read().expect("model store lock poisoned");
             loaded
@@ -139,19 +135,26 @@ impl ModelStore {
         Ok(loaded.clone())
     }
 
-    async fn latest_version(&self, model: &str) -> Result<u32, ServalError> {
-        if let Some(&v) = self.latest.read().expect("model store lock poisoned").get(model) {
-            return Ok(v);
-        }
-        let record = self.registry.version(model, None).await?;
-        self.note_registered(model, record.version);
-        Ok(record.version)
+    /// Versions of `model` loaded (or loading) now.
+    pub fn loaded_versions(&self, model: &str) -> Vec<u32> {
+        let loaded = self.loaded.read().expect("model store lock poisoned");
+        loaded
+            .get(model)
+            .map(|v| v.keys().copied().collect())
+            .unwrap_or_default()
     }
 
-    /// Records a version registered by this server as its model's latest.
-    pub fn note_registered(&self, model: &str, version: u32) {
-        let mut latest = self.latest.write().expect("model store lock poisoned");
-        let entry = latest.entry(model.to_string()).or_insert(version);
-        *entry = (*entry).max(version);
+    /// Drops a version; calls already holding it finish normally.
+    pub fn unload(&self, model: &str, version: u32) {
+        let removed = {
+            let mut loaded = self.loaded.write().expect("model store lock poisoned");
+            loaded
+                .get_mut(model)
+                .and_then(|versions| versions.remove(&version))
+        };
+        if removed.is_some() {
+            self.batching.metrics.remove_version(model, version);
+            tracing::info!(model, version, "version unloaded");
+        }
     }
 }

@@ -71,3 +71,68 @@ pub fn model(m: &pb::Model) -> Value {
         "versions": m.versions.iter().map(version).collect::<Vec<_>>(),
     })
 }
+
+pub fn arm_name(arm: i32) -> &'static str {
+    match pb::Arm::try_from(arm).unwrap_or(pb::Arm::Unspecified) {
+        pb::Arm::Unspecified => "",
+        pb::Arm::Pinned => "pinned",
+        pb::Arm::Alias => "alias",
+        pb::Arm::Stable => "stable",
+        pb::Arm::Canary => "canary",
+        pb::Arm::Latest => "latest",
+    }
+}
+
+pub fn policy(p: Option<&pb::TrafficPolicy>) -> Value {
+    match p {
+        None => Value::Null,
+        Some(p) => json!({
+            "stable_version": p.stable_version,
+            "canary_version": p.canary_version,
+            "canary_percent": p.canary_percent,
+            "revision": p.revision,
+            "updated_at": timestamp(p.updated_at.as_ref()),
+        }),
+    }
+}
+
+pub fn rollout_state(s: &pb::RolloutState) -> Value {
+    json!({
+        "model": s.model,
+        "policy": policy(s.policy.as_ref()),
+        "aliases": s.aliases.iter().map(|a| json!({
+            "name": a.name,
+            "version": a.version,
+            "updated_at": timestamp(a.updated_at.as_ref()),
+        })).collect::<Vec<_>>(),
+        "latest_version": s.latest_version,
+    })
+}
+
+pub fn audit_event(e: &pb::AuditEvent) -> Value {
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    json!({
+        "id": e.id,
+        "at": timestamp(e.at.as_ref()),
+        "actor": e.actor,
+        "model": e.model,
+        "kind": e.kind,
+        "before": parse(&e.before_json),
+        "after": parse(&e.after_json),
+        "reason": e.reason,
+    })
+}
+
+pub fn version_stats(v: &pb::VersionStats) -> Value {
+    json!({
+        "version": v.version,
+        "arm": arm_name(v.arm),
+        "requests": v.requests,
+        "errors": v.errors,
+        "errors_by_code": v.errors_by_code,
+        "error_rate": v.error_rate,
+        "p50_ms": v.p50_ms,
+        "p99_ms": v.p99_ms,
+        "mean_score": v.mean_score,
+    })
+}

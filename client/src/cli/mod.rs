@@ -5,10 +5,11 @@ mod json;
 mod models;
 mod predict;
 mod raw_call;
+mod rollout;
 mod train;
 
 use clap::{Parser, Subcommand};
-use serval_client::{ClientError, ServalClient};
+use serval_client::{CallMetadata, ClientError, ServalClient};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +27,10 @@ pub struct Cli {
     )]
     server: String,
 
+    /// Who you are, for the audit log [default: $USER].
+    #[arg(long, global = true, env = "SERVAL_ACTOR")]
+    actor: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +45,9 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Load-test the predict path: throughput, latency, errors.
     Bench(bench::BenchArgs),
+    /// Move traffic between versions: aliases, canary, promote, rollback.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
 }
 
 /// What a command can fail with; printed as `error: …`.
@@ -55,10 +63,17 @@ pub enum CliError {
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let server = cli.server.as_str();
+    let actor = cli
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "serval-cli".to_string());
+    let connect = || ServalClient::connect_with(server, CallMetadata::default().with_actor(&actor));
     match cli.command {
-        Command::Train(args) => train::run(ServalClient::connect(server).await?, *args).await,
-        Command::Models(args) => models::run(ServalClient::connect(server).await?, args).await,
-        Command::Predict(args) => predict::run(ServalClient::connect(server).await?, args).await,
+        Command::Train(args) => train::run(connect().await?, *args).await,
+        Command::Models(args) => models::run(connect().await?, args).await,
+        Command::Predict(args) => predict::run(connect().await?, args).await,
         Command::Bench(args) => bench::run(server, args).await,
+        Command::Rollout(command) => rollout::run(connect().await?, command).await,
     }
 }

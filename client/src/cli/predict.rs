@@ -17,9 +17,16 @@ pub struct PredictArgs {
     /// Model name.
     #[arg(long)]
     model: String,
-    /// Version to use [default: the latest].
-    #[arg(long)]
+    /// Version to use [default: the model's traffic policy, or its latest
+    /// version].
+    #[arg(long, conflicts_with = "alias")]
     version: Option<u32>,
+    /// Alias to use (e.g. production).
+    #[arg(long)]
+    alias: Option<String>,
+    /// Routing key (e.g. a user id) for a sticky stable/canary choice.
+    #[arg(long)]
+    routing_key: Option<String>,
     /// CSV file with the training columns (the label may be present); `-`
     /// reads standard input.
     #[arg(long, conflicts_with = "records", required_unless_present = "records")]
@@ -63,6 +70,7 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
 
     // Every chunk is scored by the same version: the first answer pins it.
     let mut version = args.version;
+    let mut arm = "";
     let mut scores = Vec::with_capacity(records.len());
     let mut offset = 0;
     for chunk in records.chunks(ROWS_PER_CALL) {
@@ -72,6 +80,12 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
                 version,
                 records: chunk.to_vec(),
                 dense_rows: Vec::new(),
+                alias: if version.is_some() {
+                    String::new()
+                } else {
+                    args.alias.clone().unwrap_or_default()
+                },
+                routing_key: args.routing_key.clone().unwrap_or_default(),
             })
             .await
             .map_err(|e| match e {
@@ -83,6 +97,7 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
                 other => other.into(),
             })?;
         version = Some(response.version);
+        arm = super::json::arm_name(response.arm);
         scores.extend(response.scores);
         offset += chunk.len();
     }
@@ -91,6 +106,7 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
         let value = serde_json::json!({
             "model": args.model,
             "version": version,
+            "arm": arm,
             "scores": scores,
         });
         println!("{value}");

@@ -1,0 +1,61 @@
+//! The CLI tests' fixture: a real server on a loopback port with a temporary
+//! registry, and a runner for the `serval` binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::Value;
+use serval_server::{Server, ServerConfig};
+
+pub struct Fixture {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig::for_database(dir.path().join("serval.db").to_string_lossy());
+        let server = Server::start(&config).await.unwrap();
+        Fixture { server, dir }
+    }
+
+    pub async fn serval(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_serval"))
+            .args(args)
+            .env("SERVAL_SERVER", self.server.url())
+            .output()
+            .await
+            .expect("serval runs")
+    }
+
+    /// Runs `serval`, asserts success and returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let output = self.serval(args).await;
+        assert!(
+            output.status.success(),
+            "serval {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+pub fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/data")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub fn last_json_line(stdout: &str) -> Value {
+    serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON")
+}

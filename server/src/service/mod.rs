@@ -1,0 +1,201 @@
+//! The `serval.v1.ModelService` gRPC service. This module holds the shared
+//! state and the trait implementation, which only delegates: `train`,
+//! `predict` and `rollout` check and translate requests, and the work is
+//! done by `training`, `serving`, `routing` and the registry.
+
+mod predict;
+mod rollout;
+mod train;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use serval_proto::v1 as pb;
+use serval_proto::v1::model_service_server::ModelService;
+use serval_registry::Registry;
+use tokio::sync::{Semaphore, watch};
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::catalog::model_to_proto;
+use crate::error::ServalError;
+use crate::live_stats::LiveStats;
+use crate::registry_sync::RegistrySync;
+use crate::routing::RoutingTable;
+use crate::serving::ModelStore;
+use crate::training::TrainingLimits;
+
+/// Limits on what one call may ask for.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    pub training: TrainingLimits,
+    /// Rows one Predict call may carry.
+    pub max_predict_rows: usize,
+    /// Training runs at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_training_jobs: usize,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits {
+            training: TrainingLimits::default(),
+            max_predict_rows: 4096,
+            max_training_jobs: 2,
+        }
+    }
+}
+
+/// Shared state behind the service.
+pub struct ServiceState {
+    pub registry: Registry,
+    pub models: Arc<ModelStore>,
+    pub routing: Arc<RoutingTable>,
+    pub sync: Arc<RegistrySync>,
+    pub stats: LiveStats,
+    pub limits: ServiceLimits,
+    /// Turns true when the server begins to shut down; long-lived streams
+    /// end then.
+    pub stopping: watch::Receiver<bool>,
+    training_slots: Arc<Semaphore>,
+}
+
+impl ServiceState {
+    pub fn new(
+        registry: Registry,
+        models: Arc<ModelStore>,
+        routing: Arc<RoutingTable>,
+        sync: Arc<RegistrySync>,
+        limits: ServiceLimits,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        ServiceState {
+            registry,
+            models,
+            routing,
+            sync,
+            stats: LiveStats::default(),
+            stopping,
+            training_slots: Arc::new(Semaphore::new(limits.max_training_jobs)),
+            limits,
+        }
+    }
+}
+
+/// The gRPC service handle; cheap to clone.
+#[derive(Clone)]
+pub struct ModelServiceImpl {
+    state: Arc<ServiceState>,
+}
+
+impl ModelServiceImpl {
+    pub fn new(state: Arc<ServiceState>) -> Self {
+        ModelServiceImpl { state }
+    }
+}
+
+pub type TrainEventStream = Pin<Box<dyn Stream<Item = Result<pb::TrainEvent, Status>> + Send>>;
+
+fn invalid(message: impl Into<String>) -> Status {
+    ServalError::InvalidArgument(message.into()).into()
+}
+
+/// Who is calling, for the audit log: the `x-serval-actor` header (the CLI
+/// sends the user name), or "anonymous".
+pub fn actor_of(metadata: &MetadataMap) -> String {
+    metadata
+        .get("x-serval-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect::<String>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "anonymous".to_string())
+}
+
+#[tonic::async_trait]
+impl ModelService for ModelServiceImpl {
+    type TrainStream = TrainEventStream;
+    type WatchModelsStream = rollout::AuditEventStream;
+
+    async fn train(
+        &self,
+        request: Request<Streaming<pb::TrainRequest>>,
+    ) -> Result<Response<TrainEventStream>, Status> {
+        train::train(self.state.clone(), request).await
+    }
+
+    async fn predict(
+        &self,
+        request: Request<pb::PredictRequest>,
+    ) -> Result<Response<pb::PredictResponse>, Status> {
+        predict::predict(&self.state, request).await
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let filter = request.into_inner().model;
+        let records = self
+            .state
+            .registry
+            .list_models((!filter.is_empty()).then_some(filter.as_str()))
+            .await
+            .map_err(ServalError::from)?;
+        let models = records.iter().map(model_to_proto).collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    async fn set_alias(
+        &self,
+        request: Request<pb::SetAliasRequest>,
+    ) -> Result<Response<pb::RolloutState>, Status> {
+        rollout::set_alias(&self.state, request).await
+    }
+
+    async fn delete_alias(
+        &self,
+        request: Request<pb::DeleteAliasRequest>,
+    ) -> Result<Response<pb::RolloutState>, Status> {
+        rollout::delete_alias(&self.state, request).await
+    }
+
+    async fn update_traffic(
+        &self,
+        request: Request<pb::UpdateTrafficRequest>,
+    ) -> Result<Response<pb::RolloutState>, Status> {
+        rollout::update_traffic(&self.state, request).await
+    }
+
+    async fn get_rollout_state(
+        &self,
+        request: Request<pb::GetRolloutStateRequest>,
+    ) -> Result<Response<pb::RolloutState>, Status> {
+        rollout::get_rollout_state(&self.state, request).await
+    }
+
+    async fn get_rollout_history(
+        &self,
+        request: Request<pb::GetRolloutHistoryRequest>,
+    ) -> Result<Response<pb::GetRolloutHistoryResponse>, Status> {
+        rollout::get_rollout_history(&self.state, request).await
+    }
+
+    async fn get_live_stats(
+        &self,
+        request: Request<pb::GetLiveStatsRequest>,
+    ) -> Result<Response<pb::GetLiveStatsResponse>, Status> {
+        rollout::get_live_stats(&self.state, request).await
+    }
+
+    async fn watch_models(
+        &self,
+        request: Request<pb::WatchModelsRequest>,
+    ) -> Result<Response<Self::WatchModelsStream>, Status> {
+        rollout::watch_models(&self.state, request).await
+    }
+}

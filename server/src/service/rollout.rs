@@ -1,0 +1,312 @@
+//! Rollout RPCs: aliases, traffic changes, state, history, live statistics
+//! and the change stream. A change first loads and warms the versions it
+//! will send traffic to (refusing it, with nothing stored, if they cannot
+//! load), then commits one transaction with its audit event, then brings
+//! this server's routing up to date at once.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use serval_proto::v1 as pb;
+use serval_registry::{AuditFilter, ChangeContext, RegistryError, TrafficChange};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{ServiceState, actor_of, invalid};
+use crate::catalog::{audit_event_to_proto, rollout_state_to_proto, serving_at_to_proto, timestamp};
+use crate::error::ServalError;
+use crate::live_stats::MAX_WINDOW_SECONDS;
+
+pub type AuditEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEvent, Status>> + Send>>;
+
+/// Registry errors of a change: a version the change names must exist, so
+/// a missing one is a failed precondition, not a missing resource.
+fn change_error(error: RegistryError) -> Status {
+    match error {
+        RegistryError::VersionNotFound { .. } => ServalError::FailedPrecondition(error.to_string()).into(),
+        other => ServalError::from(other).into(),
+    }
+}
+
+fn context<T>(request: &Request<T>, reason: &str) -> ChangeContext {
+    ChangeContext {
+        actor: actor_of(request.metadata()),
+        reason: reason.to_string(),
+    }
+}
+
+/// Loads and warms `version` before a change routes traffic to it.
+async fn preload(state: &ServiceState, model: &str, version: u32) -> Result<(), Status> {
+    state
+        .models
+        .resolve(model, version)
+        .await
+        .map(|_| ())
+        .map_err(|error| match error {
+            ServalError::Registry(error) => change_error(error),
+            other => Status::failed_precondition(format!(
+                "model {model:?} version {version} cannot serve: {other}"
+            )),
+        })
+}
+
+async fn refresh(state: &ServiceState) {
+    if let Err(error) = state.sync.sync().await {
+        tracing::warn!(%error, "change committed, but routing could not be refreshed yet");
+    }
+}
+
+pub async fn set_alias(
+    state: &ServiceState,
+    request: Request<pb::SetAliasRequest>,
+) -> Result<Response<pb::RolloutState>, Status> {
+    let context = context(&request, &request.get_ref().reason);
+    let request = request.into_inner();
+    serval_registry::validate_alias_name(&request.alias).map_err(|e| invalid(format!("alias: {e}")))?;
+    preload(state, &request.model, request.version).await?;
+    let updated = state
+        .registry
+        .set_alias(&request.model, &request.alias, request.version, &context)
+        .await
+        .map_err(change_error)?;
+    refresh(state).await;
+    Ok(Response::new(rollout_state_to_proto(&updated)))
+}
+
+pub async fn delete_alias(
+    state: &ServiceState,
+    request: Request<pb::DeleteAliasRequest>,
+) -> Result<Response<pb::RolloutState>, Status> {
+    let context = context(&request, &request.get_ref().reason);
+    let request = request.into_inner();
+    let updated = state
+        .registry
+        .delete_alias(&request.model, &request.alias, &context)
+        .await
+        .map_err(change_error)?;
+    refresh(state).await;
+    Ok(Response::new(rollout_state_to_proto(&updated)))
+}
+
+pub async fn update_traffic(
+    state: &ServiceState,
+    request: Request<pb::UpdateTrafficRequest>,
+) -> Result<Response<pb::RolloutState>, Status> {
+    let context = context(&request, &request.get_ref().reason);
+    let request = request.into_inner();
+    let model = request.model.as_str();
+    let change = match request.change {
+        Some(pb::update_traffic_request::Change::Canary(canary)) => {
+            if !(0.0..=100.0).contains(&canary.percent) {
+                return Err(invalid(format!(
+                    "canary.percent: {} is outside 0-100",
+                    canary.percent
+                )));
+            }
+            preload(state, model, canary.version).await?;
+            TrafficChange::Canary {
+                version: canary.version,
+                percent: canary.percent,
+            }
+        }
+        Some(pb::update_traffic_request::Change::Promote(_)) => TrafficChange::Promote,
+        Some(pb::update_traffic_request::Change::Rollback(rollback)) => {
+            if let Some(version) = rollback.to_version {
+                preload(state, model, version).await?;
+            }
+            TrafficChange::Rollback {
+                to: rollback.to_version,
+            }
+        }
+        None => return Err(invalid("change: set canary, promote or rollback")),
+    };
+    let updated = state
+        .registry
+        .update_traffic(model, &change, request.expected_revision, &context)
+        .await
+        .map_err(change_error)?;
+    refresh(state).await;
+    Ok(Response::new(rollout_state_to_proto(&updated)))
+}
+
+pub async fn get_rollout_state(
+    state: &ServiceState,
+    request: Request<pb::GetRolloutStateRequest>,
+) -> Result<Response<pb::RolloutState>, Status> {
+    let rollout = state
+        .registry
+        .rollout_state(&request.get_ref().model)
+        .await
+        .map_err(ServalError::from)?;
+    Ok(Response::new(rollout_state_to_proto(&rollout)))
+}
+
+pub async fn get_rollout_history(
+    state: &ServiceState,
+    request: Request<pb::GetRolloutHistoryRequest>,
+) -> Result<Response<pb::GetRolloutHistoryResponse>, Status> {
+    let request = request.into_inner();
+    let at = match &request.at {
+        Some(at) => Some(
+            chrono::DateTime::from_timestamp(at.seconds, at.nanos.max(0) as u32)
+                .ok_or_else(|| invalid("at: not a valid timestamp"))?,
+        ),
+        None => None,
+    };
+    // Existence first, so an unknown model is NOT_FOUND, not an empty log.
+    state
+        .registry
+        .rollout_state(&request.model)
+        .await
+        .map_err(ServalError::from)?;
+    let limit = if request.limit == 0 { 1000 } else { request.limit };
+    let mut events = state
+        .registry
+        .audit_events(&AuditFilter {
+            model: Some(request.model.clone()),
+            until: at,
+            ..Default::default()
+        })
+        .await
+        .map_err(ServalError::from)?;
+    let skip = events.len().saturating_sub(limit as usize);
+    events.drain(..skip);
+    let serving_at = match at {
+        Some(at) => {
+            let serving = state
+                .registry
+                .serving_at(&request.model, at)
+                .await
+                .map_err(ServalError::from)?;
+            Some(serving_at_to_proto(timestamp(at), &serving))
+        }
+        None => None,
+    };
+    Ok(Response::new(pb::GetRolloutHistoryResponse {
+        events: events.iter().map(audit_event_to_proto).collect(),
+        serving_at,
+    }))
+}
+
+pub async fn get_live_stats(
+    state: &ServiceState,
+    request: Request<pb::GetLiveStatsRequest>,
+) -> Result<Response<pb::GetLiveStatsResponse>, Status> {
+    let request = request.into_inner();
+    if request.window_seconds > MAX_WINDOW_SECONDS {
+        return Err(invalid(format!("window_seconds: at most {MAX_WINDOW_SECONDS}")));
+    }
+    let window = if request.window_seconds == 0 {
+        60
+    } else {
+        request.window_seconds
+    };
+    let rollout = state
+        .registry
+        .rollout_state(&request.model)
+        .await
+        .map_err(ServalError::from)?;
+    let arm_of = |version: u32| match &rollout.policy {
+        Some(policy) if policy.canary_version == Some(version) => pb::Arm::Canary,
+        Some(policy) if policy.stable_version == version => pb::Arm::Stable,
+        _ => pb::Arm::Unspecified,
+    };
+    let versions = state
+        .stats
+        .summary(&request.model, window)
+        .into_iter()
+        .map(|(version, s)| pb::VersionStats {
+            version,
+            arm: arm_of(version) as i32,
+            requests: s.requests,
+            errors: s.errors,
+            errors_by_code: s
+                .errors_by_code
+                .iter()
+                .map(|(code, n)| (serval_proto::code_name(*code).to_string(), *n))
+                .collect(),
+            error_rate: s.error_rate(),
+            p50_ms: s.p50_ms,
+            p99_ms: s.p99_ms,
+            mean_score: s.mean_score,
+        })
+        .collect();
+    Ok(Response::new(pb::GetLiveStatsResponse {
+        model: request.model,
+        window_seconds: window,
+        versions,
+    }))
+}
+
+pub async fn watch_models(
+    state: &ServiceState,
+    request: Request<pb::WatchModelsRequest>,
+) -> Result<Response<AuditEventStream>, Status> {
+    let request = request.into_inner();
+    // Subscribe before reading the backlog, so nothing falls in between.
+    let mut live = state.sync.subscribe();
+    let model = (!request.model.is_empty()).then_some(request.model);
+    let registry = state.registry.clone();
+    let mut stopping = state.stopping.clone();
+    let (sender, receiver) = mpsc::channel(256);
+    let mut last_sent = if request.after_id > 0 {
+        request.after_id
+    } else {
+        registry.latest_audit_id().await.map_err(ServalError::from)?
+    };
+    tokio::spawn(async move {
+        let wanted = |event: &serval_registry::AuditEvent| model.as_deref().is_none_or(|m| m == event.model);
+        // Events the subscriber asked to replay, or missed while lagging.
+        let backlog = |after: u64| {
+            let registry = registry.clone();
+            let model = model.clone();
+            async move {
+                registry
+                    .audit_events(&AuditFilter {
+                        model,
+                        after_id: Some(after),
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        let mut pending = match backlog(last_sent).await {
+            Ok(events) => events,
+            Err(error) => {
+                let _ = sender.send(Err(ServalError::from(error).into())).await;
+                return;
+            }
+        };
+        loop {
+            for event in pending.drain(..) {
+                if event.id <= last_sent || !wanted(&event) {
+                    continue;
+                }
+                last_sent = event.id;
+                if sender.send(Ok(audit_event_to_proto(&event))).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                received = live.recv() => match received {
+                    Ok(event) => pending.push(event),
+                    Err(broadcast::error::RecvError::Lagged(_)) => match backlog(last_sent).await {
+                        Ok(events) => pending = events,
+                        Err(error) => {
+                            let _ = sender.send(Err(ServalError::from(error).into())).await;
+                            return;
+                        }
+                    },
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = sender.closed() => return,
+                () = async { let _ = stopping.wait_for(|stopping| *stopping).await; } => {
+                    let _ = sender.send(Err(Status::unavailable("the server is shutting down; reconnect"))).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+}
