@@ -249,4 +249,18 @@ impl ServalClient {
         };
         Ok(self.models.watch_models(request).await?.into_inner())
     }
+
+    /// Everything a report draws about `version` of `model` (the latest
+    /// when `None`).
+    pub async fn version_report(
+        &mut self,
+        model: &str,
+        version: Option<u32>,
+    ) -> Result<pb::VersionReport, ClientError> {
+        let request = pb::GetVersionReportRequest {
+            model: model.to_string(),
+            version,
+        };
+        Ok(self.models.get_version_report(request).await?.into_inner())
+    }
 }

@@ -97,7 +97,7 @@ async fn quickstart_train_list_and_predict() {
         ])
         .await;
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "score");
+    assert_eq!(lines[0], "score,label");
     assert_eq!(lines.len(), 21);
 
     // Inline JSON records.

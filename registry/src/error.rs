@@ -12,6 +12,8 @@ pub enum RegistryError {
     VersionNotFound { model: String, version: u32 },
     #[error("invalid alias name {name:?}: {reason}")]
     InvalidAliasName { name: String, reason: &'static str },
+    #[error("training job {0:?} not found")]
+    JobNotFound(String),
     #[error("model {model:?} has no alias {name:?}")]
     AliasNotFound { model: String, name: String },
     /// The change does not apply to the current state (e.g. promoting

@@ -8,11 +8,13 @@
 //! bytes with their SHA-256; it knows nothing of how they were made.
 
 mod error;
+mod jobs;
 mod names;
 mod rollout;
 mod store;
 
 pub use error::RegistryError;
+pub use jobs::{JobRecord, JobState};
 pub use names::{validate_alias_name, validate_model_name};
 pub use rollout::{
     Alias, AuditEvent, AuditFilter, ChangeContext, RolloutState, ServingAt, TrafficChange, TrafficPolicy,

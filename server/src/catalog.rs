@@ -4,13 +4,14 @@
 use serde::{Deserialize, Serialize};
 use serval_proto::v1 as pb;
 use serval_registry::{
-    AuditEvent, ModelRecord, NewVersion, RolloutState, ServingAt, TrafficPolicy, VersionRecord,
+    AuditEvent, JobRecord, JobState, ModelRecord, NewVersion, RolloutState, ServingAt, TrafficPolicy,
+    VersionRecord,
 };
 
 use crate::dataset::ColumnKind;
 use crate::encoder::{EncoderState, Transform};
 use crate::error::ServalError;
-use crate::metrics::Evaluation;
+use crate::metrics::{Curves, Evaluation};
 use crate::training::{DatasetSummary, EpochReport, Recipe, TrainedVersion};
 
 /// The `metrics` document: validation quality and the per-epoch history.
@@ -18,6 +19,14 @@ use crate::training::{DatasetSummary, EpochReport, Recipe, TrainedVersion};
 pub struct StoredMetrics {
     pub validation: Evaluation,
     pub history: Vec<EpochReport>,
+    #[serde(default)]
+    pub best_epoch: usize,
+    #[serde(default)]
+    pub curves: Curves,
+    /// Permutation importance of the original columns on the validation
+    /// split, most important first.
+    #[serde(default)]
+    pub importance: Vec<(String, f64)>,
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ServalError> {
@@ -46,6 +55,9 @@ pub fn new_version(model: &str, trained: &TrainedVersion, actor: &str) -> Result
         metrics: to_json(&StoredMetrics {
             validation: trained.evaluation,
             history: trained.history.clone(),
+            best_epoch: trained.best_epoch,
+            curves: trained.curves.clone(),
+            importance: trained.importance.clone(),
         })?,
         dataset: to_json(&trained.dataset)?,
         weights: trained.weights.clone(),
@@ -107,6 +119,7 @@ pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, Serv
                 } => vec![true_token.clone(), false_token.clone()],
                 Transform::Numeric { .. } => Vec::new(),
             },
+            encoding: describe_encoding(&c.transform),
         })
         .collect();
     let v = docs.metrics.validation;
@@ -122,6 +135,8 @@ pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, Serv
             f1: v.f1,
             log_loss: v.log_loss,
             threshold: v.threshold,
+            best_epoch: docs.metrics.best_epoch as u32,
+            epochs_run: docs.metrics.history.len() as u32,
         }),
         dataset: Some(dataset_to_proto(&docs.dataset)),
         hyper_parameters: Some(docs.recipe.hyper_parameters()),
@@ -131,6 +146,84 @@ pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, Serv
         input_width: columns.iter().map(|c| c.width).sum(),
         columns,
         weights_sha256: record.weights_sha256.clone(),
+    })
+}
+
+/// A column's encoding in words, for reports and `serval models`.
+fn describe_encoding(transform: &Transform) -> String {
+    match transform {
+        Transform::Numeric {
+            median,
+            log1p,
+            mean,
+            std,
+        } => format!(
+            "{}standardised (mean {mean:.4}, std {std:.4}); blanks -> median {median}",
+            if *log1p { "log1p, then " } else { "" }
+        ),
+        Transform::Categorical { categories } => {
+            format!("one-hot over {} values + other", categories.len())
+        }
+        Transform::Boolean {
+            true_token,
+            false_token,
+            fill,
+        } => format!("1 = {true_token}, 0 = {false_token}; blanks -> {fill:.4}"),
+    }
+}
+
+pub fn epoch_to_proto(report: &EpochReport) -> pb::EpochProgress {
+    pb::EpochProgress {
+        epoch: report.epoch as u32,
+        epochs: report.epochs as u32,
+        train_loss: report.train_loss,
+        validation_loss: report.validation_loss,
+        validation_auc: report.validation_auc,
+        elapsed_seconds: report.elapsed_seconds,
+        learning_rate: report.learning_rate,
+    }
+}
+
+/// Everything a report draws about a stored version.
+pub fn report_to_proto(record: &VersionRecord) -> Result<pb::VersionReport, ServalError> {
+    let docs = VersionDocuments::read(record)?;
+    let point = |p: &[f64; 3]| pb::CurvePoint {
+        x: p[0],
+        y: p[1],
+        threshold: p[2],
+    };
+    let curves = &docs.metrics.curves;
+    let c = curves.confusion;
+    Ok(pb::VersionReport {
+        version: Some(version_to_proto(record)?),
+        history: docs.metrics.history.iter().map(epoch_to_proto).collect(),
+        roc: curves.roc.iter().map(point).collect(),
+        precision_recall: curves.precision_recall.iter().map(point).collect(),
+        calibration: curves
+            .calibration
+            .iter()
+            .map(|b| pb::CalibrationBin {
+                mean_predicted: b[0],
+                fraction_positive: b[1],
+                rows: b[2] as u64,
+            })
+            .collect(),
+        confusion: Some(pb::ConfusionMatrix {
+            true_positives: c.true_positives,
+            false_positives: c.false_positives,
+            true_negatives: c.true_negatives,
+            false_negatives: c.false_negatives,
+            threshold: docs.metrics.validation.threshold,
+        }),
+        importance: docs
+            .metrics
+            .importance
+            .iter()
+            .map(|(column, importance)| pb::FeatureImportance {
+                column: column.clone(),
+                importance: *importance,
+            })
+            .collect(),
     })
 }
 
@@ -209,5 +302,28 @@ pub fn serving_at_to_proto(at: prost_types::Timestamp, serving: &ServingAt) -> p
             .map(|p| p.stable_version)
             .or(serving.latest_version)
             .unwrap_or(0),
+    }
+}
+
+pub fn job_to_proto(job: &JobRecord) -> pb::TrainingJob {
+    let end = job.finished_at.unwrap_or_else(chrono::Utc::now);
+    pb::TrainingJob {
+        id: job.id.clone(),
+        model: job.model.clone(),
+        state: match job.state {
+            JobState::Running => pb::JobState::Running,
+            JobState::Succeeded => pb::JobState::Succeeded,
+            JobState::Failed => pb::JobState::Failed,
+            JobState::Cancelled => pb::JobState::Cancelled,
+        } as i32,
+        started_at: Some(timestamp(job.started_at)),
+        finished_at: job.finished_at.map(timestamp),
+        duration_seconds: (end - job.started_at).num_milliseconds().max(0) as f64 / 1000.0,
+        rows: job.rows,
+        epochs_done: job.epochs_done,
+        epochs: job.epochs,
+        version: job.version.unwrap_or(0),
+        error: job.error.clone().unwrap_or_default(),
+        actor: job.actor.clone(),
     }
 }

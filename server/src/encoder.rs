@@ -22,6 +22,14 @@ pub const MAX_CATEGORIES: usize = 256;
 /// before standardising (counts and durations).
 const LOG1P_SKEWNESS: f64 = 2.0;
 
+/// Raw numbers are clipped to ±1e15 before fitting and encoding, so sums of
+/// squares stay finite and the fitted statistics are storable.
+const RAW_LIMIT: f64 = 1e15;
+
+/// Standardised values are clipped to ±1e6: far outside anything seen in
+/// training, and never infinite in the network's f32 arithmetic.
+const ENCODED_LIMIT: f64 = 1e6;
+
 /// The fitted preprocessing, as stored in the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EncoderState {
@@ -82,9 +90,9 @@ impl Transform {
                 mean,
                 std,
             } => {
-                let x = x.unwrap_or(*median);
+                let x = x.unwrap_or(*median).clamp(-RAW_LIMIT, RAW_LIMIT);
                 let x = if *log1p { x.max(0.0).ln_1p() } else { x };
-                ((x - mean) / std) as f32
+                ((x - mean) / std).clamp(-ENCODED_LIMIT, ENCODED_LIMIT) as f32
             }
             _ => unreachable!("numeric() on a non-numeric column"),
         }
@@ -120,7 +128,12 @@ impl EncoderState {
 fn fit_column(column: &FeatureColumn, train: &[usize]) -> Transform {
     match &column.values {
         ColumnValues::Numeric(values) => {
-            let mut present: Vec<f64> = train.iter().map(|&i| values[i]).filter(|x| !x.is_nan()).collect();
+            let mut present: Vec<f64> = train
+                .iter()
+                .map(|&i| values[i])
+                .filter(|x| !x.is_nan())
+                .map(|x| x.clamp(-RAW_LIMIT, RAW_LIMIT))
+                .collect();
             present.sort_by(f64::total_cmp);
             let median = if present.is_empty() {
                 0.0
@@ -133,7 +146,11 @@ fn fit_column(column: &FeatureColumn, train: &[usize]) -> Transform {
             let transformed: Vec<f64> = train
                 .iter()
                 .map(|&i| {
-                    let x = if values[i].is_nan() { median } else { values[i] };
+                    let x = if values[i].is_nan() {
+                        median
+                    } else {
+                        values[i].clamp(-RAW_LIMIT, RAW_LIMIT)
+                    };
                     if log1p { x.ln_1p() } else { x }
                 })
                 .collect();

@@ -66,7 +66,8 @@ fn registry_status(error: RegistryError) -> (Code, String) {
         }
         RegistryError::ModelNotFound(_)
         | RegistryError::VersionNotFound { .. }
-        | RegistryError::AliasNotFound { .. } => (Code::NotFound, error.to_string()),
+        | RegistryError::AliasNotFound { .. }
+        | RegistryError::JobNotFound(_) => (Code::NotFound, error.to_string()),
         RegistryError::InvalidChange(_) => (Code::FailedPrecondition, error.to_string()),
         RegistryError::Conflict { .. } => (Code::Aborted, error.to_string()),
         RegistryError::CorruptWeights { .. } | RegistryError::CorruptDocument { .. } => {

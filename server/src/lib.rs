@@ -13,6 +13,7 @@ pub mod dataset;
 pub mod deadline;
 pub mod encoder;
 pub mod error;
+pub mod jobs;
 pub mod live_stats;
 pub mod metrics;
 pub mod metrics_http;

@@ -15,6 +15,165 @@ pub struct Evaluation {
     pub threshold: f64,
 }
 
+/// How the decision threshold is chosen on the validation split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "objective", content = "target")]
+pub enum ThresholdObjective {
+    /// Maximise F1.
+    #[default]
+    MaxF1,
+    /// The lowest threshold reaching this precision (best recall).
+    Precision(f64),
+    /// The highest threshold reaching this recall (best precision).
+    Recall(f64),
+}
+
+/// One candidate threshold of the sweep: predicting positive at or above
+/// `threshold` gives these counts.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    threshold: f64,
+    true_positives: f64,
+    false_positives: f64,
+}
+
+/// Every distinct score as a threshold, highest first, with the counts it
+/// gives.
+fn sweep(scores: &[f32], labels: &[f32]) -> (Vec<Cut>, f64, f64) {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let positives = labels.iter().filter(|&&l| l == 1.0).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    let mut cuts = Vec::new();
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut i = 0;
+    while i < order.len() {
+        let score = scores[order[i]];
+        while i < order.len() && scores[order[i]] == score {
+            if labels[order[i]] == 1.0 {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
+            i += 1;
+        }
+        cuts.push(Cut {
+            threshold: f64::from(score),
+            true_positives: tp,
+            false_positives: fp,
+        });
+    }
+    (cuts, positives, negatives)
+}
+
+/// The decision threshold for `objective` on validation scores.
+pub fn choose_threshold(scores: &[f32], labels: &[f32], objective: ThresholdObjective) -> f64 {
+    let (cuts, positives, _) = sweep(scores, labels);
+    let precision = |c: &Cut| c.true_positives / (c.true_positives + c.false_positives).max(1.0);
+    let recall = |c: &Cut| c.true_positives / positives.max(1.0);
+    let f1 = |c: &Cut| {
+        let (p, r) = (precision(c), recall(c));
+        if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 }
+    };
+    let best = match objective {
+        ThresholdObjective::MaxF1 => cuts.iter().max_by(|a, b| f1(a).total_cmp(&f1(b))),
+        ThresholdObjective::Precision(target) => cuts
+            .iter()
+            .filter(|c| precision(c) >= target)
+            .max_by(|a, b| recall(a).total_cmp(&recall(b)))
+            .or_else(|| cuts.iter().max_by(|a, b| precision(a).total_cmp(&precision(b)))),
+        ThresholdObjective::Recall(target) => cuts
+            .iter()
+            .filter(|c| recall(c) >= target)
+            .max_by(|a, b| precision(a).total_cmp(&precision(b)))
+            .or(cuts.last()),
+    };
+    best.map_or(0.5, |c| c.threshold)
+}
+
+/// The validation curves a report draws, downsampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Curves {
+    /// (false positive rate, true positive rate, threshold), from (0, 0).
+    pub roc: Vec<[f64; 3]>,
+    /// (recall, precision, threshold).
+    pub precision_recall: Vec<[f64; 3]>,
+    /// Ten equal-width bins of predicted probability: (mean predicted,
+    /// fraction positive, rows).
+    pub calibration: Vec<[f64; 3]>,
+    /// At the stored threshold.
+    pub confusion: Confusion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Confusion {
+    pub true_positives: u64,
+    pub false_positives: u64,
+    pub true_negatives: u64,
+    pub false_negatives: u64,
+}
+
+/// Points kept per curve.
+const CURVE_POINTS: usize = 200;
+
+/// The curves of `scores` against `labels`, and the confusion matrix at
+/// `threshold`.
+pub fn curves(scores: &[f32], labels: &[f32], threshold: f64) -> Curves {
+    let (cuts, positives, negatives) = sweep(scores, labels);
+    let stride = cuts.len().div_ceil(CURVE_POINTS).max(1);
+    let mut sampled: Vec<&Cut> = cuts.iter().step_by(stride).collect();
+    if let Some(last) = cuts.last()
+        && sampled.last().is_none_or(|c| c.threshold != last.threshold)
+    {
+        sampled.push(last);
+    }
+    let mut roc = vec![[0.0, 0.0, 1.0]];
+    roc.extend(sampled.iter().map(|c| {
+        [
+            c.false_positives / negatives.max(1.0),
+            c.true_positives / positives.max(1.0),
+            c.threshold,
+        ]
+    }));
+    let precision_recall = sampled
+        .iter()
+        .map(|c| {
+            [
+                c.true_positives / positives.max(1.0),
+                c.true_positives / (c.true_positives + c.false_positives).max(1.0),
+                c.threshold,
+            ]
+        })
+        .collect();
+    let mut bins = [(0.0f64, 0.0f64, 0u64); 10];
+    for (&score, &label) in scores.iter().zip(labels) {
+        let bin = ((f64::from(score) * 10.0) as usize).min(9);
+        bins[bin].0 += f64::from(score);
+        bins[bin].1 += f64::from(label);
+        bins[bin].2 += 1;
+    }
+    let calibration = bins
+        .iter()
+        .filter(|(_, _, n)| *n > 0)
+        .map(|(sum, hits, n)| [sum / *n as f64, hits / *n as f64, *n as f64])
+        .collect();
+    let mut confusion = Confusion::default();
+    for (&score, &label) in scores.iter().zip(labels) {
+        match (f64::from(score) >= threshold, label == 1.0) {
+            (true, true) => confusion.true_positives += 1,
+            (true, false) => confusion.false_positives += 1,
+            (false, false) => confusion.true_negatives += 1,
+            (false, true) => confusion.false_negatives += 1,
+        }
+    }
+    Curves {
+        roc,
+        precision_recall,
+        calibration,
+        confusion,
+    }
+}
+
 /// Evaluates `scores` (probabilities) against `labels` (1.0 / 0.0),
 /// labelling a row positive when its score is at least `threshold`.
 pub fn evaluate(scores: &[f32], labels: &[f32], threshold: f64) -> Evaluation {
@@ -106,6 +265,38 @@ mod tests {
         assert_eq!(e.recall, 0.5);
         assert!((e.f1 - 0.4).abs() < 1e-12);
         assert!(e.log_loss > 0.0);
+    }
+
+    #[test]
+    fn thresholds_follow_the_objective() {
+        let scores = [0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1];
+        let labels = [1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0];
+        // F1 is best down to 0.3: all 4 positives found, 4 of 6 right (0.8).
+        assert_eq!(
+            choose_threshold(&scores, &labels, ThresholdObjective::MaxF1),
+            0.30000001192092896
+        );
+        assert_eq!(
+            choose_threshold(&scores, &labels, ThresholdObjective::Precision(1.0)),
+            0.800000011920929
+        );
+        assert_eq!(
+            choose_threshold(&scores, &labels, ThresholdObjective::Recall(1.0)),
+            0.30000001192092896
+        );
+        let c = curves(&scores, &labels, 0.6);
+        assert_eq!(c.roc.first(), Some(&[0.0, 0.0, 1.0]));
+        assert_eq!(c.roc.last().map(|p| [p[0], p[1]]), Some([1.0, 1.0]));
+        assert_eq!(
+            (
+                c.confusion.true_positives,
+                c.confusion.false_positives,
+                c.confusion.false_negatives
+            ),
+            (3, 1, 1)
+        );
+        let rows: f64 = c.calibration.iter().map(|b| b[2]).sum();
+        assert_eq!(rows, 8.0);
     }
 
     #[test]

@@ -63,6 +63,16 @@ impl MlpParameters {
         }
     }
 
+    /// A network with these shapes and the given flattened values (one
+    /// vector per parameter, in order).
+    pub fn snapshot_of(&self, values: &[Vec<f32>]) -> Result<Mlp, ServalError> {
+        let tensor = |i: usize| Tensor::from_slice(&values[i], self.vars[i].shape(), &Device::Cpu);
+        let layers = (0..self.vars.len() / 2)
+            .map(|l| Ok(Linear::new(tensor(2 * l)?, Some(tensor(2 * l + 1)?))))
+            .collect::<Result<Vec<_>, ServalError>>()?;
+        Ok(Mlp { layers })
+    }
+
     /// A copy of the current values, detached from training.
     pub fn snapshot(&self) -> Result<Mlp, ServalError> {
         let layers = self

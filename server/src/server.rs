@@ -54,6 +54,13 @@ impl Server {
     /// background.
     pub async fn start(config: &ServerConfig) -> Result<Server, StartError> {
         let registry = Registry::open(&config.database).await?;
+        let abandoned = registry.fail_abandoned_jobs().await?;
+        if abandoned > 0 {
+            tracing::warn!(
+                jobs = abandoned,
+                "marked jobs left running by a stopped server as failed"
+            );
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {

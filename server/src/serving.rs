@@ -30,6 +30,8 @@ pub struct LoadedVersion {
     pub version: u32,
     pub encoder: Encoder,
     pub network: Arc<Mlp>,
+    /// Scores at or above it are labelled positive.
+    pub threshold: f64,
     /// The batching layer around this version's network.
     pub batcher: Batcher,
 }
@@ -45,6 +47,7 @@ impl LoadedVersion {
         let docs = VersionDocuments::read(&record)?;
         let weights = registry.weights(model, version).await?;
         let network = Mlp::from_safetensors(&weights)?;
+        let threshold = docs.metrics.validation.threshold;
         let encoder = Encoder::new(docs.encoder);
         if network.input_width() != encoder.width() {
             return Err(ServalError::FailedPrecondition(format!(
@@ -69,6 +72,7 @@ impl LoadedVersion {
             model: model.to_string(),
             version,
             encoder,
+            threshold,
             batcher: layer.layer(network.clone()),
             network,
         })

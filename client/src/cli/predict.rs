@@ -72,6 +72,8 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
     let mut version = args.version;
     let mut arm = "";
     let mut scores = Vec::with_capacity(records.len());
+    let mut labels = Vec::with_capacity(records.len());
+    let mut threshold = 0.0;
     let mut offset = 0;
     for chunk in records.chunks(ROWS_PER_CALL) {
         let response = client
@@ -99,6 +101,8 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
         version = Some(response.version);
         arm = super::json::arm_name(response.arm);
         scores.extend(response.scores);
+        labels.extend(response.labels);
+        threshold = response.threshold;
         offset += chunk.len();
     }
 
@@ -107,13 +111,15 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
             "model": args.model,
             "version": version,
             "arm": arm,
+            "threshold": threshold,
             "scores": scores,
+            "labels": labels,
         });
         println!("{value}");
     } else {
-        println!("score");
-        for score in scores {
-            println!("{score}");
+        println!("score,label");
+        for (score, label) in scores.iter().zip(&labels) {
+            println!("{score},{}", u8::from(*label));
         }
     }
     Ok(())

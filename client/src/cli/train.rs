@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures::stream;
 use indicatif::{ProgressBar, ProgressStyle};
 use serval_client::proto as pb;
@@ -13,6 +13,14 @@ use serval_client::{ServalClient, UPLOAD_CHUNK_BYTES};
 use tokio::io::AsyncReadExt;
 
 use super::{CliError, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Schedule {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine decay to a tenth of the rate.
+    Cosine,
+}
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -46,15 +54,39 @@ pub struct TrainArgs {
     /// Hidden layer widths, comma-separated [default: 128,64].
     #[arg(long, value_delimiter = ',')]
     hidden: Vec<u32>,
-    /// Passes over the training split [default: 10].
+    /// Passes over the training split at most [default: 20].
     #[arg(long)]
     epochs: Option<u32>,
-    /// Rows per gradient step [default: 32].
+    /// Rows per gradient step [default: 128].
     #[arg(long)]
     batch_size: Option<u32>,
-    /// Adam learning rate [default: 0.001].
+    /// Adam learning rate [default: 0.003].
     #[arg(long)]
     learning_rate: Option<f64>,
+    /// Early stopping: epochs without a better validation loss before
+    /// stopping (the best epoch's weights are kept); 0 turns it off
+    /// [default: 3].
+    #[arg(long)]
+    patience: Option<u32>,
+    /// L2 penalty on the weights [default: 0].
+    #[arg(long)]
+    l2: Option<f64>,
+    /// Share of hidden units dropped while training [default: 0].
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Weigh classes by inverse frequency (rare positives).
+    #[arg(long)]
+    class_weighting: bool,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+    schedule: Schedule,
+    /// Choose the decision threshold reaching this precision (best recall)
+    /// instead of maximising F1.
+    #[arg(long, conflicts_with = "target_recall")]
+    target_precision: Option<f64>,
+    /// Choose the decision threshold reaching this recall (best precision).
+    #[arg(long)]
+    target_recall: Option<f64>,
     /// Share of rows held back for validation [default: 0.2].
     #[arg(long)]
     validation_fraction: Option<f64>,
@@ -91,6 +123,16 @@ impl TrainArgs {
                 batch_size: self.batch_size,
                 epochs: self.epochs,
                 validation_fraction: self.validation_fraction,
+                patience: self.patience,
+                l2: self.l2,
+                dropout: self.dropout,
+                class_weighting: self.class_weighting.then_some(true),
+                learning_rate_schedule: match self.schedule {
+                    Schedule::Constant => pb::LearningRateSchedule::Constant,
+                    Schedule::Cosine => pb::LearningRateSchedule::Cosine,
+                } as i32,
+                target_precision: self.target_precision,
+                target_recall: self.target_recall,
             }),
             seed: self.seed,
         }
@@ -153,6 +195,10 @@ pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliErr
                     epochs_bar.enable_steady_tick(Duration::from_millis(200));
                 }
             }
+            Some(pb::train_event::Event::Progress(progress)) => {
+                let done = progress.rows_done as f64 / progress.rows_total.max(1) as f64;
+                epochs_bar.set_message(format!("epoch {} {:.0}% …", progress.epoch, done * 100.0));
+            }
             Some(pb::train_event::Event::Epoch(epoch)) => {
                 epochs_bar.set_position(u64::from(epoch.epoch));
                 epochs_bar.set_message(format!(
@@ -179,7 +225,10 @@ pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliErr
 
 fn print_version(v: &pb::ModelVersion) {
     let m = v.metrics.unwrap_or_default();
-    println!("Registered {} version {}", v.model, v.version);
+    println!(
+        "Registered {} version {} (best epoch {} of {})",
+        v.model, v.version, m.best_epoch, m.epochs_run
+    );
     println!(
         "  validation: AUC {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  log loss {:.4}  (threshold {})",
         m.auc, m.accuracy, m.precision, m.recall, m.f1, m.log_loss, m.threshold

@@ -3,14 +3,13 @@
 //! `predict` and `rollout` check and translate requests, and the work is
 //! done by `training`, `serving`, `routing` and the registry.
 
+mod jobs;
 mod predict;
 mod rollout;
 mod train;
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
 use serval_proto::v1 as pb;
 use serval_proto::v1::model_service_server::ModelService;
 use serval_registry::Registry;
@@ -20,6 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog::model_to_proto;
 use crate::error::ServalError;
+use crate::jobs::Jobs;
 use crate::live_stats::LiveStats;
 use crate::registry_sync::RegistrySync;
 use crate::routing::RoutingTable;
@@ -53,6 +53,7 @@ pub struct ServiceState {
     pub routing: Arc<RoutingTable>,
     pub sync: Arc<RegistrySync>,
     pub stats: LiveStats,
+    pub jobs: Jobs,
     pub limits: ServiceLimits,
     /// Turns true when the server begins to shut down; long-lived streams
     /// end then.
@@ -75,6 +76,7 @@ impl ServiceState {
             routing,
             sync,
             stats: LiveStats::default(),
+            jobs: Jobs::default(),
             stopping,
             training_slots: Arc::new(Semaphore::new(limits.max_training_jobs)),
             limits,
@@ -94,7 +96,7 @@ impl ModelServiceImpl {
     }
 }
 
-pub type TrainEventStream = Pin<Box<dyn Stream<Item = Result<pb::TrainEvent, Status>> + Send>>;
+pub use crate::jobs::JobEventStream as TrainEventStream;
 
 fn invalid(message: impl Into<String>) -> Status {
     ServalError::InvalidArgument(message.into()).into()
@@ -120,6 +122,7 @@ pub fn actor_of(metadata: &MetadataMap) -> String {
 impl ModelService for ModelServiceImpl {
     type TrainStream = TrainEventStream;
     type WatchModelsStream = rollout::AuditEventStream;
+    type WatchJobStream = TrainEventStream;
 
     async fn train(
         &self,
@@ -190,6 +193,41 @@ impl ModelService for ModelServiceImpl {
         request: Request<pb::GetLiveStatsRequest>,
     ) -> Result<Response<pb::GetLiveStatsResponse>, Status> {
         rollout::get_live_stats(&self.state, request).await
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        jobs::list_jobs(&self.state, request).await
+    }
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<TrainEventStream>, Status> {
+        jobs::watch_job(&self.state, request).await
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::TrainingJob>, Status> {
+        jobs::cancel_job(&self.state, request).await
+    }
+
+    async fn get_version_report(
+        &self,
+        request: Request<pb::GetVersionReportRequest>,
+    ) -> Result<Response<pb::VersionReport>, Status> {
+        let request = request.into_inner();
+        let record = self
+            .state
+            .registry
+            .version(&request.model, request.version)
+            .await
+            .map_err(ServalError::from)?;
+        Ok(Response::new(crate::catalog::report_to_proto(&record)?))
     }
 
     async fn watch_models(

@@ -48,11 +48,15 @@ pub async fn predict(
     state
         .stats
         .record(&request.model, route.version, code, started.elapsed(), scores);
+    let scores = outcome?;
+    let labels = scores.iter().map(|&s| f64::from(s) >= loaded.threshold).collect();
     Ok(Response::new(pb::PredictResponse {
         model: request.model,
         version: route.version,
-        scores: outcome?,
+        scores,
         arm: route.arm as i32,
+        labels,
+        threshold: loaded.threshold,
     }))
 }
 

@@ -3,28 +3,21 @@
 //! version in one transaction.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use serval_proto::v1 as pb;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use serval_registry::JobState;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ServiceState, TrainEventStream, actor_of, invalid};
-use crate::catalog::{dataset_to_proto, new_version, version_to_proto};
+use crate::catalog::{dataset_to_proto, epoch_to_proto, new_version, version_to_proto};
 use crate::error::ServalError;
-use crate::training::{self, EpochReport, Recipe};
+use crate::jobs::RunningJob;
+use crate::training::{self, EpochReport, LoopEvent, Recipe};
 
 fn epoch_event(report: &EpochReport) -> pb::TrainEvent {
     pb::TrainEvent {
-        event: Some(pb::train_event::Event::Epoch(pb::EpochProgress {
-            epoch: report.epoch as u32,
-            epochs: report.epochs as u32,
-            train_loss: report.train_loss,
-            validation_loss: report.validation_loss,
-            validation_auc: report.validation_auc,
-            elapsed_seconds: report.elapsed_seconds,
-        })),
+        event: Some(pb::train_event::Event::Epoch(epoch_to_proto(report))),
     }
 }
 
@@ -77,55 +70,126 @@ pub async fn train(
         .await
         .map_err(|e| ServalError::Internal(format!("data preparation failed: {e}")))??;
 
-    let (events, receiver) = mpsc::unbounded_channel();
-    let accepted = pb::TrainAccepted {
-        model: model.clone(),
-        dataset: Some(dataset_to_proto(&prepared.dataset)),
-        input_width: prepared.input_width() as u32,
-        epochs: prepared.recipe.epochs as u32,
-    };
-    let _ = events.send(Ok(pb::TrainEvent {
-        event: Some(pb::train_event::Event::Accepted(accepted)),
-    }));
+    let job = state.jobs.start();
+    state
+        .registry
+        .start_job(
+            &job.id,
+            &model,
+            &actor,
+            prepared.dataset.rows,
+            prepared.recipe.epochs as u32,
+        )
+        .await
+        .map_err(|e| {
+            state.jobs.remove(&job.id);
+            ServalError::from(e)
+        })?;
+    job.push(pb::TrainEvent {
+        event: Some(pb::train_event::Event::Accepted(pb::TrainAccepted {
+            model: model.clone(),
+            dataset: Some(dataset_to_proto(&prepared.dataset)),
+            input_width: prepared.input_width() as u32,
+            epochs: prepared.recipe.epochs as u32,
+            job_id: job.id.clone(),
+        })),
+    });
     tracing::info!(
         model = %model,
+        job = %job.id,
         rows = prepared.dataset.rows,
         input_width = prepared.input_width(),
         "training started"
     );
+    let events = job.subscribe();
+    tokio::spawn(run_job(state, job, model, actor, prepared, permit));
+    Ok(Response::new(events))
+}
 
-    tokio::spawn(async move {
-        let _permit = permit;
-        let progress = events.clone();
-        let cancel = AtomicBool::new(false);
-        let trained = tokio::task::spawn_blocking(move || {
-            // A client that went away does not stop the run: the version
-            // is still registered, and progress is simply not delivered.
-            training::train(prepared, &cancel, |report| {
-                let _ = progress.send(Ok(epoch_event(report)));
-            })
-        })
-        .await
-        .map_err(|e| ServalError::Internal(format!("training task failed: {e}")))
-        .and_then(|result| result);
-        let outcome = match trained {
-            Ok(trained) => register(&state, &model, &trained, &actor).await,
-            Err(error) => Err(error),
-        };
-        match outcome {
-            Ok(version) => {
-                tracing::info!(model = %model, version = version.version, auc = version.metrics.as_ref().map(|m| m.auc), "version registered");
-                let _ = events.send(Ok(pb::TrainEvent {
-                    event: Some(pb::train_event::Event::Completed(version)),
-                }));
-            }
-            Err(error) => {
-                tracing::warn!(model = %model, error = %error, "training failed");
-                let _ = events.send(Err(error.into()));
+/// Trains on a blocking thread, records progress in the job and the
+/// registry, and registers the version unless the job was cancelled. A
+/// client that goes away does not stop it.
+async fn run_job(
+    state: Arc<ServiceState>,
+    job: Arc<RunningJob>,
+    model: String,
+    actor: String,
+    prepared: training::PreparedTraining,
+    _permit: OwnedSemaphorePermit,
+) {
+    let (epochs_done, mut epoch_updates) = mpsc::unbounded_channel::<u32>();
+    let registry = state.registry.clone();
+    let job_id = job.id.clone();
+    let recorder = tokio::spawn(async move {
+        while let Some(epoch) = epoch_updates.recv().await {
+            if let Err(error) = registry.job_progress(&job_id, epoch).await {
+                tracing::warn!(%error, "cannot record job progress");
             }
         }
     });
-    Ok(Response::new(Box::pin(UnboundedReceiverStream::new(receiver))))
+    let trainer_job = job.clone();
+    let trained = tokio::task::spawn_blocking(move || {
+        let cancel = trainer_job.cancel_flag();
+        training::train(prepared, &cancel, |event| match event {
+            LoopEvent::Epoch(report) => {
+                let _ = epochs_done.send(report.epoch as u32);
+                trainer_job.push(epoch_event(report));
+            }
+            LoopEvent::Batch {
+                epoch,
+                epochs,
+                rows_done,
+                rows_total,
+                elapsed_seconds,
+            } => trainer_job.push(pb::TrainEvent {
+                event: Some(pb::train_event::Event::Progress(pb::BatchProgress {
+                    epoch: epoch as u32,
+                    epochs: epochs as u32,
+                    rows_done: rows_done as u64,
+                    rows_total: rows_total as u64,
+                    elapsed_seconds,
+                })),
+            }),
+        })
+    })
+    .await
+    .map_err(|e| ServalError::Internal(format!("training task failed: {e}")))
+    .and_then(|result| result);
+    let _ = recorder.await;
+
+    // Correctness: a cancel that arrives after the last batch still
+    // prevents the version from being registered.
+    let outcome = match trained {
+        Ok(_) if job.is_cancelled() => Err(ServalError::Cancelled("training was cancelled".into())),
+        Ok(trained) => register(&state, &model, &trained, &actor).await,
+        Err(error) => Err(error),
+    };
+    let (job_state, version, error) = match &outcome {
+        Ok(version) => (JobState::Succeeded, Some(version.version), None),
+        Err(ServalError::Cancelled(_)) => (JobState::Cancelled, None, Some("cancelled".to_string())),
+        Err(error) => (JobState::Failed, None, Some(error.to_string())),
+    };
+    if let Err(error) = state
+        .registry
+        .finish_job(&job.id, job_state, version, error.as_deref())
+        .await
+    {
+        tracing::error!(%error, job = %job.id, "cannot record how the job ended");
+    }
+    match outcome {
+        Ok(version) => {
+            tracing::info!(model = %model, job = %job.id, version = version.version, "version registered");
+            job.push(pb::TrainEvent {
+                event: Some(pb::train_event::Event::Completed(version)),
+            });
+            job.end(Ok(()));
+        }
+        Err(error) => {
+            tracing::warn!(model = %model, job = %job.id, %error, "training ended without a version");
+            job.end(Err(error.into()));
+        }
+    }
+    state.jobs.remove(&job.id);
 }
 
 /// Writes a trained version to the registry and brings the server's routing

@@ -3,10 +3,11 @@
 //! `recipe` resolves and checks the spec, `pipeline` prepares the data and
 //! packages the result, `trainer` runs the optimisation loop.
 
+mod optimizer;
 mod pipeline;
 mod recipe;
 mod trainer;
 
 pub use pipeline::{DatasetSummary, PreparedTraining, TrainedVersion, prepare, train};
-pub use recipe::{Recipe, TrainingLimits};
-pub use trainer::EpochReport;
+pub use recipe::{Recipe, ThresholdObjective, TrainingLimits};
+pub use trainer::{EpochReport, LearningRateSchedule, LoopEvent};

@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 use super::recipe::{Recipe, TrainingLimits};
-use super::trainer::{EncodedData, EpochReport, LoopSettings, run_loop};
+use super::trainer::{EncodedData, EpochReport, LoopEvent, LoopSettings, run_loop};
 use crate::dataset::{IngestOptions, ingest_csv, stratified_split};
 use crate::encoder::{Encoder, EncoderState};
 use crate::error::ServalError;
-use crate::metrics::{Evaluation, evaluate};
+use crate::metrics::{Curves, Evaluation, choose_threshold, curves, evaluate};
 use crate::mlp::Mlp;
 
 /// Fingerprint and shape of the training data, stored with the version.
@@ -41,6 +41,12 @@ pub struct TrainedVersion {
     pub dataset: DatasetSummary,
     pub evaluation: Evaluation,
     pub history: Vec<EpochReport>,
+    /// The epoch whose weights were kept (1-based).
+    pub best_epoch: usize,
+    pub curves: Curves,
+    /// Permutation importance of the original columns (empty until
+    /// computed).
+    pub importance: Vec<(String, f64)>,
     pub network: Mlp,
     pub weights: Vec<u8>,
 }
@@ -93,7 +99,7 @@ pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<Pr
 pub fn train(
     prepared: PreparedTraining,
     cancel: &AtomicBool,
-    on_epoch: impl FnMut(&EpochReport),
+    on_event: impl FnMut(LoopEvent<'_>),
 ) -> Result<TrainedVersion, ServalError> {
     let recipe = prepared.recipe;
     let settings = LoopSettings {
@@ -102,9 +108,18 @@ pub fn train(
         batch_size: recipe.batch_size,
         epochs: recipe.epochs,
         seed: recipe.seed,
+        patience: recipe.patience,
+        l2: recipe.l2,
+        dropout: recipe.dropout,
+        class_weighting: recipe.class_weighting,
+        schedule: recipe.learning_rate_schedule,
     };
-    let outcome = run_loop(&prepared.data, &settings, cancel, on_epoch)?;
-    let evaluation = evaluate(&outcome.validation_scores, &prepared.data.y_validation, 0.5);
+    let outcome = run_loop(&prepared.data, &settings, cancel, on_event)?;
+    let scores = &outcome.validation_scores;
+    let labels = &prepared.data.y_validation;
+    let threshold = choose_threshold(scores, labels, recipe.threshold);
+    let evaluation = evaluate(scores, labels, threshold);
+    let curves = curves(scores, labels, threshold);
     let weights = outcome.network.to_safetensors()?;
     Ok(TrainedVersion {
         recipe,
@@ -112,6 +127,9 @@ pub fn train(
         dataset: prepared.dataset,
         evaluation,
         history: outcome.history,
+        best_epoch: outcome.best_epoch,
+        curves,
+        importance: Vec::new(),
         network: outcome.network,
         weights,
     })

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use serval_proto::v1 as pb;
 use serval_registry::validate_model_name;
 
+use super::trainer::LearningRateSchedule;
 use crate::dataset::ColumnKind;
 use crate::error::ServalError;
+pub use crate::metrics::ThresholdObjective;
 
 /// Server-side bounds on what a training call may ask for.
 #[derive(Debug, Clone)]
@@ -46,6 +48,33 @@ pub struct Recipe {
     pub epochs: usize,
     pub validation_fraction: f64,
     pub seed: u64,
+    #[serde(default)]
+    pub patience: usize,
+    #[serde(default)]
+    pub l2: f64,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default)]
+    pub class_weighting: bool,
+    #[serde(default)]
+    pub learning_rate_schedule: LearningRateSchedule,
+    #[serde(default)]
+    pub threshold: ThresholdObjective,
+}
+
+/// Defaults chosen by `cargo bench -p serval-server --bench train` over the
+/// three example datasets (no per-dataset tuning); see README "Training".
+/// Batches of 128 at a rate of 0.003 reach the same or better validation
+/// AUC than the classic 32 at 0.001 in a quarter of the steps; early
+/// stopping ends most runs well before the 20 epochs.
+pub mod defaults {
+    pub const LEARNING_RATE: f64 = 3e-3;
+    pub const BATCH_SIZE: u32 = 128;
+    pub const EPOCHS: u32 = 20;
+    pub const PATIENCE: u32 = 3;
+    pub const L2: f64 = 0.0;
+    pub const DROPOUT: f64 = 0.0;
+    pub const CLASS_WEIGHTING: bool = false;
 }
 
 fn invalid(message: String) -> ServalError {
@@ -105,19 +134,19 @@ impl Recipe {
             }
             hp.hidden_layers.iter().map(|&w| w as usize).collect()
         };
-        let learning_rate = hp.learning_rate.unwrap_or(1e-3);
+        let learning_rate = hp.learning_rate.unwrap_or(defaults::LEARNING_RATE);
         if !(learning_rate.is_finite() && learning_rate > 0.0 && learning_rate <= 10.0) {
             return Err(invalid(format!(
                 "hyper_parameters.learning_rate: {learning_rate} is outside (0, 10]"
             )));
         }
-        let batch_size = hp.batch_size.unwrap_or(32);
+        let batch_size = hp.batch_size.unwrap_or(defaults::BATCH_SIZE);
         if batch_size == 0 || batch_size > MAX_BATCH_SIZE {
             return Err(invalid(format!(
                 "hyper_parameters.batch_size: {batch_size} is outside 1..={MAX_BATCH_SIZE}"
             )));
         }
-        let epochs = hp.epochs.unwrap_or(10);
+        let epochs = hp.epochs.unwrap_or(defaults::EPOCHS);
         if epochs == 0 || epochs > limits.max_epochs {
             return Err(invalid(format!(
                 "hyper_parameters.epochs: {epochs} is outside 1..={} (the server's limit)",
@@ -130,7 +159,55 @@ impl Recipe {
                 "hyper_parameters.validation_fraction: {validation_fraction} is outside (0, 1)"
             )));
         }
+        let patience = hp.patience.unwrap_or(defaults::PATIENCE) as usize;
+        let l2 = hp.l2.unwrap_or(defaults::L2);
+        if !(l2.is_finite() && (0.0..=1.0).contains(&l2)) {
+            return Err(invalid(format!("hyper_parameters.l2: {l2} is outside [0, 1]")));
+        }
+        let dropout = hp.dropout.unwrap_or(defaults::DROPOUT);
+        if !(dropout.is_finite() && (0.0..0.95).contains(&dropout)) {
+            return Err(invalid(format!(
+                "hyper_parameters.dropout: {dropout} is outside [0, 0.95)"
+            )));
+        }
+        let learning_rate_schedule = match pb::LearningRateSchedule::try_from(hp.learning_rate_schedule) {
+            Ok(pb::LearningRateSchedule::Constant) => LearningRateSchedule::Constant,
+            Ok(pb::LearningRateSchedule::Cosine | pb::LearningRateSchedule::Unspecified) => {
+                LearningRateSchedule::default()
+            }
+            Err(_) => {
+                return Err(invalid(format!(
+                    "hyper_parameters.learning_rate_schedule: unknown value {}",
+                    hp.learning_rate_schedule
+                )));
+            }
+        };
+        let target = |name: &str, value: f64| {
+            if value.is_finite() && value > 0.0 && value <= 1.0 {
+                Ok(value)
+            } else {
+                Err(invalid(format!(
+                    "hyper_parameters.{name}: {value} is outside (0, 1]"
+                )))
+            }
+        };
+        let threshold = match (hp.target_precision, hp.target_recall) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "hyper_parameters: set target_precision or target_recall, not both".into(),
+                ));
+            }
+            (Some(p), None) => ThresholdObjective::Precision(target("target_precision", p)?),
+            (None, Some(r)) => ThresholdObjective::Recall(target("target_recall", r)?),
+            (None, None) => ThresholdObjective::MaxF1,
+        };
         Ok(Recipe {
+            patience,
+            l2,
+            dropout,
+            class_weighting: hp.class_weighting.unwrap_or(defaults::CLASS_WEIGHTING),
+            learning_rate_schedule,
+            threshold,
             label_column: spec.label_column.trim().to_string(),
             positive_label: spec.positive_label.trim().to_string(),
             delimiter,
@@ -153,6 +230,22 @@ impl Recipe {
             batch_size: Some(self.batch_size as u32),
             epochs: Some(self.epochs as u32),
             validation_fraction: Some(self.validation_fraction),
+            patience: Some(self.patience as u32),
+            l2: Some(self.l2),
+            dropout: Some(self.dropout),
+            class_weighting: Some(self.class_weighting),
+            learning_rate_schedule: match self.learning_rate_schedule {
+                LearningRateSchedule::Constant => pb::LearningRateSchedule::Constant,
+                LearningRateSchedule::Cosine => pb::LearningRateSchedule::Cosine,
+            } as i32,
+            target_precision: match self.threshold {
+                ThresholdObjective::Precision(p) => Some(p),
+                _ => None,
+            },
+            target_recall: match self.threshold {
+                ThresholdObjective::Recall(r) => Some(r),
+                _ => None,
+            },
         }
     }
 }
@@ -174,8 +267,8 @@ mod tests {
     fn defaults_are_the_classic_network() {
         let recipe = Recipe::from_spec(&spec(), &TrainingLimits::default()).unwrap();
         assert_eq!(recipe.hidden_layers, vec![128, 64]);
-        assert_eq!((recipe.batch_size, recipe.epochs, recipe.seed), (32, 10, 42));
-        assert_eq!(recipe.learning_rate, 1e-3);
+        assert_eq!((recipe.batch_size, recipe.epochs, recipe.seed), (128, 20, 42));
+        assert_eq!((recipe.learning_rate, recipe.patience), (3e-3, 3));
         assert_eq!(recipe.delimiter, ',');
     }
 

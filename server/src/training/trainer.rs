@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::optimizer::Adam;
 use crate::error::ServalError;
 use crate::metrics::{log_loss, roc_auc};
 use crate::mlp::{Mlp, MlpParameters, sigmoid};
@@ -24,13 +24,36 @@ pub struct EncodedData {
     pub y_validation: Vec<f32>,
 }
 
+/// How the learning rate moves over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LearningRateSchedule {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine decay from the rate to a tenth of it over the epochs.
+    #[default]
+    Cosine,
+}
+
 /// Settings of one run of the loop.
+#[derive(Debug, Clone)]
 pub struct LoopSettings {
     pub hidden_layers: Vec<usize>,
     pub learning_rate: f64,
     pub batch_size: usize,
+    /// Epochs at most.
     pub epochs: usize,
     pub seed: u64,
+    /// Stop after this many epochs without a better validation loss, and
+    /// keep the best epoch's weights; 0 runs every epoch and keeps the last.
+    pub patience: usize,
+    /// L2 penalty on the parameters, added to the gradient.
+    pub l2: f64,
+    /// Share of hidden units dropped while training.
+    pub dropout: f64,
+    /// Weigh each class by the inverse of its frequency.
+    pub class_weighting: bool,
+    pub schedule: LearningRateSchedule,
 }
 
 /// What one epoch achieved.
@@ -42,74 +65,173 @@ pub struct EpochReport {
     pub validation_loss: f64,
     pub validation_auc: f64,
     pub elapsed_seconds: f64,
+    #[serde(default)]
+    pub learning_rate: f64,
 }
+
+/// What the loop reports while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum LoopEvent<'a> {
+    /// Partway through an epoch (at most every half second).
+    Batch {
+        epoch: usize,
+        epochs: usize,
+        rows_done: usize,
+        rows_total: usize,
+        elapsed_seconds: f64,
+    },
+    /// An epoch ended.
+    Epoch(&'a EpochReport),
+}
+
+/// Least time between two [`LoopEvent::Batch`] reports.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The trained network, its history and its validation scores.
 pub struct LoopOutcome {
     pub network: Mlp,
     pub history: Vec<EpochReport>,
+    /// The epoch whose weights were kept (1-based).
+    pub best_epoch: usize,
     pub validation_scores: Vec<f32>,
 }
 
-/// Mean binary cross-entropy of `logits` against `targets`, computed as
+/// Binary cross-entropy of one logit `z` against a label `y`, computed as
 /// `max(z, 0) - z·y + log(1 + e^-|z|)`, which never takes the log of 0 and
-/// so stays finite when the sigmoid saturates.
-pub fn stable_bce_with_logits(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-    let softplus_neg_abs = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
-    (logits.relu()? - (logits * targets)?)?
-        .add(&softplus_neg_abs)?
-        .mean_all()
+/// so stays finite when the sigmoid saturates (the naive
+/// sigmoid-then-log form gives NaN there).
+fn bce_of_logit(z: f32, y: f32) -> f32 {
+    z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
 }
 
-/// Runs the loop. `on_epoch` sees each epoch's report as it ends; `cancel`
-/// stops the run between batches with [`ServalError::Cancelled`].
+/// Forward pass for training: like [`Mlp::logits`], with inverted dropout
+/// on the hidden layers drawn from the seeded generator.
+fn training_logits(
+    parameters: &MlpParameters,
+    input: &Tensor,
+    dropout: f64,
+    rng: &mut ChaCha8Rng,
+) -> candle_core::Result<Tensor> {
+    let layers = parameters.vars.len() / 2;
+    let mut x = input.clone();
+    for (i, pair) in parameters.vars.chunks(2).enumerate() {
+        x = x
+            .matmul(&pair[0].as_tensor().t()?)?
+            .broadcast_add(pair[1].as_tensor())?;
+        if i + 1 < layers {
+            x = x.relu()?;
+            if dropout > 0.0 {
+                let keep = 1.0 - dropout;
+                let count = x.elem_count();
+                let mask: Vec<f32> = (0..count)
+                    .map(|_| {
+                        if rng.random::<f64>() < keep {
+                            (1.0 / keep) as f32
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+                x = (x * mask)?;
+            }
+        }
+    }
+    Ok(x)
+}
+
+/// Runs the loop. `on_event` sees progress within epochs and each epoch's
+/// report as it ends; `cancel` stops the run between batches with
+/// [`ServalError::Cancelled`].
 pub fn run_loop(
     data: &EncodedData,
     settings: &LoopSettings,
     cancel: &AtomicBool,
-    mut on_epoch: impl FnMut(&EpochReport),
+    mut on_event: impl FnMut(LoopEvent<'_>),
 ) -> Result<LoopOutcome, ServalError> {
     let started = Instant::now();
     let width = data.width;
     let rows = data.y_train.len();
     let parameters = MlpParameters::init(width, &settings.hidden_layers, settings.seed)?;
     let network = parameters.network();
-    let mut optimizer = AdamW::new(
-        parameters.vars.clone(),
-        ParamsAdamW {
-            lr: settings.learning_rate,
-            weight_decay: 0.0,
-            ..ParamsAdamW::default()
-        },
-    )?;
+    let mut optimizer = Adam::new(parameters.vars.clone(), settings.learning_rate, settings.l2)?;
     let validation_input =
         Tensor::from_slice(&data.x_validation, (data.y_validation.len(), width), &Device::Cpu)?;
+    let positives = data.y_train.iter().filter(|&&y| y == 1.0).count().max(1) as f32;
+    let negatives = (rows as f32 - positives).max(1.0);
+    let (positive_weight, negative_weight) = if settings.class_weighting {
+        (rows as f32 / (2.0 * positives), rows as f32 / (2.0 * negatives))
+    } else {
+        (1.0, 1.0)
+    };
 
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(1));
+    let mut dropout_rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(2));
     let mut order: Vec<usize> = (0..rows).collect();
     let mut batch_x = Vec::with_capacity(settings.batch_size * width);
     let mut batch_y = Vec::with_capacity(settings.batch_size);
+    let mut batch_w = Vec::with_capacity(settings.batch_size);
     let mut history = Vec::with_capacity(settings.epochs);
-    let mut validation_scores = Vec::new();
+    let steps_per_epoch = rows.div_ceil(settings.batch_size);
+    let total_steps = (steps_per_epoch * settings.epochs).max(1);
+    let mut step = 0usize;
+    let mut best: Option<(f64, usize, Vec<Vec<f32>>, Vec<f32>)> = None;
 
     for epoch in 1..=settings.epochs {
         order.shuffle(&mut shuffle_rng);
         let mut loss_sum = 0.0;
-        for batch in order.chunks(settings.batch_size) {
+        let mut last_report = Instant::now();
+        for (index, batch) in order.chunks(settings.batch_size).enumerate() {
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = Instant::now();
+                on_event(LoopEvent::Batch {
+                    epoch,
+                    epochs: settings.epochs,
+                    rows_done: index * settings.batch_size,
+                    rows_total: rows,
+                    elapsed_seconds: started.elapsed().as_secs_f64(),
+                });
+            }
             if cancel.load(Ordering::Relaxed) {
                 return Err(ServalError::Cancelled("training was cancelled".into()));
             }
+            optimizer.learning_rate = match settings.schedule {
+                LearningRateSchedule::Constant => settings.learning_rate,
+                LearningRateSchedule::Cosine => {
+                    let progress = step as f64 / total_steps as f64;
+                    settings.learning_rate
+                        * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+                }
+            };
+            step += 1;
             batch_x.clear();
             batch_y.clear();
+            batch_w.clear();
             for &row in batch {
                 batch_x.extend_from_slice(&data.x_train[row * width..(row + 1) * width]);
-                batch_y.push(data.y_train[row]);
+                let y = data.y_train[row];
+                batch_y.push(y);
+                batch_w.push(if y == 1.0 {
+                    positive_weight
+                } else {
+                    negative_weight
+                });
             }
             let x = Tensor::from_slice(&batch_x, (batch.len(), width), &Device::Cpu)?;
-            let y = Tensor::from_slice(&batch_y, (batch.len(), 1), &Device::Cpu)?;
-            let loss = stable_bce_with_logits(&network.logits(&x)?, &y)?;
-            optimizer.backward_step(&loss)?;
-            loss_sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
+            let logits = training_logits(&parameters, &x, settings.dropout, &mut dropout_rng)?;
+            let values = logits.flatten_all()?.to_vec1::<f32>()?;
+            let weight_sum: f32 = batch_w.iter().sum();
+            let mut slopes = Vec::with_capacity(values.len());
+            for ((&z, &y), &w) in values.iter().zip(&batch_y).zip(&batch_w) {
+                loss_sum += f64::from(w * bce_of_logit(z, y) / weight_sum) * batch.len() as f64;
+                slopes.push(w * (sigmoid(z) - y) / weight_sum);
+            }
+            // The gradient of sum(z · dL/dz), with dL/dz held constant, is
+            // the loss gradient: one product instead of a graph of a dozen
+            // element-wise operations for the loss itself.
+            let surrogate =
+                (&logits * Tensor::from_vec(slopes, (batch.len(), 1), &Device::Cpu)?)?.sum_all()?;
+            optimizer.step(&surrogate.backward()?)?;
         }
         let train_loss = loss_sum / rows as f64;
         if !train_loss.is_finite() {
@@ -122,21 +244,35 @@ pub fn run_loop(
             .logits(&validation_input)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        validation_scores = logits.into_iter().map(sigmoid).collect();
+        let scores: Vec<f32> = logits.into_iter().map(sigmoid).collect();
         let report = EpochReport {
             epoch,
             epochs: settings.epochs,
             train_loss,
-            validation_loss: log_loss(&validation_scores, &data.y_validation),
-            validation_auc: roc_auc(&validation_scores, &data.y_validation),
+            validation_loss: log_loss(&scores, &data.y_validation),
+            validation_auc: roc_auc(&scores, &data.y_validation),
             elapsed_seconds: started.elapsed().as_secs_f64(),
+            learning_rate: optimizer.learning_rate,
         };
-        on_epoch(&report);
+        on_event(LoopEvent::Epoch(&report));
         history.push(report);
+        let improved = best
+            .as_ref()
+            .is_none_or(|(loss, ..)| report.validation_loss < *loss);
+        if improved || settings.patience == 0 {
+            best = Some((report.validation_loss, epoch, optimizer.values().to_vec(), scores));
+        } else if best
+            .as_ref()
+            .is_some_and(|(_, best_epoch, ..)| epoch - best_epoch >= settings.patience)
+        {
+            break;
+        }
     }
+    let (_, best_epoch, values, validation_scores) = best.expect("at least one epoch ran");
     Ok(LoopOutcome {
-        network: parameters.snapshot()?,
+        network: parameters.snapshot_of(&values)?,
         history,
+        best_epoch,
         validation_scores,
     })
 }
@@ -147,23 +283,14 @@ mod tests {
 
     #[test]
     fn stable_loss_matches_the_textbook_formula_and_survives_saturation() {
-        let logits = Tensor::new(&[[2.0f32], [-1.0], [0.0]], &Device::Cpu).unwrap();
-        let targets = Tensor::new(&[[1.0f32], [0.0], [1.0]], &Device::Cpu).unwrap();
-        let loss = stable_bce_with_logits(&logits, &targets)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
         let p = |z: f32| 1.0 / (1.0 + (-z).exp());
-        let expected = -((p(2.0)).ln() + (1.0 - p(-1.0)).ln() + p(0.0).ln()) / 3.0;
-        assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
-
-        let saturated = Tensor::new(&[[200.0f32], [-200.0]], &Device::Cpu).unwrap();
-        let wrong = Tensor::new(&[[0.0f32], [1.0]], &Device::Cpu).unwrap();
-        let loss = stable_bce_with_logits(&saturated, &wrong)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(loss.is_finite() && (loss - 200.0).abs() < 1e-3, "{loss}");
+        for (z, y) in [(2.0f32, 1.0f32), (-1.0, 0.0), (0.0, 1.0), (0.7, 0.0)] {
+            let textbook = -(y * p(z).ln() + (1.0 - y) * (1.0 - p(z)).ln());
+            assert!((bce_of_logit(z, y) - textbook).abs() < 1e-6, "{z} {y}");
+        }
+        assert!((bce_of_logit(200.0, 0.0) - 200.0).abs() < 1e-3);
+        assert!((bce_of_logit(-200.0, 1.0) - 200.0).abs() < 1e-3);
+        assert!(bce_of_logit(200.0, 1.0).abs() < 1e-6);
     }
 
     fn toy_data() -> EncodedData {
@@ -198,6 +325,11 @@ mod tests {
             batch_size: 32,
             epochs: 5,
             seed: 9,
+            patience: 0,
+            l2: 0.0,
+            dropout: 0.0,
+            class_weighting: false,
+            schedule: LearningRateSchedule::Constant,
         }
     }
 
@@ -205,8 +337,10 @@ mod tests {
     fn learns_a_separable_problem_deterministically() {
         let data = toy_data();
         let mut seen = Vec::new();
-        let a = run_loop(&data, &settings(), &AtomicBool::new(false), |r| {
-            seen.push(r.epoch)
+        let a = run_loop(&data, &settings(), &AtomicBool::new(false), |event| {
+            if let LoopEvent::Epoch(report) = event {
+                seen.push(report.epoch)
+            }
         })
         .unwrap();
         assert_eq!(seen, vec![1, 2, 3, 4, 5]);

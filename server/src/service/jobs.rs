@@ -1,0 +1,91 @@
+//! Job RPCs: list jobs, re-attach to one's progress, cancel one.
+
+use serval_proto::v1 as pb;
+use serval_registry::JobState;
+use tonic::{Request, Response, Status};
+
+use super::{ServiceState, TrainEventStream};
+use crate::catalog::{job_to_proto, version_to_proto};
+use crate::error::ServalError;
+
+pub async fn list_jobs(
+    state: &ServiceState,
+    request: Request<pb::ListJobsRequest>,
+) -> Result<Response<pb::ListJobsResponse>, Status> {
+    let request = request.into_inner();
+    let limit = if request.limit == 0 {
+        100
+    } else {
+        request.limit.min(10_000)
+    };
+    let jobs = state
+        .registry
+        .jobs(
+            (!request.model.is_empty()).then_some(request.model.as_str()),
+            limit,
+        )
+        .await
+        .map_err(ServalError::from)?;
+    Ok(Response::new(pb::ListJobsResponse {
+        jobs: jobs.iter().map(job_to_proto).collect(),
+    }))
+}
+
+/// A running job's events from the start; for a job that has ended, its
+/// outcome: the registered version, or the error it ended with.
+pub async fn watch_job(
+    state: &ServiceState,
+    request: Request<pb::WatchJobRequest>,
+) -> Result<Response<TrainEventStream>, Status> {
+    let id = request.into_inner().job_id;
+    if let Some(job) = state.jobs.get(&id) {
+        return Ok(Response::new(job.subscribe()));
+    }
+    let record = state.registry.job(&id).await.map_err(ServalError::from)?;
+    match (record.state, record.version) {
+        (JobState::Succeeded, Some(version)) => {
+            let stored = state
+                .registry
+                .version(&record.model, Some(version))
+                .await
+                .map_err(ServalError::from)?;
+            let event = pb::TrainEvent {
+                event: Some(pb::train_event::Event::Completed(version_to_proto(&stored)?)),
+            };
+            Ok(Response::new(Box::pin(futures::stream::iter([Ok(event)]))))
+        }
+        (JobState::Cancelled, _) => Err(Status::cancelled(format!("job {id} was cancelled"))),
+        (JobState::Running, _) => Err(Status::unavailable(format!(
+            "job {id} is running on another server; watch it there"
+        ))),
+        _ => Err(Status::aborted(format!(
+            "job {id} failed: {}",
+            record.error.unwrap_or_default()
+        ))),
+    }
+}
+
+pub async fn cancel_job(
+    state: &ServiceState,
+    request: Request<pb::CancelJobRequest>,
+) -> Result<Response<pb::TrainingJob>, Status> {
+    let id = request.into_inner().job_id;
+    match state.jobs.get(&id) {
+        Some(job) => {
+            job.cancel();
+            tracing::info!(job = %id, "job cancel requested");
+        }
+        None => {
+            // Not running here: unknown (NOT_FOUND) or already ended.
+            let record = state.registry.job(&id).await.map_err(ServalError::from)?;
+            if record.state != JobState::Running {
+                return Err(Status::failed_precondition(format!(
+                    "job {id} already ended ({})",
+                    record.state.as_str()
+                )));
+            }
+        }
+    }
+    let record = state.registry.job(&id).await.map_err(ServalError::from)?;
+    Ok(Response::new(job_to_proto(&record)))
+}
