@@ -8,7 +8,7 @@ use serval_proto::v1::model_service_client::ModelServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Bytes per Train upload message: far below any message limit.
 pub const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
@@ -29,10 +29,12 @@ pub enum ClientError {
     Protocol(String),
 }
 
-/// Metadata sent with every call: who is calling (for the audit log).
+/// Metadata sent with every call: the access token, and who is calling
+/// (for the audit log when the server runs without tokens).
 #[derive(Debug, Clone, Default)]
 pub struct CallMetadata {
     actor: Option<MetadataValue<Ascii>>,
+    authorization: Option<MetadataValue<Ascii>>,
 }
 
 impl CallMetadata {
@@ -41,6 +43,16 @@ impl CallMetadata {
         self.actor = actor.parse().ok();
         self
     }
+
+    /// Sends `authorization: Bearer <token>`.
+    pub fn with_token(mut self, token: &str) -> Result<Self, ClientError> {
+        let mut value: MetadataValue<Ascii> = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Protocol("the token must be printable ASCII".into()))?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
+    }
 }
 
 impl Interceptor for CallMetadata {
@@ -48,7 +60,45 @@ impl Interceptor for CallMetadata {
         if let Some(actor) = &self.actor {
             request.metadata_mut().insert("x-serval-actor", actor.clone());
         }
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         Ok(request)
+    }
+}
+
+/// How to reach a server: call metadata, and TLS for `https://` URLs.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub metadata: CallMetadata,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl ConnectOptions {
+    /// TLS trusting `ca_pem` (the system roots when `None`), presenting a
+    /// client certificate when given (mutual TLS), checking the server's
+    /// name as `domain` when given.
+    pub fn with_tls(
+        mut self,
+        ca_pem: Option<Vec<u8>>,
+        client_identity: Option<(Vec<u8>, Vec<u8>)>,
+        domain: Option<String>,
+    ) -> Self {
+        let mut tls = ClientTlsConfig::new();
+        tls = match ca_pem {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
+            None => tls.with_native_roots(),
+        };
+        if let Some((cert, key)) = client_identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(domain) = domain {
+            tls = tls.domain_name(domain);
+        }
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -73,17 +123,28 @@ impl ServalClient {
 
     /// Connects to `url`, sending `metadata` with every call.
     pub async fn connect_with(url: &str, metadata: CallMetadata) -> Result<Self, ClientError> {
+        Self::connect_using(url, ConnectOptions { metadata, tls: None }).await
+    }
+
+    /// Connects to `url` with `options` (TLS, token, actor).
+    pub async fn connect_using(url: &str, options: ConnectOptions) -> Result<Self, ClientError> {
+        let channel = Self::channel_to(url, options.tls).await?;
+        Ok(Self::with_metadata(channel, options.metadata))
+    }
+
+    /// An HTTP/2 channel to `url`, over TLS when `tls` is given.
+    pub async fn channel_to(url: &str, tls: Option<ClientTlsConfig>) -> Result<Channel, ClientError> {
         let connect_error = |source| ClientError::Connect {
             url: url.to_string(),
             source,
         };
-        let channel = Endpoint::from_shared(url.to_string())
+        let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(connect_error)?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(connect_error)?;
-        Ok(Self::with_metadata(channel, metadata))
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(connect_error)?;
+        }
+        endpoint.connect().await.map_err(connect_error)
     }
 
     /// Wraps an existing channel.

@@ -10,7 +10,10 @@
 
 mod client;
 pub mod records;
+pub mod report;
 
-pub use client::{CallMetadata, ClientError, RawClient, ServalClient, TrainUpload, UPLOAD_CHUNK_BYTES};
+pub use client::{
+    CallMetadata, ClientError, ConnectOptions, RawClient, ServalClient, TrainUpload, UPLOAD_CHUNK_BYTES,
+};
 pub use serval_proto::code_name;
 pub use serval_proto::v1 as proto;

@@ -457,7 +457,7 @@ impl Registry {
              AND (?3 IS NULL OR at_ms <= ?3) ORDER BY id LIMIT ?4",
         )
         .bind(filter.model.as_deref())
-        .bind(filter.after_id.unwrap_or(0) as i64)
+        .bind(filter.after_id.unwrap_or(0).min(i64::MAX as u64) as i64)
         .bind(filter.until.map(|t| t.timestamp_millis()))
         .bind(filter.limit.map_or(i64::MAX, i64::from))
         .fetch_all(&self.pool)

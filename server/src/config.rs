@@ -77,6 +77,37 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_REGISTRY_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub registry_poll_interval: Duration,
 
+    /// File of access tokens, one `role:name:token` per line (role `admin`
+    /// or `predict`; `#` starts a comment).
+    #[arg(long, env = "SERVAL_TOKENS_FILE")]
+    pub tokens_file: Option<std::path::PathBuf>,
+
+    /// Access tokens inline, `role:name:token` entries separated by commas.
+    #[arg(long, env = "SERVAL_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
+
+    /// Serve a non-loopback address without tokens (anyone who can reach the
+    /// port may train and change traffic).
+    #[arg(long, env = "SERVAL_INSECURE")]
+    pub insecure: bool,
+
+    /// PEM certificate chain: serve gRPC over TLS (needs --tls-key).
+    #[arg(long, env = "SERVAL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SERVAL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// PEM CA certificate(s): require client certificates signed by them.
+    #[arg(long, env = "SERVAL_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// On SIGTERM / Ctrl-C: how long in-flight calls may take to finish
+    /// before the server exits anyway.
+    #[arg(long, env = "SERVAL_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// Log line format.
     #[arg(long, env = "SERVAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -95,6 +126,20 @@ impl ServerConfig {
         config.listen = "127.0.0.1:0".parse().expect("valid address");
         config.database = database.into();
         config
+    }
+
+    /// The configured tokens (file and inline together).
+    pub fn load_tokens(&self) -> Result<crate::auth::Tokens, String> {
+        let mut text = String::new();
+        if let Some(path) = &self.tokens_file {
+            text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --tokens-file {}: {e}", path.display()))?;
+        }
+        if let Some(inline) = &self.tokens {
+            text.push('\n');
+            text.push_str(inline);
+        }
+        crate::auth::Tokens::parse(&text)
     }
 
     pub fn batch_config(&self) -> BatchConfig {

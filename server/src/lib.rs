@@ -6,6 +6,7 @@
 //! registry on Train, and `service` → `serving` → `batching` → `mlp` on
 //! Predict.
 
+pub mod auth;
 pub mod batching;
 pub mod catalog;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod mlp;
 pub mod registry_sync;
+pub mod request_context;
 pub mod routing;
 pub mod server;
 pub mod service;

@@ -1,24 +1,36 @@
-//! Starting and stopping a server: open the registry, bind the listener,
-//! serve ModelService and the standard health service until told to stop.
+//! Starting and stopping a server: open the registry, load what serves
+//! traffic, bind the listener (TLS when configured), and serve ModelService,
+//! the standard health service and server reflection behind authentication
+//! and the request-context layer, until told to stop; then drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serval_proto::v1::model_service_server::ModelServiceServer;
 use serval_registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
+use crate::auth::AuthInterceptor;
 use crate::batching::ComputePool;
 use crate::config::ServerConfig;
 use crate::error::ServalError;
 use crate::registry_sync::RegistrySync;
+use crate::request_context::RequestContextLayer;
 use crate::routing::RoutingTable;
 use crate::service::{ModelServiceImpl, ServiceState};
 use crate::serving::{BatchingSettings, ModelStore};
 use crate::telemetry::ServerMetrics;
+
+/// The health service's name for ModelService.
+const MODEL_SERVICE: &str = "serval.v1.ModelService";
 
 /// A running server.
 pub struct Server {
@@ -27,6 +39,8 @@ pub struct Server {
     stop_background: watch::Sender<bool>,
     metrics: ServerMetrics,
     state: Arc<ServiceState>,
+    health: HealthReporter,
+    grace: Duration,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -47,12 +61,44 @@ pub enum StartError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Config(String),
+    #[error("TLS set-up failed: {0}")]
+    Tls(#[from] tonic::transport::Error),
+}
+
+fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|e| StartError::Config(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+fn tls_config(config: &ServerConfig) -> Result<Option<ServerTlsConfig>, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read_pem(cert, "--tls-cert")?,
+        read_pem(key, "--tls-key")?,
+    ));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read_pem(ca, "--tls-client-ca")?));
+    }
+    Ok(Some(tls))
 }
 
 impl Server {
     /// Opens the registry, binds `config.listen` and starts serving in the
     /// background.
     pub async fn start(config: &ServerConfig) -> Result<Server, StartError> {
+        let tokens = config.load_tokens().map_err(StartError::Config)?;
+        if tokens.is_empty() && !config.listen.ip().is_loopback() && !config.insecure {
+            return Err(StartError::Config(format!(
+                "refusing to serve {} without access tokens: give --tokens-file or --tokens \
+                 (or --insecure to allow anyone who can reach the port)",
+                config.listen
+            )));
+        }
+        let tls = tls_config(config)?;
+
         let registry = Registry::open(&config.database).await?;
         let abandoned = registry.fail_abandoned_jobs().await?;
         if abandoned > 0 {
@@ -76,10 +122,11 @@ impl Server {
             config: config.batch_config(),
             pool: ComputePool::new(config.compute_threads as usize).map_err(StartError::Threads)?,
             metrics: metrics.batching.clone(),
+            loaded_versions: metrics.loaded_versions.clone(),
         };
         // Background tasks (metrics endpoint, registry poller, change
         // streams) stop with the server.
-        let (stop_background, metrics_stopped) = watch::channel(false);
+        let (stop_background, background_stopped) = watch::channel(false);
         let models = Arc::new(ModelStore::new(registry.clone(), batching));
         let routing = Arc::new(RoutingTable::default());
         let sync = RegistrySync::start(registry.clone(), models.clone(), routing.clone()).await?;
@@ -90,19 +137,9 @@ impl Server {
             sync.clone(),
             config.service_limits(),
             stop_background.subscribe(),
+            metrics.clone(),
         ));
 
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<ModelServiceServer<ModelServiceImpl>>()
-            .await;
-        let model_service = ModelServiceServer::new(ModelServiceImpl::new(state.clone()))
-            .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes);
-
-        // Small gRPC frames must leave at once: without TCP_NODELAY, Nagle's
-        // algorithm and delayed ACKs add ~40 ms to larger answers.
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let metrics_addr = match config.metrics_listen {
             Some(address) => {
                 let listener = crate::metrics_http::bind(address)
@@ -112,29 +149,76 @@ impl Server {
                 tokio::spawn(crate::metrics_http::serve_metrics(
                     listener,
                     metrics.clone(),
-                    metrics_stopped,
+                    background_stopped,
                 ));
                 bound
             }
             None => None,
         };
         sync.spawn_poller(config.registry_poll_interval, stop_background.subscribe());
+
+        // The registry is open and what serves traffic is loaded: SERVING.
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_service_status("", ServingStatus::Serving).await;
+        health
+            .set_service_status(MODEL_SERVICE, ServingStatus::Serving)
+            .await;
+
+        let auth = AuthInterceptor::new(tokens);
+        let model_service = InterceptedService::new(
+            ModelServiceServer::new(ModelServiceImpl::new(state.clone()))
+                .max_decoding_message_size(config.max_message_bytes)
+                .max_encoding_message_size(config.max_message_bytes),
+            auth.clone(),
+        );
+        // Server reflection in both protocols (grpcurl and older tools
+        // speak only v1alpha).
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(serval_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_error =
+            |e: tonic_reflection::server::Error| StartError::Config(format!("reflection: {e}"));
+        let reflection_v1 =
+            InterceptedService::new(reflection().build_v1().map_err(reflection_error)?, auth.clone());
+        let reflection_v1alpha =
+            InterceptedService::new(reflection().build_v1alpha().map_err(reflection_error)?, auth);
+
+        // Small gRPC frames must leave at once: without TCP_NODELAY, Nagle's
+        // algorithm and delayed ACKs add ~40 ms to larger answers.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
+                .layer(RequestContextLayer::new(metrics.grpc.clone()))
                 .add_service(health_service)
                 .add_service(model_service)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 }),
         );
-        tracing::info!(address = %local_addr, database = %config.database, "serving");
+        tracing::info!(
+            address = %local_addr,
+            database = %config.database,
+            tls = config.tls_cert.is_some(),
+            tokens = !config.load_tokens().map(|t| t.is_empty()).unwrap_or(true),
+            "serving"
+        );
         Ok(Server {
             local_addr,
             metrics_addr,
             stop_background,
             metrics,
             state,
+            health,
+            grace: config.shutdown_grace,
             stop: Some(stop),
             task,
         })
@@ -163,16 +247,38 @@ impl Server {
         &self.state
     }
 
-    /// Stops accepting calls, lets in-flight calls finish, closes the
-    /// registry.
+    /// Drains and stops: health goes NOT_SERVING, long-lived streams end,
+    /// running training jobs are cancelled (no partial version), no new
+    /// calls are accepted, in-flight calls (and their batches) finish within
+    /// the grace period, and the registry is closed.
     pub async fn shutdown(mut self) -> Result<(), ServalError> {
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.health
+            .set_service_status(MODEL_SERVICE, ServingStatus::NotServing)
+            .await;
         let _ = self.stop_background.send(true);
+        for job in self.state.jobs.all() {
+            tracing::info!(job = %job.id, "cancelling training job for shutdown");
+            job.cancel();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let served = (&mut self.task)
-            .await
-            .map_err(|e| ServalError::Internal(format!("server task failed: {e}")))?;
+        let served = match tokio::time::timeout(self.grace, &mut self.task).await {
+            Ok(joined) => joined.map_err(|e| ServalError::Internal(format!("server task failed: {e}")))?,
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "calls still running after the grace period; stopping anyway");
+                self.task.abort();
+                Ok(())
+            }
+        };
+        // Cancelled jobs record their end before the registry closes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.state.jobs.all().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.state.registry.close().await;
         served.map_err(|e| ServalError::Internal(format!("server failed: {e}")))
     }

@@ -22,6 +22,8 @@ pub struct BatchingSettings {
     pub config: BatchConfig,
     pub pool: ComputePool,
     pub metrics: BatchMetricsFamily,
+    /// Versions loaded now.
+    pub loaded_versions: prometheus::IntGauge,
 }
 
 /// A version ready to score rows.
@@ -128,15 +130,39 @@ impl ModelStore {
         if let Some(loaded) = slot.get() {
             return Ok(loaded.clone());
         }
-        // Correctness: a failed load is not cached, so a later call retries.
+        // Correctness: a failed load is not cached, so a later call retries,
+        // and its empty slot is removed, so unknown versions cannot grow the
+        // map.
         let loaded = slot
             .get_or_try_init(|| async {
-                LoadedVersion::load(&self.registry, &self.batching, model, version)
-                    .await
-                    .map(Arc::new)
+                let loaded = LoadedVersion::load(&self.registry, &self.batching, model, version).await?;
+                self.batching.loaded_versions.inc();
+                tracing::info!(model, version, "version loaded and warmed");
+                Ok::<_, ServalError>(Arc::new(loaded))
             })
-            .await?;
-        Ok(loaded.clone())
+            .await;
+        match loaded {
+            Ok(loaded) => Ok(loaded.clone()),
+            Err(error) => {
+                self.forget_empty_slot(model, version, &slot);
+                Err(error)
+            }
+        }
+    }
+
+    fn forget_empty_slot(&self, model: &str, version: u32, slot: &Slot) {
+        let mut loaded = self.loaded.write().expect("model store lock poisoned");
+        if let Some(versions) = loaded.get_mut(model) {
+            if versions
+                .get(&version)
+                .is_some_and(|current| Arc::ptr_eq(current, slot) && !current.initialized())
+            {
+                versions.remove(&version);
+            }
+            if versions.is_empty() {
+                loaded.remove(model);
+            }
+        }
     }
 
     /// Versions of `model` loaded (or loading) now.
@@ -156,7 +182,10 @@ impl ModelStore {
                 .get_mut(model)
                 .and_then(|versions| versions.remove(&version))
         };
-        if removed.is_some() {
+        if let Some(slot) = removed {
+            if slot.initialized() {
+                self.batching.loaded_versions.dec();
+            }
             self.batching.metrics.remove_version(model, version);
             tracing::info!(model, version, "version unloaded");
         }

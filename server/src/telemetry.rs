@@ -1,22 +1,158 @@
 //! The server's metrics registry: every metric family the server keeps,
 //! registered once per server so that several servers can share a process.
 
-use prometheus::Registry;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::batching::BatchMetricsFamily;
+
+/// Latency buckets in seconds, 100 µs to 30 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+/// Every gRPC call, by RPC and final status code.
+#[derive(Clone)]
+pub struct GrpcMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl GrpcMetrics {
+    pub fn observe(&self, rpc: &str, code: &str, seconds: f64) {
+        self.requests.with_label_values(&[rpc, code]).inc();
+        self.duration.with_label_values(&[rpc]).observe(seconds);
+    }
+}
+
+/// Predict calls by model, version and status code.
+#[derive(Clone)]
+pub struct PredictMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    rows: IntCounterVec,
+}
+
+impl PredictMetrics {
+    pub fn observe(&self, model: &str, version: u32, code: &str, seconds: f64, rows: usize) {
+        let version = version.to_string();
+        self.requests.with_label_values(&[model, &version, code]).inc();
+        self.duration
+            .with_label_values(&[model, &version])
+            .observe(seconds);
+        self.rows
+            .with_label_values(&[model, &version])
+            .inc_by(rows as u64);
+    }
+}
+
+/// Training jobs.
+#[derive(Clone)]
+pub struct JobMetrics {
+    pub running: IntGauge,
+    pub finished: IntCounterVec,
+}
 
 /// Metric families of one server.
 #[derive(Clone)]
 pub struct ServerMetrics {
     pub registry: Registry,
     pub batching: BatchMetricsFamily,
+    pub grpc: GrpcMetrics,
+    pub predict: PredictMetrics,
+    pub jobs: JobMetrics,
+    pub loaded_versions: IntGauge,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> prometheus::Result<T> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
 impl ServerMetrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let batching = BatchMetricsFamily::register(&registry)?;
-        Ok(ServerMetrics { registry, batching })
+        let grpc = GrpcMetrics {
+            requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "serval_grpc_requests_total",
+                        "gRPC calls by RPC and final status code",
+                    ),
+                    &["rpc", "code"],
+                )?,
+            )?,
+            duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new("serval_grpc_request_duration_seconds", "gRPC call latency by RPC")
+                        .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["rpc"],
+                )?,
+            )?,
+        };
+        let predict = PredictMetrics {
+            requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "serval_predict_requests_total",
+                        "Predict calls by model, answering version and status code",
+                    ),
+                    &["model", "version", "code"],
+                )?,
+            )?,
+            duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "serval_predict_duration_seconds",
+                        "Predict latency by model and version",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["model", "version"],
+                )?,
+            )?,
+            rows: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("serval_predict_rows_total", "Rows scored by model and version"),
+                    &["model", "version"],
+                )?,
+            )?,
+        };
+        let jobs = JobMetrics {
+            running: register(
+                &registry,
+                IntGauge::new("serval_training_jobs_running", "Training jobs running now")?,
+            )?,
+            finished: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "serval_training_jobs_finished_total",
+                        "Training jobs ended, by outcome",
+                    ),
+                    &["state"],
+                )?,
+            )?,
+        };
+        let loaded_versions = register(
+            &registry,
+            IntGauge::new("serval_loaded_versions", "Model versions loaded and serving")?,
+        )?;
+        Ok(ServerMetrics {
+            registry,
+            batching,
+            grpc,
+            predict,
+            jobs,
+            loaded_versions,
+        })
     }
 
     /// The Prometheus text exposition of every metric.

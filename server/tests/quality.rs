@@ -97,6 +97,11 @@ async fn train_and_check(
         "{file}: AUC {} below {auc_floor}",
         metrics.auc
     );
+    assert!(
+        metrics.f1 >= f1_floor,
+        "{file}: F1 {} at the stored threshold below {f1_floor}",
+        metrics.f1
+    );
     for value in [metrics.accuracy, metrics.precision, metrics.recall, metrics.f1] {
         assert!((0.0..=1.0).contains(&value), "{metrics:?}");
     }

@@ -14,8 +14,7 @@ use prost::Message;
 use rand::Rng;
 use serde_json::json;
 use serval_client::records::records_from_csv;
-use serval_client::{ServalClient, code_name, proto as pb};
-use tonic::transport::{Channel, Endpoint};
+use serval_client::{ConnectOptions, ServalClient, code_name, proto as pb};
 use tonic_health::pb::HealthCheckRequest;
 
 use super::CliError;
@@ -78,26 +77,23 @@ fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
-pub async fn run(server: &str, args: BenchArgs) -> Result<(), CliError> {
+pub async fn run(server: &str, options: &ConnectOptions, args: BenchArgs) -> Result<(), CliError> {
     let mut channels = Vec::new();
     for _ in 0..args.connections {
-        let channel = Endpoint::from_shared(server.to_string())
-            .map_err(|e| CliError::Input(format!("bad server URL {server:?}: {e}")))?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| CliError::Input(format!("cannot connect to {server}: {e}")))?;
-        channels.push(channel);
+        channels.push(ServalClient::channel_to(server, options.tls.clone()).await?);
     }
     // Requests are encoded once; callers cycle through them.
     let (path, requests): (&'static str, Vec<Bytes>) = match args.rpc {
         Rpc::Predict => (
             "/serval.v1.ModelService/Predict",
-            predict_requests(&args, channels[0].clone())
-                .await?
-                .iter()
-                .map(|r| Bytes::from(r.encode_to_vec()))
-                .collect(),
+            predict_requests(
+                &args,
+                ServalClient::with_metadata(channels[0].clone(), options.metadata.clone()),
+            )
+            .await?
+            .iter()
+            .map(|r| Bytes::from(r.encode_to_vec()))
+            .collect(),
         ),
         Rpc::Health => (
             "/grpc.health.v1.Health/Check",
@@ -112,9 +108,10 @@ pub async fn run(server: &str, args: BenchArgs) -> Result<(), CliError> {
     for caller in 0..args.concurrency as usize {
         let channel = channels[caller % channels.len()].clone();
         let caller_requests = requests.clone();
+        let metadata = options.metadata.clone();
         callers.push(tokio::spawn(async move {
             call_until(
-                RawCaller::new(channel, path),
+                RawCaller::new(channel, metadata, path),
                 caller_requests,
                 caller,
                 measure_from,
@@ -207,7 +204,10 @@ pub async fn run(server: &str, args: BenchArgs) -> Result<(), CliError> {
 }
 
 /// A few distinct requests the callers cycle through.
-async fn predict_requests(args: &BenchArgs, channel: Channel) -> Result<Vec<pb::PredictRequest>, CliError> {
+async fn predict_requests(
+    args: &BenchArgs,
+    mut client: ServalClient,
+) -> Result<Vec<pb::PredictRequest>, CliError> {
     let model = args.model.clone().unwrap_or_default();
     let rows = args.rows_per_request as usize;
     const DISTINCT: usize = 64;
@@ -229,7 +229,6 @@ async fn predict_requests(args: &BenchArgs, channel: Channel) -> Result<Vec<pb::
             })
             .collect());
     }
-    let mut client = ServalClient::from_channel(channel);
     let listed = client.list_models(Some(&model)).await?;
     let version = listed
         .first()

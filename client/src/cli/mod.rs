@@ -5,11 +5,14 @@ mod json;
 mod models;
 mod predict;
 mod raw_call;
+mod report;
 mod rollout;
 mod train;
 
 use clap::{Parser, Subcommand};
-use serval_client::{CallMetadata, ClientError, ServalClient};
+use std::path::{Path, PathBuf};
+
+use serval_client::{CallMetadata, ClientError, ConnectOptions, ServalClient};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +34,27 @@ pub struct Cli {
     #[arg(long, global = true, env = "SERVAL_ACTOR")]
     actor: Option<String>,
 
+    /// Access token, sent as `authorization: Bearer <token>`.
+    #[arg(long, global = true, env = "SERVAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// PEM CA certificate that signed the server's certificate (use an
+    /// https:// server URL); the system roots when not given.
+    #[arg(long, global = true, env = "SERVAL_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate, for servers that require one (mutual TLS).
+    #[arg(long, global = true, env = "SERVAL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, global = true, env = "SERVAL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Server name to verify in its certificate [default: the URL's host].
+    #[arg(long, global = true, env = "SERVAL_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +72,8 @@ enum Command {
     /// Move traffic between versions: aliases, canary, promote, rollback.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// Write a self-contained HTML report of a version, or two side by side.
+    Report(report::ReportArgs),
 }
 
 /// What a command can fail with; printed as `error: …`.
@@ -61,19 +87,43 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
-pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let server = cli.server.as_str();
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError::Input(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// Token, actor and TLS settings from the global flags.
+fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
     let actor = cli
         .actor
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "serval-cli".to_string());
-    let connect = || ServalClient::connect_with(server, CallMetadata::default().with_actor(&actor));
+    let mut metadata = CallMetadata::default().with_actor(&actor);
+    if let Some(token) = &cli.token {
+        metadata = metadata.with_token(token)?;
+    }
+    let mut options = ConnectOptions { metadata, tls: None };
+    if cli.tls_ca.is_some() || cli.tls_cert.is_some() || cli.server.starts_with("https://") {
+        let ca = cli.tls_ca.as_deref().map(|p| read(p, "--tls-ca")).transpose()?;
+        let identity = match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => Some((read(cert, "--tls-cert")?, read(key, "--tls-key")?)),
+            _ => None,
+        };
+        options = options.with_tls(ca, identity, cli.tls_domain.clone());
+    }
+    Ok(options)
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let server = cli.server.as_str();
+    let options = connect_options(&cli)?;
+    let connect = || ServalClient::connect_using(server, options.clone());
     match cli.command {
         Command::Train(args) => train::run(connect().await?, *args).await,
         Command::Models(args) => models::run(connect().await?, args).await,
         Command::Predict(args) => predict::run(connect().await?, args).await,
-        Command::Bench(args) => bench::run(server, args).await,
+        Command::Bench(args) => bench::run(server, &options, args).await,
         Command::Rollout(command) => rollout::run(connect().await?, command).await,
+        Command::Report(args) => report::run(connect().await?, args).await,
     }
 }

@@ -4,8 +4,10 @@
 //! on (de)serialising, and the server's cost is what the figures show.
 
 use bytes::{Buf, BufMut, Bytes};
+use serval_client::CallMetadata;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
@@ -55,14 +57,15 @@ impl Decoder for RawDecoder {
 /// A client that sends pre-encoded messages to one method.
 #[derive(Clone)]
 pub struct RawCaller {
-    grpc: tonic::client::Grpc<Channel>,
+    grpc: tonic::client::Grpc<InterceptedService<Channel, CallMetadata>>,
     path: PathAndQuery,
 }
 
 impl RawCaller {
-    pub fn new(channel: Channel, path: &'static str) -> Self {
+    pub fn new(channel: Channel, metadata: CallMetadata, path: &'static str) -> Self {
         RawCaller {
-            grpc: tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20),
+            grpc: tonic::client::Grpc::new(InterceptedService::new(channel, metadata))
+                .max_decoding_message_size(64 << 20),
             path: PathAndQuery::from_static(path),
         }
     }

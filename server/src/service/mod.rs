@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, watch};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{caller_name, require_admin};
 use crate::catalog::model_to_proto;
 use crate::error::ServalError;
 use crate::jobs::Jobs;
@@ -24,6 +25,7 @@ use crate::live_stats::LiveStats;
 use crate::registry_sync::RegistrySync;
 use crate::routing::RoutingTable;
 use crate::serving::ModelStore;
+use crate::telemetry::ServerMetrics;
 use crate::training::TrainingLimits;
 
 /// Limits on what one call may ask for.
@@ -58,6 +60,7 @@ pub struct ServiceState {
     /// Turns true when the server begins to shut down; long-lived streams
     /// end then.
     pub stopping: watch::Receiver<bool>,
+    pub metrics: ServerMetrics,
     training_slots: Arc<Semaphore>,
 }
 
@@ -69,6 +72,7 @@ impl ServiceState {
         sync: Arc<RegistrySync>,
         limits: ServiceLimits,
         stopping: watch::Receiver<bool>,
+        metrics: ServerMetrics,
     ) -> Self {
         ServiceState {
             registry,
@@ -78,6 +82,7 @@ impl ServiceState {
             stats: LiveStats::default(),
             jobs: Jobs::default(),
             stopping,
+            metrics,
             training_slots: Arc::new(Semaphore::new(limits.max_training_jobs)),
             limits,
         }
@@ -102,9 +107,38 @@ fn invalid(message: impl Into<String>) -> Status {
     ServalError::InvalidArgument(message.into()).into()
 }
 
-/// Who is calling, for the audit log: the `x-serval-actor` header (the CLI
-/// sends the user name), or "anonymous".
-pub fn actor_of(metadata: &MetadataMap) -> String {
+/// Refuses malformed model names before any lookup (INVALID_ARGUMENT with
+/// a bounded echo of the name), so absurd names never reach the registry,
+/// the loaded-version map or an error message whole.
+fn check_model(name: &str) -> Result<(), Status> {
+    serval_registry::validate_model_name(name).map_err(|e| invalid(format!("model: {e}")))
+}
+
+fn check_alias(name: &str) -> Result<(), Status> {
+    serval_registry::validate_alias_name(name).map_err(|e| invalid(format!("alias: {e}")))
+}
+
+/// Job ids are opaque, but bounded: anything longer than 64 printable
+/// characters cannot be one.
+fn check_job_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        let shown: String = id.chars().take(40).filter(|c| !c.is_control()).collect();
+        return Err(invalid(format!("job_id: {shown:?} is not a job id")));
+    }
+    Ok(())
+}
+
+/// Who is calling, for the audit log: the token's name when tokens are in
+/// use, else the `x-serval-actor` header (the CLI sends the user name), or
+/// "anonymous".
+pub fn actor_of<T>(request: &Request<T>) -> String {
+    if let Some(name) = caller_name(request) {
+        return name.to_string();
+    }
+    header_actor(request.metadata())
+}
+
+fn header_actor(metadata: &MetadataMap) -> String {
     metadata
         .get("x-serval-actor")
         .and_then(|v| v.to_str().ok())
@@ -128,6 +162,7 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<Streaming<pb::TrainRequest>>,
     ) -> Result<Response<TrainEventStream>, Status> {
+        require_admin(&request, "Train")?;
         train::train(self.state.clone(), request).await
     }
 
@@ -143,6 +178,9 @@ impl ModelService for ModelServiceImpl {
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let filter = request.into_inner().model;
+        if !filter.is_empty() {
+            check_model(&filter)?;
+        }
         let records = self
             .state
             .registry
@@ -157,6 +195,9 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::SetAliasRequest>,
     ) -> Result<Response<pb::RolloutState>, Status> {
+        require_admin(&request, "SetAlias")?;
+        check_model(&request.get_ref().model)?;
+        check_alias(&request.get_ref().alias)?;
         rollout::set_alias(&self.state, request).await
     }
 
@@ -164,6 +205,9 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::DeleteAliasRequest>,
     ) -> Result<Response<pb::RolloutState>, Status> {
+        require_admin(&request, "DeleteAlias")?;
+        check_model(&request.get_ref().model)?;
+        check_alias(&request.get_ref().alias)?;
         rollout::delete_alias(&self.state, request).await
     }
 
@@ -171,6 +215,8 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::UpdateTrafficRequest>,
     ) -> Result<Response<pb::RolloutState>, Status> {
+        require_admin(&request, "UpdateTraffic")?;
+        check_model(&request.get_ref().model)?;
         rollout::update_traffic(&self.state, request).await
     }
 
@@ -178,6 +224,7 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::GetRolloutStateRequest>,
     ) -> Result<Response<pb::RolloutState>, Status> {
+        check_model(&request.get_ref().model)?;
         rollout::get_rollout_state(&self.state, request).await
     }
 
@@ -185,6 +232,7 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::GetRolloutHistoryRequest>,
     ) -> Result<Response<pb::GetRolloutHistoryResponse>, Status> {
+        check_model(&request.get_ref().model)?;
         rollout::get_rollout_history(&self.state, request).await
     }
 
@@ -192,6 +240,7 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::GetLiveStatsRequest>,
     ) -> Result<Response<pb::GetLiveStatsResponse>, Status> {
+        check_model(&request.get_ref().model)?;
         rollout::get_live_stats(&self.state, request).await
     }
 
@@ -199,6 +248,9 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        if !request.get_ref().model.is_empty() {
+            check_model(&request.get_ref().model)?;
+        }
         jobs::list_jobs(&self.state, request).await
     }
 
@@ -206,6 +258,7 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<TrainEventStream>, Status> {
+        check_job_id(&request.get_ref().job_id)?;
         jobs::watch_job(&self.state, request).await
     }
 
@@ -213,6 +266,8 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::TrainingJob>, Status> {
+        require_admin(&request, "CancelJob")?;
+        check_job_id(&request.get_ref().job_id)?;
         jobs::cancel_job(&self.state, request).await
     }
 
@@ -221,6 +276,7 @@ impl ModelService for ModelServiceImpl {
         request: Request<pb::GetVersionReportRequest>,
     ) -> Result<Response<pb::VersionReport>, Status> {
         let request = request.into_inner();
+        check_model(&request.model)?;
         let record = self
             .state
             .registry
@@ -234,6 +290,9 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<pb::WatchModelsRequest>,
     ) -> Result<Response<Self::WatchModelsStream>, Status> {
+        if !request.get_ref().model.is_empty() {
+            check_model(&request.get_ref().model)?;
+        }
         rollout::watch_models(&self.state, request).await
     }
 }

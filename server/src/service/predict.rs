@@ -18,8 +18,12 @@ pub async fn predict(
     let started = Instant::now();
     let deadline = crate::deadline::from_metadata(request.metadata());
     let request = request.into_inner();
-    if request.model.is_empty() {
-        return Err(invalid("model: must name a model"));
+    super::check_model(&request.model)?;
+    if request.version.is_some() && !request.alias.is_empty() {
+        return Err(invalid("set version or alias, not both"));
+    }
+    if !request.alias.is_empty() {
+        super::check_alias(&request.alias)?;
     }
     let rows = match (request.records.is_empty(), request.dense_rows.is_empty()) {
         (true, true) => return Err(invalid("no rows: set records or dense_rows")),
@@ -45,9 +49,17 @@ pub async fn predict(
         Ok(scores) => (tonic::Code::Ok, scores.as_slice()),
         Err(status) => (status.code(), &[][..]),
     };
+    let elapsed = started.elapsed();
     state
         .stats
-        .record(&request.model, route.version, code, started.elapsed(), scores);
+        .record(&request.model, route.version, code, elapsed, scores);
+    state.metrics.predict.observe(
+        &request.model,
+        route.version,
+        serval_proto::code_name(code),
+        elapsed.as_secs_f64(),
+        scores.len(),
+    );
     let scores = outcome?;
     let labels = scores.iter().map(|&s| f64::from(s) >= loaded.threshold).collect();
     Ok(Response::new(pb::PredictResponse {

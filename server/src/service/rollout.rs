@@ -31,7 +31,7 @@ fn change_error(error: RegistryError) -> Status {
 
 fn context<T>(request: &Request<T>, reason: &str) -> ChangeContext {
     ChangeContext {
-        actor: actor_of(request.metadata()),
+        actor: actor_of(request),
         reason: reason.to_string(),
     }
 }
@@ -250,10 +250,11 @@ pub async fn watch_models(
     let registry = state.registry.clone();
     let mut stopping = state.stopping.clone();
     let (sender, receiver) = mpsc::channel(256);
+    let latest = registry.latest_audit_id().await.map_err(ServalError::from)?;
     let mut last_sent = if request.after_id > 0 {
-        request.after_id
+        request.after_id.min(latest)
     } else {
-        registry.latest_audit_id().await.map_err(ServalError::from)?
+        latest
     };
     tokio::spawn(async move {
         let wanted = |event: &serval_registry::AuditEvent| model.as_deref().is_none_or(|m| m == event.model);

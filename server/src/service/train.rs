@@ -8,12 +8,16 @@ use serval_proto::v1 as pb;
 use serval_registry::JobState;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::{ServiceState, TrainEventStream, actor_of, invalid};
 use crate::catalog::{dataset_to_proto, epoch_to_proto, new_version, version_to_proto};
 use crate::error::ServalError;
 use crate::jobs::RunningJob;
 use crate::training::{self, EpochReport, LoopEvent, Recipe};
+
+/// Longest pause between two upload messages.
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn epoch_event(report: &EpochReport) -> pb::TrainEvent {
     pb::TrainEvent {
@@ -25,13 +29,7 @@ pub async fn train(
     state: Arc<ServiceState>,
     request: Request<Streaming<pb::TrainRequest>>,
 ) -> Result<Response<TrainEventStream>, Status> {
-    let actor = actor_of(request.metadata());
-    let permit = state.training_slots.clone().try_acquire_owned().map_err(|_| {
-        ServalError::ResourceExhausted(format!(
-            "{} training job(s) already running, the server's limit; retry later",
-            state.limits.max_training_jobs
-        ))
-    })?;
+    let actor = actor_of(&request);
     let mut stream = request.into_inner();
     let spec = match stream.message().await? {
         Some(pb::TrainRequest {
@@ -42,10 +40,21 @@ pub async fn train(
     };
     let recipe = Recipe::from_spec(&spec, &state.limits.training)?;
     let model = spec.model;
+    // A slot is taken once a valid spec has arrived; an upload that stalls
+    // gives it back after UPLOAD_IDLE.
+    let permit = state.training_slots.clone().try_acquire_owned().map_err(|_| {
+        ServalError::ResourceExhausted(format!(
+            "{} training job(s) already running, the server's limit; retry later",
+            state.limits.max_training_jobs
+        ))
+    })?;
 
     let max_bytes = state.limits.training.max_upload_bytes;
     let mut csv = Vec::new();
-    while let Some(message) = stream.message().await? {
+    while let Some(message) = tokio::time::timeout(UPLOAD_IDLE, stream.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded(format!("the upload stalled for {UPLOAD_IDLE:?}")))??
+    {
         match message.payload {
             Some(pb::train_request::Payload::CsvChunk(chunk)) => {
                 if csv.len() + chunk.len() > max_bytes {
@@ -102,7 +111,9 @@ pub async fn train(
         "training started"
     );
     let events = job.subscribe();
-    tokio::spawn(run_job(state, job, model, actor, prepared, permit));
+    state.metrics.jobs.running.inc();
+    // The job keeps the call's span (and request id) in its log lines.
+    tokio::spawn(run_job(state, job, model, actor, prepared, permit).instrument(tracing::Span::current()));
     Ok(Response::new(events))
 }
 
@@ -169,6 +180,13 @@ async fn run_job(
         Err(ServalError::Cancelled(_)) => (JobState::Cancelled, None, Some("cancelled".to_string())),
         Err(error) => (JobState::Failed, None, Some(error.to_string())),
     };
+    state.metrics.jobs.running.dec();
+    state
+        .metrics
+        .jobs
+        .finished
+        .with_label_values(&[job_state.as_str()])
+        .inc();
     if let Err(error) = state
         .registry
         .finish_job(&job.id, job_state, version, error.as_deref())

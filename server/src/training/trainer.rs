@@ -175,7 +175,7 @@ pub fn run_loop(
     let steps_per_epoch = rows.div_ceil(settings.batch_size);
     let total_steps = (steps_per_epoch * settings.epochs).max(1);
     let mut step = 0usize;
-    let mut best: Option<(f64, usize, Vec<Vec<f32>>, Vec<f32>)> = None;
+    let mut best: Option<BestEpoch> = None;
 
     for epoch in 1..=settings.epochs {
         order.shuffle(&mut shuffle_rng);
@@ -258,23 +258,36 @@ pub fn run_loop(
         history.push(report);
         let improved = best
             .as_ref()
-            .is_none_or(|(loss, ..)| report.validation_loss < *loss);
+            .is_none_or(|best| report.validation_loss < best.validation_loss);
         if improved || settings.patience == 0 {
-            best = Some((report.validation_loss, epoch, optimizer.values().to_vec(), scores));
+            best = Some(BestEpoch {
+                validation_loss: report.validation_loss,
+                epoch,
+                weights: optimizer.values().to_vec(),
+                validation_scores: scores,
+            });
         } else if best
             .as_ref()
-            .is_some_and(|(_, best_epoch, ..)| epoch - best_epoch >= settings.patience)
+            .is_some_and(|best| epoch - best.epoch >= settings.patience)
         {
             break;
         }
     }
-    let (_, best_epoch, values, validation_scores) = best.expect("at least one epoch ran");
+    let best = best.expect("at least one epoch ran");
     Ok(LoopOutcome {
-        network: parameters.snapshot_of(&values)?,
+        network: parameters.snapshot_of(&best.weights)?,
         history,
-        best_epoch,
-        validation_scores,
+        best_epoch: best.epoch,
+        validation_scores: best.validation_scores,
     })
+}
+
+/// The epoch early stopping would restore: its loss, weights and scores.
+struct BestEpoch {
+    validation_loss: f64,
+    epoch: usize,
+    weights: Vec<Vec<f32>>,
+    validation_scores: Vec<f32>,
 }
 
 #[cfg(test)]

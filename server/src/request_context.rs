@@ -1,0 +1,226 @@
+//! The outermost layer of the gRPC server: gives every call a request id
+//! (the caller's `x-request-id`, or a new one), runs the call inside a
+//! tracing span carrying it — so every log line about the call names it —
+//! returns the id in the response headers, and counts the call by RPC and
+//! final status code with its latency.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::{Body, Frame};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::telemetry::GrpcMetrics;
+
+const REQUEST_ID: &str = "x-request-id";
+
+#[derive(Clone)]
+pub struct RequestContextLayer {
+    metrics: GrpcMetrics,
+}
+
+impl RequestContextLayer {
+    pub fn new(metrics: GrpcMetrics) -> Self {
+        RequestContextLayer { metrics }
+    }
+}
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> RequestContext<S> {
+        RequestContext {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestContext<S> {
+    inner: S,
+    metrics: GrpcMetrics,
+}
+
+/// A caller's request id is kept if it is short, printable ASCII.
+fn usable_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| text.to_string())
+}
+
+fn new_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// `Predict` from `/serval.v1.ModelService/Predict`; bounded, so a hostile
+/// path cannot create unbounded metric series.
+fn rpc_name(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((service, method))
+            if !method.is_empty()
+                && method.len() <= 64
+                && method.bytes().all(|b| b.is_ascii_alphanumeric())
+                && (service.ends_with("ModelService") || service.contains("grpc.")) =>
+        {
+            method.to_string()
+        }
+        _ => "unknown".to_string(),
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestContext<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<ObservedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(usable_id)
+            .unwrap_or_else(new_id);
+        let header = HeaderValue::from_str(&id).expect("checked or generated as ASCII");
+        request.headers_mut().insert(REQUEST_ID, header.clone());
+        let rpc = rpc_name(request.uri().path());
+        let span = tracing::info_span!("rpc", request_id = %id, rpc = %rpc);
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        // Correctness: the clone that was polled ready is the one called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(
+            async move {
+                let response = inner.call(request).await?;
+                let (mut parts, body) = response.into_parts();
+                parts.headers.insert(REQUEST_ID, header);
+                let code = grpc_status(&parts.headers);
+                let body = ObservedBody {
+                    inner: body,
+                    observation: Some(Observation {
+                        metrics,
+                        rpc,
+                        started,
+                        code,
+                        span: tracing::Span::current(),
+                    }),
+                };
+                Ok(Response::from_parts(parts, body))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// What is recorded once a call's response ends.
+struct Observation {
+    metrics: GrpcMetrics,
+    rpc: String,
+    started: Instant,
+    code: Option<i32>,
+    span: tracing::Span,
+}
+
+impl Observation {
+    fn finish(self, ended_early: bool) {
+        // A body dropped before its trailers: the caller went away.
+        let code = match (self.code, ended_early) {
+            (Some(code), _) => code,
+            (None, true) => tonic::Code::Cancelled as i32,
+            (None, false) => tonic::Code::Ok as i32,
+        };
+        let name = serval_proto::code_name(tonic::Code::from_i32(code));
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.metrics.observe(&self.rpc, name, seconds);
+        self.span
+            .in_scope(|| tracing::debug!(code = name, seconds, "call finished"));
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that notes the `grpc-status` trailer and records the
+    /// call when the body ends (or is dropped).
+    pub struct ObservedBody<B> {
+        #[pin]
+        inner: B,
+        observation: Option<Observation>,
+    }
+
+    impl<B> PinnedDrop for ObservedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(observation) = this.project().observation.take() {
+                observation.finish(true);
+            }
+        }
+    }
+}
+
+impl<B: Body> Body for ObservedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(trailers), Some(observation)) = (frame.trailers_ref(), this.observation.as_mut())
+                    && let Some(code) = grpc_status(trailers)
+                {
+                    observation.code = Some(code);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(observation) = this.observation.take() {
+                    observation.finish(false);
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_names_are_bounded() {
+        assert_eq!(rpc_name("/serval.v1.ModelService/Predict"), "Predict");
+        assert_eq!(rpc_name("/grpc.health.v1.Health/Check"), "Check");
+        assert_eq!(rpc_name("/evil/../../etc"), "unknown");
+        assert_eq!(
+            rpc_name(&format!("/serval.v1.ModelService/{}", "A".repeat(500))),
+            "unknown"
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! The server binary as a process: SIGTERM drains it cleanly, SIGKILL in
+//! the middle of training or of rollout changes loses nothing that was
+//! committed and leaves nothing half-written, a flipped byte in stored
+//! weights is caught on load, and JSON logs carry each call's request id.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use serval_client::{ClientError, ServalClient, proto as pb};
+use serval_registry::{AuditFilter, JobState, Registry};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Process {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+/// Starts `serval-server` on an ephemeral port and waits for it to listen.
+async fn spawn(dir: &Path, extra: &[&str]) -> Process {
+    let log = dir.join(format!("server-{}.log", rand_suffix()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_serval-server"))
+        .args(["--listen", "127.0.0.1:0", "--database"])
+        .arg(dir.join("serval.db"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the server starts")
+        .unwrap()
+        .unwrap_or_else(|| panic!("the server exited: {}", std::fs::read_to_string(&log).unwrap()));
+    let address = line.rsplit(' ').next().unwrap().to_string();
+    Process {
+        child,
+        url: format!("http://{address}"),
+        log,
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+impl Process {
+    async fn client(&self) -> ServalClient {
+        ServalClient::connect(&self.url).await.unwrap()
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server exits")
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+fn long_spec() -> pb::TrainSpec {
+    pb::TrainSpec {
+        hyper_parameters: Some(pb::HyperParameters {
+            epochs: Some(500),
+            patience: Some(0),
+            batch_size: Some(32),
+            ..Default::default()
+        }),
+        ..spec("shoppers", "Revenue", "TRUE")
+    }
+}
+
+/// Starts a long training run and waits for its first epoch.
+async fn start_long_training(client: &mut ServalClient) -> serval_client::TrainUpload {
+    let chunks: Vec<Vec<u8>> = dataset(SHOPPERS).chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    let mut events = client
+        .train_stream(long_spec(), futures::stream::iter(chunks))
+        .await
+        .unwrap();
+    loop {
+        if let Some(pb::train_event::Event::Epoch(_)) = events.message().await.unwrap().unwrap().event {
+            return events;
+        }
+    }
+}
+
+fn probe() -> pb::PredictRequest {
+    pb::PredictRequest {
+        model: "small".into(),
+        version: Some(1),
+        records: (0..10)
+            .map(|i| small_record(f64::from(i) * 2.0, "green", i % 2 == 0))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn sigterm_cancels_training_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path(), &[]).await;
+    let mut client = server.client().await;
+    client.train(small_spec("small"), small_csv()).await.unwrap();
+    let before = client.predict(probe()).await.unwrap().scores;
+    let _events = start_long_training(&mut client).await;
+
+    server.signal("-TERM");
+    assert!(server.wait().await.success(), "{}", server.log());
+
+    let server = spawn(dir.path(), &[]).await;
+    let mut client = server.client().await;
+    let jobs = client
+        .raw()
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    let long = jobs.iter().find(|j| j.model == "shoppers").unwrap();
+    assert_eq!(long.state(), pb::JobState::Cancelled, "{long:?}");
+    assert_eq!(
+        client.list_models(None).await.unwrap().len(),
+        1,
+        "no partial version"
+    );
+    assert_eq!(client.predict(probe()).await.unwrap().scores, before);
+}
+
+#[tokio::test]
+async fn sigkill_during_training_leaves_no_partial_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path(), &[]).await;
+    let mut client = server.client().await;
+    client.train(small_spec("small"), small_csv()).await.unwrap();
+    let before = client.predict(probe()).await.unwrap().scores;
+    let _events = start_long_training(&mut client).await;
+    server.child.start_kill().unwrap();
+    server.wait().await;
+
+    let server = spawn(dir.path(), &[]).await;
+    let mut client = server.client().await;
+    let models = client.list_models(None).await.unwrap();
+    assert_eq!(
+        models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["small"]
+    );
+    assert_eq!(client.predict(probe()).await.unwrap().scores, before);
+    let registry = Registry::open(dir.path().join("serval.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let job = registry.jobs(Some("shoppers"), 1).await.unwrap().remove(0);
+    assert_eq!(job.state, JobState::Failed);
+    // Every stored version still matches its checksum.
+    registry.weights("small", 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn sigkill_during_rollout_changes_keeps_policy_and_audit_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path(), &[]).await;
+    let mut client = server.client().await;
+    client.train(small_spec("small"), small_csv()).await.unwrap();
+    client
+        .train(
+            pb::TrainSpec {
+                seed: Some(5),
+                ..small_spec("small")
+            },
+            small_csv(),
+        )
+        .await
+        .unwrap();
+    let mut changer = client.clone();
+    let changes = tokio::spawn(async move {
+        let mut made = 0u32;
+        loop {
+            let change = if made.is_multiple_of(2) {
+                pb::update_traffic_request::Change::Canary(pb::CanaryChange {
+                    version: 2,
+                    percent: f64::from(made % 100),
+                })
+            } else {
+                pb::update_traffic_request::Change::Rollback(pb::RollbackChange { to_version: Some(1) })
+            };
+            if changer.update_traffic("small", change, "churn").await.is_err() {
+                return made;
+            }
+            made += 1;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.child.start_kill().unwrap();
+    server.wait().await;
+    let made = changes.await.unwrap();
+    assert!(made > 0);
+
+    let server = spawn(dir.path(), &[]).await;
+    let mut client = server.client().await;
+    let state = client.rollout_state("small").await.unwrap();
+    let policy = state.policy.expect("a policy was committed");
+    let registry = Registry::open(dir.path().join("serval.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let traffic: Vec<_> = registry
+        .audit_events(&AuditFilter {
+            model: Some("small".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "traffic_changed")
+        .collect();
+    // Each committed change has exactly one audit event, and the policy is
+    // the last one's "after".
+    assert_eq!(policy.revision as usize, traffic.len());
+    assert!(
+        traffic.len() as u32 >= made,
+        "{} events, {made} acknowledged",
+        traffic.len()
+    );
+    let last = &traffic.last().unwrap().after;
+    assert_eq!(last["stable_version"], policy.stable_version);
+    assert_eq!(
+        last["canary_version"].as_u64().map(|v| v as u32),
+        policy.canary_version
+    );
+    let answer = client.predict(probe()).await.unwrap();
+    assert_eq!(answer.scores.len(), 10);
+}
+
+/// Flips one byte inside the stored weights of `model` `version` in the
+/// database file.
+async fn flip_stored_weights(database: &Path, model: &str, version: u32) {
+    let registry = Registry::open(database.to_str().unwrap()).await.unwrap();
+    let weights = registry.weights(model, version).await.unwrap();
+    registry.close().await;
+    let mut file = std::fs::read(database).unwrap();
+    for start in (weights.len() / 2..weights.len() - 32).step_by(97) {
+        let needle = &weights[start..start + 32];
+        if let Some(at) = file.windows(32).position(|w| w == needle) {
+            file[at + 16] ^= 0x40;
+            std::fs::write(database, file).unwrap();
+            return;
+        }
+    }
+    panic!("the weights were not found in the database file");
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_stored_weights_is_caught_and_other_versions_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path(), &[]).await;
+    let mut client = server.client().await;
+    client.train(small_spec("small"), small_csv()).await.unwrap();
+    client
+        .train(
+            pb::TrainSpec {
+                seed: Some(5),
+                ..small_spec("small")
+            },
+            small_csv(),
+        )
+        .await
+        .unwrap();
+    server.signal("-TERM");
+    server.wait().await;
+    flip_stored_weights(&dir.path().join("serval.db"), "small", 1).await;
+
+    let server = spawn(dir.path(), &[]).await;
+    let mut client = server.client().await;
+    let broken = match client.predict(probe()).await {
+        Err(ClientError::Status(status)) => status,
+        other => panic!("expected a failure, got {other:?}"),
+    };
+    assert_eq!(broken.code(), tonic::Code::FailedPrecondition, "{broken:?}");
+    assert!(
+        broken.message().contains("corrupt") && broken.message().contains("SHA-256"),
+        "{broken:?}"
+    );
+    let healthy = client
+        .predict(pb::PredictRequest {
+            version: Some(2),
+            ..probe()
+        })
+        .await
+        .unwrap();
+    assert_eq!(healthy.scores.len(), 10);
+    let latest = client
+        .predict(pb::PredictRequest {
+            version: None,
+            ..probe()
+        })
+        .await
+        .unwrap();
+    assert_eq!(latest.version, 2);
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path(), &["--log-format", "json"]).await;
+    let mut client = server.client().await;
+    let chunks: Vec<Vec<u8>> = vec![small_csv()];
+    let first = futures::stream::once(async {
+        pb::TrainRequest {
+            payload: Some(pb::train_request::Payload::Spec(small_spec("small"))),
+        }
+    });
+    let rest = futures::stream::iter(chunks).map(|chunk| pb::TrainRequest {
+        payload: Some(pb::train_request::Payload::CsvChunk(chunk)),
+    });
+    let mut request = tonic::Request::new(first.chain(rest));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "train-req-7".parse().unwrap());
+    let mut events = client.raw().train(request).await.unwrap().into_inner();
+    while events.message().await.unwrap().is_some() {}
+    server.signal("-TERM");
+    server.wait().await;
+    let log = server.log();
+    let started = log
+        .lines()
+        .find(|l| l.contains("training started"))
+        .unwrap_or_else(|| panic!("no training log line in {log}"));
+    let line: serde_json::Value = serde_json::from_str(started).unwrap();
+    assert_eq!(line["span"]["request_id"], "train-req-7", "{line}");
+    let registered = log.lines().find(|l| l.contains("version registered")).unwrap();
+    assert!(registered.contains("train-req-7"), "{registered}");
+}
