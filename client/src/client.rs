@@ -311,6 +311,37 @@ impl ServalClient {
         Ok(self.models.watch_models(request).await?.into_inner())
     }
 
+    /// The newest training jobs (all models, or only `model`), newest first.
+    pub async fn list_jobs(
+        &mut self,
+        model: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<pb::TrainingJob>, ClientError> {
+        let request = pb::ListJobsRequest {
+            model: model.unwrap_or_default().to_string(),
+            limit,
+        };
+        Ok(self.models.list_jobs(request).await?.into_inner().jobs)
+    }
+
+    /// Re-attaches to a training job: its events from the start while it
+    /// runs, or its outcome once it has ended.
+    pub async fn watch_job(&mut self, job_id: &str) -> Result<TrainUpload, ClientError> {
+        let request = pb::WatchJobRequest {
+            job_id: job_id.to_string(),
+        };
+        Ok(self.models.watch_job(request).await?.into_inner())
+    }
+
+    /// Asks the server to stop a running job; it ends CANCELLED without
+    /// registering a version.
+    pub async fn cancel_job(&mut self, job_id: &str) -> Result<pb::TrainingJob, ClientError> {
+        let request = pb::CancelJobRequest {
+            job_id: job_id.to_string(),
+        };
+        Ok(self.models.cancel_job(request).await?.into_inner())
+    }
+
     /// Everything a report draws about `version` of `model` (the latest
     /// when `None`).
     pub async fn version_report(
@@ -323,5 +354,21 @@ impl ServalClient {
             version,
         };
         Ok(self.models.get_version_report(request).await?.into_inner())
+    }
+
+    /// Deletes `version` of `model`, or the whole model when `None`, for
+    /// good (refused while an alias or the traffic policy points at it).
+    pub async fn delete_model(
+        &mut self,
+        model: &str,
+        version: Option<u32>,
+        reason: &str,
+    ) -> Result<pb::DeleteModelResponse, ClientError> {
+        let request = pb::DeleteModelRequest {
+            model: model.to_string(),
+            version,
+            reason: reason.to_string(),
+        };
+        Ok(self.models.delete_model(request).await?.into_inner())
     }
 }

@@ -7,12 +7,14 @@
 //! encoder, metrics, dataset fingerprint) as opaque JSON and the weights as
 //! bytes with their SHA-256; it knows nothing of how they were made.
 
+mod delete;
 mod error;
 mod jobs;
 mod names;
 mod rollout;
 mod store;
 
+pub use delete::Deletion;
 pub use error::RegistryError;
 pub use jobs::{JobRecord, JobState};
 pub use names::{validate_alias_name, validate_model_name};

@@ -51,6 +51,8 @@ pub enum TrafficChange {
     Promote,
     /// Remove the canary, or make `to` the stable version with no canary.
     Rollback { to: Option<u32> },
+    /// Remove the policy: default traffic follows the latest version.
+    Clear,
 }
 
 /// Who makes a change, and why.
@@ -354,6 +356,31 @@ impl Registry {
                 actual: revision,
             });
         }
+        if *change == TrafficChange::Clear {
+            let Some(policy) = current else {
+                return Err(RegistryError::InvalidChange(format!(
+                    "model {model:?} has no traffic policy to clear"
+                )));
+            };
+            sqlx::query("DELETE FROM traffic_policies WHERE model_id = ?")
+                .bind(model_id)
+                .execute(&mut *tx)
+                .await?;
+            let before = serde_json::to_value(&policy).unwrap_or(Value::Null);
+            append_audit(
+                &mut tx,
+                now,
+                &context.actor,
+                model,
+                "traffic_changed",
+                &before,
+                &Value::Null,
+                &context.reason,
+            )
+            .await?;
+            tx.commit().await?;
+            return self.rollout_state(model).await;
+        }
         let (stable, canary, percent) = match (change, &current) {
             (TrafficChange::Canary { version, percent }, _) => {
                 if !(0.0..=100.0).contains(percent) || percent.is_nan() {
@@ -411,6 +438,7 @@ impl Registry {
                     "model {model:?} has no canary to roll back; name a version to roll back to"
                 )));
             }
+            (TrafficChange::Clear, _) => unreachable!("handled above"),
         };
         sqlx::query(
             "INSERT INTO traffic_policies (model_id, stable_version, canary_version, canary_percent, revision, updated_at_ms) \

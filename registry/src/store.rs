@@ -121,11 +121,16 @@ impl Registry {
             .bind(&new.model)
             .fetch_one(&mut *tx)
             .await?;
-        let version: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?")
-                .bind(model_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        // Numbers come from the highest ever issued for this model name, not
+        // from the versions stored now: a deleted version's number (or a
+        // deleted model's) is never issued again.
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO version_numbers (model, highest_issued) VALUES (?, 1) \
+             ON CONFLICT (model) DO UPDATE SET highest_issued = highest_issued + 1 RETURNING highest_issued",
+        )
+        .bind(&new.model)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO model_versions (model_id, version, created_at_ms, recipe, encoder, metrics, \
              dataset, weights_sha256, weights_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

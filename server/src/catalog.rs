@@ -40,10 +40,46 @@ fn from_json<T: for<'de> Deserialize<'de>>(
 ) -> Result<T, ServalError> {
     T::deserialize(value).map_err(|e| {
         ServalError::FailedPrecondition(format!(
-            "model {:?} version {}: stored {field} is unreadable: {e}",
-            record.model, record.version
+            "model {:?} version {}: stored {field} is unreadable: {}",
+            record.model,
+            record.version,
+            without_values(&e.to_string())
         ))
     })
+}
+
+/// A serde error message with the stored values it quotes blanked out
+/// (`invalid type: string "Nov"` → `invalid type: string "…"`), keeping
+/// field names (`missing field \`baseline\``): these messages reach logs,
+/// and stored category lists are data.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                for inner in chars.by_ref() {
+                    if inner == '"' {
+                        break;
+                    }
+                }
+                out.push_str("\"…\"");
+            }
+            '`' => {
+                let quoted: String = chars.by_ref().take_while(|&inner| inner != '`').collect();
+                let is_name = quoted.chars().all(|q| q.is_ascii_alphanumeric() || q == '_')
+                    && quoted
+                        .chars()
+                        .next()
+                        .is_some_and(|q| q.is_ascii_alphabetic() || q == '_');
+                out.push('`');
+                out.push_str(if is_name { &quoted } else { "…" });
+                out.push('`');
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The registry write for a freshly trained version of `model`.
@@ -325,5 +361,26 @@ pub fn job_to_proto(job: &JobRecord) -> pb::TrainingJob {
         version: job.version.unwrap_or(0),
         error: job.error.clone().unwrap_or_default(),
         actor: job.actor.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn stored_values_are_blanked_and_field_names_kept() {
+        assert_eq!(
+            without_values("invalid type: string \"Nov\", expected f64"),
+            "invalid type: string \"…\", expected f64"
+        );
+        assert_eq!(
+            without_values("invalid value: integer `5`, expected u8"),
+            "invalid value: integer `…`, expected u8"
+        );
+        assert_eq!(
+            without_values("missing field `baseline`"),
+            "missing field `baseline`"
+        );
     }
 }

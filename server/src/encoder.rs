@@ -34,6 +34,11 @@ const ENCODED_LIMIT: f64 = 1e6;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EncoderState {
     pub columns: Vec<ColumnState>,
+    /// The training split's mean encoded row: the baseline explanations
+    /// integrate from. An aggregate, never a row. Empty in versions stored
+    /// before it was kept (see [`Encoder::baseline`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline: Vec<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +126,10 @@ impl EncoderState {
                 transform: fit_column(column, train),
             })
             .collect();
-        EncoderState { columns }
+        EncoderState {
+            columns,
+            baseline: Vec::new(),
+        }
     }
 }
 
@@ -271,6 +279,38 @@ impl Encoder {
     /// Start of column `index`'s values in an encoded row.
     pub fn offset(&self, index: usize) -> usize {
         self.offsets[index]
+    }
+
+    /// Each original column's name and its values' range in an encoded row,
+    /// in order: how encoded attributions sum back to CSV columns.
+    pub fn column_spans(&self) -> impl Iterator<Item = (&str, std::ops::Range<usize>)> {
+        self.state
+            .columns
+            .iter()
+            .zip(&self.offsets)
+            .map(|(column, &start)| (column.name.as_str(), start..start + column.transform.width()))
+    }
+
+    /// The row explanations start from: the stored training mean, or for
+    /// versions stored without one, the mean implied by the encoding itself
+    /// (0 for standardised numbers, the true share for booleans, equal
+    /// shares over a categorical column's slots).
+    pub fn baseline(&self) -> Vec<f32> {
+        if self.state.baseline.len() == self.width {
+            return self.state.baseline.clone();
+        }
+        let mut baseline = Vec::with_capacity(self.width);
+        for column in &self.state.columns {
+            match &column.transform {
+                Transform::Numeric { .. } => baseline.push(0.0),
+                Transform::Boolean { fill, .. } => baseline.push(*fill as f32),
+                Transform::Categorical { categories } => {
+                    let slots = categories.len() + 1;
+                    baseline.extend(std::iter::repeat_n(1.0 / slots as f32, slots));
+                }
+            }
+        }
+        baseline
     }
 
     fn category_slot(&self, column: usize, value: &str) -> usize {

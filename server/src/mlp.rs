@@ -90,6 +90,11 @@ impl MlpParameters {
 }
 
 impl Mlp {
+    /// The layers, input first; the last one outputs the logit.
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
+    }
+
     /// Width of the rows the network reads.
     pub fn input_width(&self) -> usize {
         self.layers[0].weight().dim(1).unwrap_or(0)

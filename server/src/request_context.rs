@@ -3,6 +3,10 @@
 //! tracing span carrying it — so every log line about the call names it —
 //! returns the id in the response headers, and counts the call by RPC and
 //! final status code with its latency.
+//!
+//! Privacy: a call is logged and counted by its status code only, never by
+//! its status message or contents — an INVALID_ARGUMENT message may quote a
+//! caller's feature value (see `privacy`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

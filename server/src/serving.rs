@@ -10,10 +10,13 @@ use serval_registry::Registry;
 use tokio::sync::OnceCell;
 use tower::Layer;
 
-use crate::batching::{BatchConfig, BatchLayer, BatchMetricsFamily, Batcher, ComputePool, PredictRows};
+use crate::batching::{
+    BatchConfig, BatchLayer, BatchMetricsFamily, Batcher, ComputePool, PredictRows, Scored,
+};
 use crate::catalog::VersionDocuments;
 use crate::encoder::Encoder;
 use crate::error::ServalError;
+use crate::explain::Scorer;
 use crate::mlp::Mlp;
 
 /// How loaded versions batch their forward passes.
@@ -70,19 +73,35 @@ impl LoadedVersion {
             batching.pool.clone(),
             batching.metrics.for_version(model, version),
         );
+        let scorer = Arc::new(Scorer {
+            network: network.clone(),
+            baseline: encoder.baseline(),
+        });
         Ok(LoadedVersion {
             model: model.to_string(),
             version,
             encoder,
             threshold,
-            batcher: layer.layer(network.clone()),
+            batcher: layer.layer(scorer),
             network,
         })
     }
 
-    /// Scores encoded rows through this version's batching queue.
-    pub async fn score(&self, rows: Vec<f32>, deadline: Option<Instant>) -> Result<Vec<f32>, ServalError> {
-        self.batcher.submit(PredictRows { rows, deadline }).await
+    /// Scores encoded rows through this version's batching queue, with
+    /// their explanations when `explain` is set.
+    pub async fn score(
+        &self,
+        rows: Vec<f32>,
+        deadline: Option<Instant>,
+        explain: bool,
+    ) -> Result<Scored, ServalError> {
+        self.batcher
+            .submit(PredictRows {
+                rows,
+                deadline,
+                explain,
+            })
+            .await
     }
 }
 

@@ -1,5 +1,7 @@
 //! The server's metrics registry: every metric family the server keeps,
 //! registered once per server so that several servers can share a process.
+//! Labels are RPC names, status codes, model names, versions and job
+//! states: never request contents, feature values or routing keys.
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 

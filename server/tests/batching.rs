@@ -110,7 +110,8 @@ fn rows(seed: usize, count: usize) -> Vec<f32> {
 }
 
 fn call(batcher: &Batcher, rows: Vec<f32>) -> impl Future<Output = Result<Vec<f32>, ServalError>> + use<> {
-    batcher.submit(PredictRows { rows, deadline: None })
+    let answer = batcher.submit(PredictRows::scores_of(rows));
+    async move { answer.await.map(|scored| scored.scores) }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -142,10 +143,7 @@ async fn concurrent_calls_share_few_passes_and_get_their_own_rows() {
         total_rows += count;
         let input = rows(caller, count);
         inputs.push(input.clone());
-        calls.push(batcher.ready().await.unwrap().call(PredictRows {
-            rows: input,
-            deadline: None,
-        }));
+        calls.push(batcher.ready().await.unwrap().call(PredictRows::scores_of(input)));
     }
     tokio::spawn(worker.run());
     let answers = soon(join_all(calls)).await;
@@ -158,7 +156,9 @@ async fn concurrent_calls_share_few_passes_and_get_their_own_rows() {
     assert_eq!(metrics.batches.get() as usize, passes);
     assert_eq!(metrics.rows_computed() as usize, total_rows);
     for (input, answer) in inputs.iter().zip(answers) {
-        let scores = answer.unwrap();
+        let scored = answer.unwrap();
+        assert!(scored.explanations.is_empty());
+        let scores = scored.scores;
         assert_eq!(scores.len(), input.len() / WIDTH);
         for (row, score) in input.chunks(WIDTH).zip(scores) {
             let alone = predictor.network.predict(row).unwrap()[0];
@@ -244,6 +244,7 @@ async fn callers_that_left_or_ran_out_of_time_are_not_computed() {
     let expired = tokio::spawn(batcher.submit(PredictRows {
         rows: rows(3, 5),
         deadline: Some(Instant::now()),
+        explain: false,
     }));
     tokio::time::sleep(Duration::from_millis(20)).await;
     abandoned.abort();
@@ -328,4 +329,59 @@ async fn versions_batch_separately_through_the_server() {
     let family = &test.server.metrics().batching;
     assert_eq!(family.for_version("small", 1).rows_computed(), 120);
     assert_eq!(family.for_version("small", 2).rows_computed(), 120);
+}
+
+#[tokio::test]
+async fn explaining_callers_share_the_batch_and_only_they_get_explanations() {
+    let network = Arc::new(
+        MlpParameters::init(WIDTH, &[16, 8], 3)
+            .unwrap()
+            .snapshot()
+            .unwrap(),
+    );
+    let baseline = vec![0.25; WIDTH];
+    let scorer = Arc::new(serval_server::explain::Scorer {
+        network: network.clone(),
+        baseline: baseline.clone(),
+    });
+    let metrics = BatchMetrics::unregistered();
+    let (batcher, worker) = Batcher::pair(
+        scorer,
+        config(256, HOUR, 10_000),
+        ComputePool::new(1).unwrap(),
+        metrics.clone(),
+    );
+    // Queued before the worker starts, so they form one batch.
+    let mut calls = Vec::new();
+    for caller in 0..6 {
+        let explain = caller % 2 == 0;
+        let input = rows(caller, 1 + caller % 3);
+        calls.push((
+            input.clone(),
+            explain,
+            batcher.submit(PredictRows {
+                rows: input,
+                deadline: None,
+                explain,
+            }),
+        ));
+    }
+    tokio::spawn(worker.run());
+    for (input, explain, answer) in calls {
+        let scored = soon(answer).await.unwrap();
+        assert_eq!(scored.scores, network.predict(&input).unwrap());
+        if !explain {
+            assert!(scored.explanations.is_empty());
+            continue;
+        }
+        let alone = serval_server::explain::integrated_gradients(&network, &baseline, &input).unwrap();
+        assert_eq!(scored.explanations.len(), input.len() / WIDTH);
+        for (batched, alone) in scored.explanations.iter().zip(&alone) {
+            assert_eq!(batched.steps, alone.steps);
+            for (a, b) in batched.attributions.iter().zip(&alone.attributions) {
+                assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+            }
+        }
+    }
+    assert_eq!(metrics.batches.get(), 1, "one forward pass for all six callers");
 }

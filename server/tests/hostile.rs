@@ -1274,7 +1274,7 @@ fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
     cases.push(Case::refused(
         "UpdateTraffic: no change set",
         invalid,
-        "change: set canary, promote or rollback",
+        "change: set canary, promote, rollback or clear",
         calls.update_traffic("small", None, None),
     ));
     cases.push(Case::refused(

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch for `serval`.
 
 mod bench;
+mod jobs;
 mod json;
 mod models;
 mod predict;
@@ -72,6 +73,8 @@ enum Command {
     /// Move traffic between versions: aliases, canary, promote, rollback.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// Training jobs: list them, re-attach to one, cancel one.
+    Jobs(jobs::JobsArgs),
     /// Write a self-contained HTML report of a version, or two side by side.
     Report(report::ReportArgs),
 }
@@ -124,6 +127,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Predict(args) => predict::run(connect().await?, args).await,
         Command::Bench(args) => bench::run(server, &options, args).await,
         Command::Rollout(command) => rollout::run(connect().await?, command).await,
+        Command::Jobs(args) => jobs::run(connect().await?, args).await,
         Command::Report(args) => report::run(connect().await?, args).await,
     }
 }

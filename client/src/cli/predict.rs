@@ -1,5 +1,6 @@
 //! `serval predict`: scores every row of a CSV file, or JSON records, and
-//! prints one probability per row.
+//! prints one probability per row; `--explain` adds each row's feature
+//! attributions.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,9 @@ use super::CliError;
 
 /// Rows sent per Predict call when scoring a large file.
 const ROWS_PER_CALL: usize = 1000;
+
+/// Rows per call when explaining: the server's limit for explanations.
+const EXPLAINED_ROWS_PER_CALL: usize = 256;
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
@@ -38,6 +42,13 @@ pub struct PredictArgs {
     /// Field delimiter of the CSV.
     #[arg(long, default_value = ",")]
     delimiter: char,
+    /// Explain each score: the columns that moved it most away from the
+    /// training average (integrated gradients on the logit).
+    #[arg(long)]
+    explain: bool,
+    /// Columns listed per row with --explain.
+    #[arg(long, default_value_t = 5, requires = "explain")]
+    top_k: u32,
     /// Print one JSON object instead of CSV.
     #[arg(long)]
     json: bool,
@@ -74,8 +85,14 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
     let mut scores = Vec::with_capacity(records.len());
     let mut labels = Vec::with_capacity(records.len());
     let mut threshold = 0.0;
+    let mut explanations = Vec::new();
     let mut offset = 0;
-    for chunk in records.chunks(ROWS_PER_CALL) {
+    let rows_per_call = if args.explain {
+        EXPLAINED_ROWS_PER_CALL
+    } else {
+        ROWS_PER_CALL
+    };
+    for chunk in records.chunks(rows_per_call) {
         let response = client
             .predict(pb::PredictRequest {
                 model: args.model.clone(),
@@ -88,6 +105,8 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
                     args.alias.clone().unwrap_or_default()
                 },
                 routing_key: args.routing_key.clone().unwrap_or_default(),
+                explain: args.explain,
+                top_k: args.top_k,
             })
             .await
             .map_err(|e| match e {
@@ -102,12 +121,13 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
         arm = super::json::arm_name(response.arm);
         scores.extend(response.scores);
         labels.extend(response.labels);
+        explanations.extend(response.explanations);
         threshold = response.threshold;
         offset += chunk.len();
     }
 
     if args.json {
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "model": args.model,
             "version": version,
             "arm": arm,
@@ -115,7 +135,14 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
             "scores": scores,
             "labels": labels,
         });
+        if args.explain {
+            value["explanations"] = explanations.iter().map(explanation_json).collect();
+        }
         println!("{value}");
+    } else if args.explain {
+        for (i, ((score, label), e)) in scores.iter().zip(&labels).zip(&explanations).enumerate() {
+            print_explanation(i + 1, *score, *label, e);
+        }
     } else {
         println!("score,label");
         for (score, label) in scores.iter().zip(&labels) {
@@ -123,4 +150,48 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
         }
     }
     Ok(())
+}
+
+fn explanation_json(e: &pb::RowExplanation) -> serde_json::Value {
+    serde_json::json!({
+        "logit": e.logit,
+        "baseline_logit": e.baseline_logit,
+        "attributions": e.attributions.iter().map(|a| serde_json::json!({
+            "column": a.column,
+            "value": a.value,
+            "attribution": a.attribution,
+        })).collect::<Vec<_>>(),
+        "other": e.other,
+        "completeness_gap": e.completeness_gap,
+        "steps": e.steps,
+    })
+}
+
+/// One row's score and the columns that moved its logit, e.g.
+/// `  PageValues = 38.3        +2.134`.
+fn print_explanation(row: usize, score: f32, label: bool, e: &pb::RowExplanation) {
+    println!(
+        "row {row}: score {score:.4} (label {}), logit {:+.3} = average {:+.3} plus:",
+        u8::from(label),
+        e.logit,
+        e.baseline_logit
+    );
+    let shown: Vec<String> = e
+        .attributions
+        .iter()
+        .map(|a| {
+            if a.value.is_empty() {
+                a.column.clone()
+            } else {
+                format!("{} = {}", a.column, a.value)
+            }
+        })
+        .collect();
+    let width = shown.iter().map(|s| s.chars().count()).max().unwrap_or(0).max(13);
+    for (label, a) in shown.iter().zip(&e.attributions) {
+        println!("  {label:<width$}  {:+.3}", a.attribution);
+    }
+    if e.other != 0.0 {
+        println!("  {:<width$}  {:+.3}", "other columns", e.other);
+    }
 }

@@ -24,6 +24,8 @@ pub enum RolloutCommand {
     Promote(ChangeArgs),
     /// Remove the canary (stable unchanged), or roll back to a version.
     Rollback(RollbackArgs),
+    /// Remove the traffic policy: default traffic follows the latest version.
+    Clear(ChangeArgs),
     /// The audit log; with --at, what served traffic at that time.
     History(HistoryArgs),
     /// Print registry changes as they happen.
@@ -300,6 +302,13 @@ pub async fn run(mut client: ServalClient, command: RolloutCommand) -> Result<()
         }
         RolloutCommand::Rollback(args) => {
             let change = Change::Rollback(pb::RollbackChange { to_version: args.to });
+            print_state(
+                &client.update_traffic(&args.model, change, &args.reason).await?,
+                args.json,
+            );
+        }
+        RolloutCommand::Clear(args) => {
+            let change = Change::Clear(pb::ClearChange {});
             print_state(
                 &client.update_traffic(&args.model, change, &args.reason).await?,
                 args.json,

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use futures::stream;
 use indicatif::{ProgressBar, ProgressStyle};
 use serval_client::proto as pb;
-use serval_client::{ServalClient, UPLOAD_CHUNK_BYTES};
+use serval_client::{ServalClient, TrainUpload, UPLOAD_CHUNK_BYTES};
 use tokio::io::AsyncReadExt;
 
 use super::{CliError, json};
@@ -48,6 +48,11 @@ pub struct TrainArgs {
     /// Columns to treat as boolean, comma-separated.
     #[arg(long, value_delimiter = ',')]
     boolean: Vec<String>,
+    /// Keep categorical columns that look like identifiers (most values
+    /// unique, e.g. a customer id) instead of refusing them; their values
+    /// are then stored in the registry as categories.
+    #[arg(long)]
+    allow_identifier_columns: bool,
     /// Field delimiter.
     #[arg(long, default_value = ",")]
     delimiter: String,
@@ -135,6 +140,7 @@ impl TrainArgs {
                 target_recall: self.target_recall,
             }),
             seed: self.seed,
+            allow_identifier_columns: self.allow_identifier_columns,
         }
     }
 }
@@ -168,15 +174,21 @@ pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliErr
             }
         }
     });
-    let mut events = client.train_stream(args.spec(), chunks).await?;
+    let events = client.train_stream(args.spec(), chunks).await?;
+    follow(events, args.json, upload).await
+}
 
+/// Follows a training job's events to its registered version: an epoch
+/// progress bar and a summary, or one JSON line with `json`. `upload` is
+/// cleared when the server accepts the job.
+pub async fn follow(mut events: TrainUpload, json: bool, upload: ProgressBar) -> Result<(), CliError> {
     let mut epochs_bar = ProgressBar::hidden();
     while let Some(event) = events.message().await.map_err(serval_client::ClientError::from)? {
         match event.event {
             Some(pb::train_event::Event::Accepted(accepted)) => {
                 upload.finish_and_clear();
                 let d = accepted.dataset.unwrap_or_default();
-                if !args.json {
+                if !json {
                     println!(
                         "Training {} on {} rows ({} train / {} validation, {:.1}% positive, {} skipped), input width {}",
                         accepted.model,
@@ -187,6 +199,12 @@ pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliErr
                         d.skipped_rows,
                         accepted.input_width
                     );
+                    if !accepted.job_id.is_empty() {
+                        println!(
+                            "Job {id}: it goes on if you disconnect; `serval jobs watch {id}` re-attaches",
+                            id = accepted.job_id
+                        );
+                    }
                     epochs_bar = ProgressBar::new(u64::from(accepted.epochs));
                     epochs_bar.set_style(
                         ProgressStyle::with_template("epoch {pos}/{len} {bar:30} {msg} [{elapsed}]")
@@ -208,7 +226,7 @@ pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliErr
             }
             Some(pb::train_event::Event::Completed(version)) => {
                 epochs_bar.finish();
-                if args.json {
+                if json {
                     println!("{}", json::version(&version));
                 } else {
                     print_version(&version);

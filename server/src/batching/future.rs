@@ -6,19 +6,21 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
+use super::Scored;
 use crate::error::ServalError;
 
-/// Resolves to the caller's scores, in the order of its rows.
+/// Resolves to the caller's scores (and explanations, when asked), in the
+/// order of its rows.
 #[derive(Debug)]
 pub enum BatchFuture {
     /// Refused before queueing (full queue, bad shape, worker gone).
     Refused(Option<ServalError>),
     /// Queued; the worker answers on the channel.
-    Queued(oneshot::Receiver<Result<Vec<f32>, ServalError>>),
+    Queued(oneshot::Receiver<Result<Scored, ServalError>>),
 }
 
 impl Future for BatchFuture {
-    type Output = Result<Vec<f32>, ServalError>;
+    type Output = Result<Scored, ServalError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {

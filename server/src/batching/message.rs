@@ -6,6 +6,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::queue::Queued;
 use crate::error::ServalError;
+use crate::explain::EncodedExplanation;
 
 /// A request to the batcher: encoded rows, and when the caller stops
 /// caring.
@@ -15,6 +16,27 @@ pub struct PredictRows {
     pub rows: Vec<f32>,
     /// The caller's deadline, if it has one.
     pub deadline: Option<Instant>,
+    /// Explain each row as well (integrated gradients).
+    pub explain: bool,
+}
+
+impl PredictRows {
+    /// Rows to score, without a deadline or explanations.
+    pub fn scores_of(rows: Vec<f32>) -> Self {
+        PredictRows {
+            rows,
+            deadline: None,
+            explain: false,
+        }
+    }
+}
+
+/// What a caller gets back: one score per row, in order, and one
+/// explanation per row when it asked for them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Scored {
+    pub scores: Vec<f32>,
+    pub explanations: Vec<EncodedExplanation>,
 }
 
 /// A request waiting in the queue.
@@ -24,7 +46,8 @@ pub struct Message {
     pub row_count: usize,
     pub deadline: Option<Instant>,
     pub enqueued_at: Instant,
-    pub respond: oneshot::Sender<Result<Vec<f32>, ServalError>>,
+    pub explain: bool,
+    pub respond: oneshot::Sender<Result<Scored, ServalError>>,
     /// Correctness: the queue-room permit travels with the rows and is
     /// released when they leave the queue, so waiting rows never exceed
     /// `max_queued_rows`.

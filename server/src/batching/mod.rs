@@ -22,13 +22,14 @@ mod worker;
 pub use compute::ComputePool;
 pub use future::BatchFuture;
 pub use layer::{BatchConfig, BatchLayer};
-pub use message::PredictRows;
+pub use message::{PredictRows, Scored};
 pub use metrics::{BatchMetrics, BatchMetricsFamily};
 pub use queue::{BatchQueue, Decision, Queued};
 pub use service::Batcher;
 pub use worker::Worker;
 
 use crate::error::ServalError;
+use crate::explain::EncodedExplanation;
 
 /// What the layer wraps: something that scores a stacked batch of encoded
 /// rows in one pass. Called on a compute thread, never on the runtime.
@@ -37,6 +38,14 @@ pub trait BatchPredictor: Send + Sync + 'static {
     fn width(&self) -> usize;
     /// Scores `rows` (row-major, a whole number of rows): one per row.
     fn predict_batch(&self, rows: &[f32]) -> Result<Vec<f32>, ServalError>;
+    /// Explains `rows`: one explanation per row. Runs in the same compute
+    /// job as the batch's forward pass, over the rows whose callers asked.
+    fn explain_batch(&self, rows: &[f32]) -> Result<Vec<EncodedExplanation>, ServalError> {
+        let _ = rows;
+        Err(ServalError::InvalidArgument(
+            "this predictor cannot explain its scores".into(),
+        ))
+    }
 }
 
 impl BatchPredictor for crate::mlp::Mlp {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tower::Service;
 
-use super::message::Message;
+use super::message::{Message, Scored};
 use super::{BatchConfig, BatchFuture, BatchMetrics, BatchPredictor, ComputePool, PredictRows, Worker};
 use crate::error::ServalError;
 
@@ -67,7 +67,7 @@ impl Batcher {
     fn admit(
         &self,
         request: PredictRows,
-    ) -> Result<oneshot::Receiver<Result<Vec<f32>, ServalError>>, ServalError> {
+    ) -> Result<oneshot::Receiver<Result<Scored, ServalError>>, ServalError> {
         if request.rows.is_empty() || !request.rows.len().is_multiple_of(self.width) {
             return Err(ServalError::InvalidArgument(format!(
                 "{} values are not a whole number of rows of {}",
@@ -96,6 +96,7 @@ impl Batcher {
             row_count,
             deadline: request.deadline,
             enqueued_at: Instant::now(),
+            explain: request.explain,
             respond,
             permit,
             span: tracing::Span::current(),
@@ -109,7 +110,7 @@ impl Batcher {
 }
 
 impl Service<PredictRows> for Batcher {
-    type Response = Vec<f32>;
+    type Response = Scored;
     type Error = ServalError;
     type Future = BatchFuture;
 

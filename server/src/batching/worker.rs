@@ -11,17 +11,26 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
-use super::message::Message;
+use super::message::{Message, Scored};
 use super::queue::{BatchQueue, Decision};
 use super::{BatchConfig, BatchMetrics, BatchPredictor, ComputePool};
 use crate::error::ServalError;
+use crate::explain::EncodedExplanation;
 
-type Responder = (oneshot::Sender<Result<Vec<f32>, ServalError>>, usize);
+/// Who waits for which rows of a batch.
+struct Responder {
+    respond: oneshot::Sender<Result<Scored, ServalError>>,
+    rows: usize,
+    explain: bool,
+}
+
+/// A batch's scores, and the explanations of its rows whose callers asked.
+type BatchOutput = (Vec<f32>, Vec<EncodedExplanation>);
 
 /// A batch handed to a compute thread, and who waits for which rows.
 struct Running {
     responders: Vec<Responder>,
-    scores: oneshot::Receiver<Result<Vec<f32>, String>>,
+    output: oneshot::Receiver<Result<BatchOutput, String>>,
 }
 
 pub struct Worker<P> {
@@ -92,10 +101,12 @@ impl<P: BatchPredictor> Worker<P> {
     }
 
     /// Drops callers who left or whose deadline passed, stacks the rest into
-    /// one input and submits one forward pass.
+    /// one input and submits one forward pass (plus one explanation pass
+    /// over the rows of callers who asked for explanations).
     fn start(&self, batch: Vec<Message>) -> Option<Running> {
         let now = Instant::now();
         let mut rows = Vec::with_capacity(batch.iter().map(|m| m.rows.len()).sum());
+        let mut explain_rows = Vec::new();
         let mut responders = Vec::with_capacity(batch.len());
         for message in batch {
             self.metrics.queued_rows.sub(message.row_count as i64);
@@ -123,61 +134,90 @@ impl<P: BatchPredictor> Worker<P> {
                 .queue_wait
                 .observe(now.duration_since(message.enqueued_at).as_secs_f64());
             rows.extend_from_slice(&message.rows);
-            responders.push((message.respond, message.row_count));
+            if message.explain {
+                explain_rows.extend_from_slice(&message.rows);
+            }
+            responders.push(Responder {
+                respond: message.respond,
+                rows: message.row_count,
+                explain: message.explain,
+            });
         }
         if responders.is_empty() {
             return None;
         }
-        let row_count: usize = responders.iter().map(|(_, n)| n).sum();
+        let row_count: usize = responders.iter().map(|r| r.rows).sum();
         self.metrics.batches.inc();
         self.metrics.batch_rows.observe(row_count as f64);
 
-        let (send_scores, scores) = oneshot::channel();
+        let (send_output, output) = oneshot::channel();
         let predictor = self.predictor.clone();
         let submitted = self.pool.submit(move || {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| predictor.predict_batch(&rows)))
+            let compute = || -> Result<BatchOutput, ServalError> {
+                let scores = predictor.predict_batch(&rows)?;
+                let explanations = if explain_rows.is_empty() {
+                    Vec::new()
+                } else {
+                    predictor.explain_batch(&explain_rows)?
+                };
+                Ok((scores, explanations))
+            };
+            let result = std::panic::catch_unwind(AssertUnwindSafe(compute))
                 .unwrap_or_else(|_| Err(ServalError::Internal("the forward pass panicked".into())))
                 .map_err(|e| e.to_string());
-            let _ = send_scores.send(result);
+            let _ = send_output.send(result);
         });
         if !submitted {
-            for (respond, _) in responders {
-                let _ = respond.send(Err(ServalError::Unavailable(
+            for responder in responders {
+                let _ = responder.respond.send(Err(ServalError::Unavailable(
                     "the compute threads have stopped".into(),
                 )));
             }
             return None;
         }
-        Some(Running { responders, scores })
+        Some(Running { responders, output })
     }
 }
 
 /// Waits for a batch's scores and answers each caller with its own rows;
 /// a failed pass fails only this batch's callers.
 async fn finish(run: Running) {
-    let total: usize = run.responders.iter().map(|(_, n)| n).sum();
-    let outcome = match run.scores.await {
-        Ok(Ok(scores)) if scores.len() == total => Ok(scores),
-        Ok(Ok(scores)) => Err(format!(
-            "the forward pass returned {} scores for {total} rows",
-            scores.len()
+    let total: usize = run.responders.iter().map(|r| r.rows).sum();
+    let explained: usize = run.responders.iter().filter(|r| r.explain).map(|r| r.rows).sum();
+    let outcome = match run.output.await {
+        Ok(Ok((scores, explanations))) if scores.len() == total && explanations.len() == explained => {
+            Ok((scores, explanations))
+        }
+        Ok(Ok((scores, explanations))) => Err(format!(
+            "the forward pass returned {} scores and {} explanations for {total} rows ({explained} to explain)",
+            scores.len(),
+            explanations.len()
         )),
         Ok(Err(error)) => Err(error),
         Err(_) => Err("the compute thread stopped".to_string()),
     };
     match outcome {
-        Ok(scores) => {
+        Ok((scores, explanations)) => {
             let mut rest = scores.as_slice();
-            for (respond, rows) in run.responders {
-                let (mine, others) = rest.split_at(rows);
+            let mut explanations = explanations.into_iter();
+            for responder in run.responders {
+                let (mine, others) = rest.split_at(responder.rows);
                 rest = others;
-                let _ = respond.send(Ok(mine.to_vec()));
+                let explanations = if responder.explain {
+                    explanations.by_ref().take(responder.rows).collect()
+                } else {
+                    Vec::new()
+                };
+                let _ = responder.respond.send(Ok(Scored {
+                    scores: mine.to_vec(),
+                    explanations,
+                }));
             }
         }
         Err(error) => {
             tracing::error!(%error, rows = total, "forward pass failed");
-            for (respond, _) in run.responders {
-                let _ = respond.send(Err(ServalError::Internal(format!(
+            for responder in run.responders {
+                let _ = responder.respond.send(Err(ServalError::Internal(format!(
                     "forward pass failed: {error}"
                 ))));
             }

@@ -3,6 +3,8 @@
 //! `predict` and `rollout` check and translate requests, and the work is
 //! done by `training`, `serving`, `routing` and the registry.
 
+mod delete;
+mod explanation;
 mod jobs;
 mod predict;
 mod rollout;
@@ -284,6 +286,15 @@ impl ModelService for ModelServiceImpl {
             .await
             .map_err(ServalError::from)?;
         Ok(Response::new(crate::catalog::report_to_proto(&record)?))
+    }
+
+    async fn delete_model(
+        &self,
+        request: Request<pb::DeleteModelRequest>,
+    ) -> Result<Response<pb::DeleteModelResponse>, Status> {
+        require_admin(&request, "DeleteModel")?;
+        check_model(&request.get_ref().model)?;
+        delete::delete_model(&self.state, request).await
     }
 
     async fn watch_models(

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serval_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{ServiceState, invalid};
+use super::{ServiceState, explanation, invalid};
 use crate::encoder::Encoder;
 use crate::error::ServalError;
 use crate::routing::Route;
@@ -17,7 +17,7 @@ pub async fn predict(
 ) -> Result<Response<pb::PredictResponse>, Status> {
     let started = Instant::now();
     let deadline = crate::deadline::from_metadata(request.metadata());
-    let request = request.into_inner();
+    let mut request = request.into_inner();
     super::check_model(&request.model)?;
     if request.version.is_some() && !request.alias.is_empty() {
         return Err(invalid("set version or alias, not both"));
@@ -37,16 +37,26 @@ pub async fn predict(
             state.limits.max_predict_rows
         )));
     }
+    if request.explain && rows > explanation::MAX_EXPLAIN_ROWS {
+        return Err(invalid(format!(
+            "explain: {rows} rows in one call; explanations are limited to {} rows a call",
+            explanation::MAX_EXPLAIN_ROWS
+        )));
+    }
     let route = route(state, &request).await?;
     let loaded = state.models.resolve(&request.model, route.version).await?;
 
     // From here on the call counts in the version's live statistics.
-    let outcome = match encode_rows(&loaded.encoder, request.records, request.dense_rows) {
-        Ok(input) => loaded.score(input, deadline).await.map_err(Status::from),
+    let dense_rows = std::mem::take(&mut request.dense_rows);
+    let outcome = match encode_rows(&loaded.encoder, &request.records, dense_rows) {
+        Ok(input) => loaded
+            .score(input, deadline, request.explain)
+            .await
+            .map_err(Status::from),
         Err(status) => Err(status),
     };
     let (code, scores) = match &outcome {
-        Ok(scores) => (tonic::Code::Ok, scores.as_slice()),
+        Ok(scored) => (tonic::Code::Ok, scored.scores.as_slice()),
         Err(status) => (status.code(), &[][..]),
     };
     let elapsed = started.elapsed();
@@ -60,7 +70,16 @@ pub async fn predict(
         elapsed.as_secs_f64(),
         scores.len(),
     );
-    let scores = outcome?;
+    let scored = outcome?;
+    let explanations = scored
+        .explanations
+        .iter()
+        .enumerate()
+        .map(|(i, encoded)| {
+            explanation::by_column(&loaded.encoder, encoded, request.records.get(i), request.top_k)
+        })
+        .collect();
+    let scores = scored.scores;
     let labels = scores.iter().map(|&s| f64::from(s) >= loaded.threshold).collect();
     Ok(Response::new(pb::PredictResponse {
         model: request.model,
@@ -69,6 +88,7 @@ pub async fn predict(
         arm: route.arm as i32,
         labels,
         threshold: loaded.threshold,
+        explanations,
     }))
 }
 
@@ -76,6 +96,14 @@ pub async fn predict(
 /// yet (registered through another server a moment ago) triggers one
 /// re-read.
 async fn route(state: &ServiceState, request: &pb::PredictRequest) -> Result<Route, Status> {
+    if !request.routing_key.is_empty() {
+        // Privacy: the key only ever in hashed form (computed only when
+        // debug logging is on).
+        tracing::debug!(
+            routing_key_hash = %crate::privacy::routing_key_hash(&request.routing_key),
+            "routing by key"
+        );
+    }
     let route = |state: &ServiceState| {
         state.routing.route(
             &request.model,
@@ -98,7 +126,7 @@ async fn route(state: &ServiceState, request: &pb::PredictRequest) -> Result<Rou
 /// row and column.
 fn encode_rows(
     encoder: &Encoder,
-    records: Vec<pb::Record>,
+    records: &[pb::Record],
     dense_rows: Vec<pb::DenseRow>,
 ) -> Result<Vec<f32>, Status> {
     let width = encoder.width();

@@ -119,7 +119,8 @@ pub async fn update_traffic(
                 to: rollback.to_version,
             }
         }
-        None => return Err(invalid("change: set canary, promote or rollback")),
+        Some(pb::update_traffic_request::Change::Clear(_)) => TrafficChange::Clear,
+        None => return Err(invalid("change: set canary, promote, rollback or clear")),
     };
     let updated = state
         .registry
@@ -154,12 +155,13 @@ pub async fn get_rollout_history(
         ),
         None => None,
     };
-    // Existence first, so an unknown model is NOT_FOUND, not an empty log.
-    state
-        .registry
-        .rollout_state(&request.model)
-        .await
-        .map_err(ServalError::from)?;
+    // An unknown model is NOT_FOUND, not an empty log; a deleted one still
+    // has its history (and no serving state).
+    let exists = match state.registry.rollout_state(&request.model).await {
+        Ok(_) => true,
+        Err(serval_registry::RegistryError::ModelNotFound(_)) => false,
+        Err(error) => return Err(ServalError::from(error).into()),
+    };
     let limit = if request.limit == 0 { 1000 } else { request.limit };
     let mut events = state
         .registry
@@ -170,10 +172,14 @@ pub async fn get_rollout_history(
         })
         .await
         .map_err(ServalError::from)?;
+    if !exists && events.is_empty() {
+        let unknown = serval_registry::RegistryError::ModelNotFound(request.model.clone());
+        return Err(ServalError::from(unknown).into());
+    }
     let skip = events.len().saturating_sub(limit as usize);
     events.drain(..skip);
     let serving_at = match at {
-        Some(at) => {
+        Some(at) if exists => {
             let serving = state
                 .registry
                 .serving_at(&request.model, at)
@@ -181,7 +187,7 @@ pub async fn get_rollout_history(
                 .map_err(ServalError::from)?;
             Some(serving_at_to_proto(timestamp(at), &serving))
         }
-        None => None,
+        _ => None,
     };
     Ok(Response::new(pb::GetRolloutHistoryResponse {
         events: events.iter().map(audit_event_to_proto).collect(),

@@ -1,8 +1,10 @@
 //! Training: from a spec and CSV bytes to a version ready to register.
 //!
 //! `recipe` resolves and checks the spec, `pipeline` prepares the data and
-//! packages the result, `trainer` runs the optimisation loop.
+//! packages the result, `trainer` runs the optimisation loop, `importance`
+//! measures which columns the trained network relies on.
 
+mod importance;
 mod optimizer;
 mod pipeline;
 mod recipe;

@@ -6,9 +6,10 @@ use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
+use super::importance::{mean_row, permutation_importance};
 use super::recipe::{Recipe, TrainingLimits};
 use super::trainer::{EncodedData, EpochReport, LoopEvent, LoopSettings, run_loop};
-use crate::dataset::{IngestOptions, ingest_csv, stratified_split};
+use crate::dataset::{IngestOptions, ingest_csv, refuse_identifier_columns, stratified_split};
 use crate::encoder::{Encoder, EncoderState};
 use crate::error::ServalError;
 use crate::metrics::{Curves, Evaluation, choose_threshold, curves, evaluate};
@@ -44,15 +45,16 @@ pub struct TrainedVersion {
     /// The epoch whose weights were kept (1-based).
     pub best_epoch: usize,
     pub curves: Curves,
-    /// Permutation importance of the original columns (empty until
-    /// computed).
+    /// Permutation importance of the original columns on the validation
+    /// split, most important first.
     pub importance: Vec<(String, f64)>,
     pub network: Mlp,
     pub weights: Vec<u8>,
 }
 
 /// Parses and encodes `csv` for `recipe`. Errors are INVALID_ARGUMENT and
-/// name the line, column or setting at fault.
+/// name the line, column or setting at fault; identifier-like categorical
+/// columns are refused unless the recipe allows them.
 pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<PreparedTraining, ServalError> {
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
     let table = ingest_csv(
@@ -66,6 +68,9 @@ pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<Pr
             max_rows: limits.max_rows,
         },
     )?;
+    if !recipe.allow_identifier_columns {
+        refuse_identifier_columns(&table)?;
+    }
     let split = stratified_split(&table.labels, recipe.validation_fraction, recipe.seed)?;
     let encoder = Encoder::new(EncoderState::fit(&table, &split.train));
     let labels_of = |rows: &[usize]| rows.iter().map(|&i| table.labels[i]).collect::<Vec<f32>>();
@@ -121,15 +126,24 @@ pub fn train(
     let evaluation = evaluate(scores, labels, threshold);
     let curves = curves(scores, labels, threshold);
     let weights = outcome.network.to_safetensors()?;
+    let importance = permutation_importance(
+        &outcome.network,
+        &prepared.encoder,
+        &prepared.data.x_validation,
+        labels,
+        recipe.seed,
+    )?;
+    let mut encoder = prepared.encoder.state().clone();
+    encoder.baseline = mean_row(&prepared.data.x_train, prepared.data.width);
     Ok(TrainedVersion {
         recipe,
-        encoder: prepared.encoder.state().clone(),
+        encoder,
         dataset: prepared.dataset,
         evaluation,
         history: outcome.history,
         best_epoch: outcome.best_epoch,
         curves,
-        importance: Vec::new(),
+        importance,
         network: outcome.network,
         weights,
     })

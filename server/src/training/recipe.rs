@@ -60,6 +60,10 @@ pub struct Recipe {
     pub learning_rate_schedule: LearningRateSchedule,
     #[serde(default)]
     pub threshold: ThresholdObjective,
+    /// Keep categorical columns that look like identifiers instead of
+    /// refusing them (see `dataset::refuse_identifier_columns`).
+    #[serde(default)]
+    pub allow_identifier_columns: bool,
 }
 
 /// Defaults chosen by `cargo bench -p serval-server --bench train` over the
@@ -219,6 +223,7 @@ impl Recipe {
             epochs: epochs as usize,
             validation_fraction,
             seed: spec.seed.unwrap_or(42),
+            allow_identifier_columns: spec.allow_identifier_columns,
         })
     }
 
@@ -270,6 +275,21 @@ mod tests {
         assert_eq!((recipe.batch_size, recipe.epochs, recipe.seed), (128, 20, 42));
         assert_eq!((recipe.learning_rate, recipe.patience), (3e-3, 3));
         assert_eq!(recipe.delimiter, ',');
+        assert!(!recipe.allow_identifier_columns);
+    }
+
+    #[test]
+    fn the_identifier_flag_is_carried_and_old_recipes_read_as_refusing() {
+        let spec = pb::TrainSpec {
+            allow_identifier_columns: true,
+            ..spec()
+        };
+        let recipe = Recipe::from_spec(&spec, &TrainingLimits::default()).unwrap();
+        assert!(recipe.allow_identifier_columns);
+        let mut stored = serde_json::to_value(&recipe).unwrap();
+        stored.as_object_mut().unwrap().remove("allow_identifier_columns");
+        let read: Recipe = serde_json::from_value(stored).unwrap();
+        assert!(!read.allow_identifier_columns);
     }
 
     #[test]

@@ -1,12 +1,35 @@
-//! `serval models`: every model with its versions and metrics.
+//! `serval models`: every model with its versions and metrics; `show` and
+//! `delete` for one model or version.
 
-use clap::Args;
+mod delete;
+mod show;
+
+use clap::{Args, Subcommand};
 use serval_client::ServalClient;
 
 use super::{CliError, json};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ModelsArgs {
+    #[command(subcommand)]
+    command: Option<ModelsCommand>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// List models, their versions and metrics (the default).
+    List(ListArgs),
+    /// One version in detail: metrics, data, encoding, feature importance.
+    Show(show::ShowArgs),
+    /// Delete a model, or one version, for good.
+    Delete(delete::DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
     /// Only this model.
     #[arg(long)]
     model: Option<String>,
@@ -15,7 +38,16 @@ pub struct ModelsArgs {
     json: bool,
 }
 
-pub async fn run(mut client: ServalClient, args: ModelsArgs) -> Result<(), CliError> {
+pub async fn run(client: ServalClient, args: ModelsArgs) -> Result<(), CliError> {
+    match args.command {
+        None => list(client, args.list).await,
+        Some(ModelsCommand::List(list_args)) => list(client, list_args).await,
+        Some(ModelsCommand::Show(show_args)) => show::run(client, show_args).await,
+        Some(ModelsCommand::Delete(delete_args)) => delete::run(client, delete_args).await,
+    }
+}
+
+async fn list(mut client: ServalClient, args: ListArgs) -> Result<(), CliError> {
     let models = client.list_models(args.model.as_deref()).await?;
     if args.json {
         let value = serde_json::json!({ "models": models.iter().map(json::model).collect::<Vec<_>>() });

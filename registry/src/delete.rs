@@ -1,0 +1,276 @@
+//! Deleting a version, or a whole model, for good: the refusals while
+//! something still routes traffic to it, the one transaction that removes
+//! the rows (weights included) and appends the audit event, and the VACUUM
+//! afterwards that gives the space back to the file system. Version numbers
+//! are not freed (see `store.rs`); training job rows stay as history.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+
+use crate::rollout::append_audit;
+use crate::{ChangeContext, Registry, RegistryError, Result};
+
+/// What a delete removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deletion {
+    pub model: String,
+    /// The versions removed, in order.
+    pub versions: Vec<u32>,
+    /// Whether the model itself went (a whole-model delete, or its last
+    /// version).
+    pub model_deleted: bool,
+    /// How much the database file shrank once the space was reclaimed.
+    pub bytes_reclaimed: u64,
+}
+
+/// A stored version about to be deleted, as its audit event records it.
+struct DoomedVersion {
+    version: u32,
+    weights_sha256: String,
+    weights_bytes: i64,
+}
+
+impl Registry {
+    /// Deletes `version` of `model`, or the whole model when `version` is
+    /// `None`, in one transaction with its audit event, then reclaims the
+    /// space. Deleting a model's last version deletes the model.
+    ///
+    /// Refused ([`RegistryError::InvalidChange`]) with nothing deleted while
+    /// an alias or the traffic policy points at a version that would go.
+    pub async fn delete(
+        &self,
+        model: &str,
+        version: Option<u32>,
+        context: &ChangeContext,
+    ) -> Result<Deletion> {
+        let now = Utc::now().timestamp_millis();
+        // Correctness: BEGIN IMMEDIATE takes the write lock before the
+        // checks read anything, so no alias or policy can be pointed at the
+        // version between the check and the delete.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let model_id: i64 = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+            .bind(model)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::ModelNotFound(model.to_string()))?;
+        let stored = stored_versions(&mut tx, model_id).await?;
+        let doomed: Vec<&DoomedVersion> = match version {
+            Some(version) => {
+                let found = stored.iter().find(|v| v.version == version).ok_or_else(|| {
+                    RegistryError::VersionNotFound {
+                        model: model.to_string(),
+                        version,
+                    }
+                })?;
+                refuse_if_version_serves(&mut tx, model, model_id, version).await?;
+                vec![found]
+            }
+            None => {
+                refuse_if_model_serves(&mut tx, model, model_id).await?;
+                stored.iter().collect()
+            }
+        };
+        let model_deleted = doomed.len() == stored.len();
+        let versions: Vec<u32> = doomed.iter().map(|v| v.version).collect();
+
+        for version in &versions {
+            for table in ["version_weights", "model_versions"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE model_id = ? AND version = ?"
+                )))
+                .bind(model_id)
+                .bind(i64::from(*version))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let (kind, before) = if model_deleted {
+            sqlx::query("DELETE FROM models WHERE id = ?")
+                .bind(model_id)
+                .execute(&mut *tx)
+                .await?;
+            ("model_deleted", json!({ "versions": versions }))
+        } else {
+            let only = doomed[0];
+            (
+                "version_deleted",
+                json!({
+                    "version": only.version,
+                    "weights_sha256": only.weights_sha256,
+                    "weights_bytes": only.weights_bytes,
+                }),
+            )
+        };
+        append_audit(
+            &mut tx,
+            now,
+            &context.actor,
+            model,
+            kind,
+            &before,
+            &Value::Null,
+            &context.reason,
+        )
+        .await?;
+        tx.commit().await?;
+
+        // The rows are gone whatever happens next; failing to give the space
+        // back only means the file stays as large as it was.
+        let bytes_reclaimed = match self.reclaim_space().await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(model, %error, "deleted, but the registry file could not be compacted");
+                0
+            }
+        };
+        Ok(Deletion {
+            model: model.to_string(),
+            versions,
+            model_deleted,
+            bytes_reclaimed,
+        })
+    }
+
+    /// Rewrites the database without its free pages (VACUUM, which cannot
+    /// run inside a transaction) and folds the write-ahead log back into the
+    /// file, so the file itself shrinks. Returns the bytes given back.
+    async fn reclaim_space(&self) -> Result<u64> {
+        let mut connection = self.pool.acquire().await?;
+        let before = database_bytes(&mut connection).await?;
+        sqlx::query("VACUUM").execute(&mut *connection).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *connection)
+            .await?;
+        let after = database_bytes(&mut connection).await?;
+        Ok(before.saturating_sub(after))
+    }
+}
+
+/// Every stored version of a model, oldest first.
+async fn stored_versions(tx: &mut Transaction<'_, Sqlite>, model_id: i64) -> Result<Vec<DoomedVersion>> {
+    let rows = sqlx::query(
+        "SELECT version, weights_sha256, weights_bytes FROM model_versions WHERE model_id = ? ORDER BY version",
+    )
+    .bind(model_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| DoomedVersion {
+            version: row.get::<i64, _>("version") as u32,
+            weights_sha256: row.get("weights_sha256"),
+            weights_bytes: row.get("weights_bytes"),
+        })
+        .collect())
+}
+
+/// Refuses while an alias, or the traffic policy's stable or canary
+/// version, is `version`.
+async fn refuse_if_version_serves(
+    tx: &mut Transaction<'_, Sqlite>,
+    model: &str,
+    model_id: i64,
+    version: u32,
+) -> Result<()> {
+    let aliases: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM aliases WHERE model_id = ? AND version = ? ORDER BY name")
+            .bind(model_id)
+            .bind(i64::from(version))
+            .fetch_all(&mut **tx)
+            .await?;
+    if !aliases.is_empty() {
+        let (noun, pronoun) = if aliases.len() == 1 {
+            ("alias", "it")
+        } else {
+            ("aliases", "them")
+        };
+        return Err(RegistryError::InvalidChange(format!(
+            "model {model:?} version {version} is still the target of {noun} {}; move or delete {pronoun} first",
+            quoted_list(&aliases)
+        )));
+    }
+    let policy = sqlx::query(
+        "SELECT stable_version, canary_version, canary_percent FROM traffic_policies WHERE model_id = ?",
+    )
+    .bind(model_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(policy) = policy {
+        let version = i64::from(version);
+        if policy.get::<i64, _>("stable_version") == version {
+            return Err(RegistryError::InvalidChange(format!(
+                "model {model:?} version {version} is still the stable version of the traffic policy; \
+                 roll back to another version first"
+            )));
+        }
+        if policy.get::<Option<i64>, _>("canary_version") == Some(version) {
+            return Err(RegistryError::InvalidChange(format!(
+                "model {model:?} version {version} is still the canary of the traffic policy (at {}%); \
+                 promote it or roll it back first",
+                policy.get::<f64, _>("canary_percent")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses while the model has any alias or a traffic policy.
+async fn refuse_if_model_serves(tx: &mut Transaction<'_, Sqlite>, model: &str, model_id: i64) -> Result<()> {
+    let aliases = sqlx::query("SELECT name, version FROM aliases WHERE model_id = ? ORDER BY name")
+        .bind(model_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    if !aliases.is_empty() {
+        let named: Vec<String> = aliases
+            .iter()
+            .map(|row| {
+                format!(
+                    "{:?} (version {})",
+                    row.get::<String, _>("name"),
+                    row.get::<i64, _>("version")
+                )
+            })
+            .collect();
+        let noun = if named.len() == 1 { "alias" } else { "aliases" };
+        return Err(RegistryError::InvalidChange(format!(
+            "model {model:?} still has {noun} {}; delete the aliases first",
+            named.join(", ")
+        )));
+    }
+    let policy =
+        sqlx::query("SELECT stable_version, canary_version FROM traffic_policies WHERE model_id = ?")
+            .bind(model_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some(policy) = policy {
+        let canary = policy
+            .get::<Option<i64>, _>("canary_version")
+            .map(|v| format!(", canary version {v}"))
+            .unwrap_or_default();
+        return Err(RegistryError::InvalidChange(format!(
+            "model {model:?} still has a traffic policy (stable version {}{canary}); \
+             a model whose traffic is managed by a policy cannot be deleted",
+            policy.get::<i64, _>("stable_version")
+        )));
+    }
+    Ok(())
+}
+
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The database's size in bytes as this connection sees it (pages in use
+/// and free, including those still in the write-ahead log).
+async fn database_bytes(connection: &mut SqliteConnection) -> Result<u64> {
+    let bytes: i64 =
+        sqlx::query_scalar("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+            .fetch_one(&mut *connection)
+            .await?;
+    Ok(bytes.max(0) as u64)
+}

@@ -1,0 +1,61 @@
+//! Shapes a row's encoded-space explanation for the caller: attributions
+//! summed back to the original CSV columns (a one-hot group or a
+//! transformed number is one column), the row's value of each, the top k
+//! by magnitude, and the rest as one sum.
+
+use serval_proto::v1 as pb;
+
+use crate::encoder::Encoder;
+use crate::explain::EncodedExplanation;
+
+/// Rows one explaining call may carry: each costs at least 64 extra
+/// forward-and-backward passes.
+pub const MAX_EXPLAIN_ROWS: usize = 256;
+
+/// Attributions listed per row when the request does not say.
+pub const DEFAULT_TOP_K: usize = 5;
+
+/// `encoded` by original column, largest magnitude first, cut to `top_k`
+/// (0 means the default); `record` supplies the values shown.
+pub fn by_column(
+    encoder: &Encoder,
+    encoded: &EncodedExplanation,
+    record: Option<&pb::Record>,
+    top_k: u32,
+) -> pb::RowExplanation {
+    let mut columns: Vec<pb::Attribution> = encoder
+        .column_spans()
+        .map(|(name, span)| pb::Attribution {
+            column: name.to_string(),
+            value: record
+                .and_then(|r| r.fields.get(name))
+                .map(value_text)
+                .unwrap_or_default(),
+            attribution: encoded.attributions[span].iter().map(|&a| f64::from(a)).sum(),
+        })
+        .collect();
+    columns.sort_by(|a, b| b.attribution.abs().total_cmp(&a.attribution.abs()));
+    let keep = match top_k as usize {
+        0 => DEFAULT_TOP_K,
+        k => k,
+    };
+    let rest = columns.split_off(keep.min(columns.len()));
+    pb::RowExplanation {
+        attributions: columns,
+        other: rest.iter().map(|a| a.attribution).sum(),
+        logit: f64::from(encoded.logit),
+        baseline_logit: f64::from(encoded.baseline_logit),
+        completeness_gap: f64::from(encoded.completeness_gap),
+        steps: encoded.steps,
+    }
+}
+
+/// A record field as the caller sent it, as text.
+fn value_text(value: &pb::Value) -> String {
+    match &value.kind {
+        Some(pb::value::Kind::StringValue(s)) => s.clone(),
+        Some(pb::value::Kind::NumberValue(x)) => x.to_string(),
+        Some(pb::value::Kind::BoolValue(b)) => b.to_string(),
+        Some(pb::value::Kind::NullValue(_)) | None => String::new(),
+    }
+}
