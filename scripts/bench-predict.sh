@@ -29,7 +29,7 @@ import json, sys
 j = json.load(sys.stdin)
 errors = ', '.join(f'{k} {v}' for k, v in j['errors'].items()) or 'none'
 if j.get('error_p50_ms') is not None:
-    errors += f" (answered in p50 {j['error_p50_ms']:.1f} ms)"
+    errors += f' (answered in p50 {j[\"error_p50_ms\"]:.1f} ms)'
 print(f\"| $label | {j['concurrency']} | {j['rows_per_request']} | {j['rps']:.0f} | {j['rows_per_s']:.0f} | {j['p50_ms']:.3f} | {j['p99_ms']:.3f} | {errors} |\")"
 }
 

@@ -228,6 +228,43 @@ async fn versions_that_serve_traffic_are_refused_and_kept() {
             .await
             .unwrap();
     }
+
+    // Rolled back, the canary is free to go, and its weights leave the
+    // database file itself.
+    let registry = serval_registry::Registry::open(test.database_path().to_str().unwrap())
+        .await
+        .unwrap();
+    let weights = registry.weights("shoppers", 3).await.unwrap();
+    registry.close().await;
+    let probe = &weights[weights.len() / 2..weights.len() / 2 + 64];
+    let on_disk = |test: &TestServer| -> Vec<u8> {
+        let mut bytes = std::fs::read(test.database_path()).unwrap();
+        let wal = test.database_path().with_extension("db-wal");
+        bytes.extend(std::fs::read(wal).unwrap_or_default());
+        bytes
+    };
+    assert!(
+        on_disk(&test).windows(64).any(|w| w == probe),
+        "the probe must be findable before"
+    );
+    alice
+        .update_traffic(
+            "shoppers",
+            Change::Rollback(pb::RollbackChange { to_version: None }),
+            "",
+        )
+        .await
+        .unwrap();
+    let deleted = alice
+        .delete_model("shoppers", Some(3), "canary failed")
+        .await
+        .unwrap();
+    assert_eq!(deleted.versions, vec![3]);
+    assert!(
+        !on_disk(&test).windows(64).any(|w| w == probe),
+        "version 3's weights are still in the file"
+    );
+    assert_eq!(versions_listed(&mut test.client).await, vec![1, 2]);
 }
 
 #[tokio::test]

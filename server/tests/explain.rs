@@ -216,3 +216,89 @@ async fn permutation_importance_is_stored_by_original_column() {
         "{importance:?}"
     );
 }
+
+/// `csv` with two columns appended that never change: a number and a
+/// category.
+fn with_constant_columns(csv: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(csv.to_vec()).unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str(if i == 0 {
+            ",ConstantNumber,ConstantChannel\n"
+        } else {
+            ",1,web\n"
+        });
+    }
+    out.into_bytes()
+}
+
+#[tokio::test]
+async fn attributions_are_complete_on_every_shared_dataset_and_zero_for_ignored_columns() {
+    let mut test = TestServer::start().await;
+    let telco = pb::TrainSpec {
+        drop_columns: vec!["customerID".into()],
+        ..spec("churn", "Churn", "Yes")
+    };
+    let cases = [
+        (SHOPPERS, spec("shoppers", "Revenue", "TRUE")),
+        (TELCO, telco),
+        (COUPON, spec("coupon", "Y", "1")),
+    ];
+    for (file, spec) in cases {
+        let model = spec.model.clone();
+        let csv = with_constant_columns(&dataset(file));
+        test.client.train(spec, csv.clone()).await.unwrap();
+        let all = serval_client::records::records_from_csv(csv.as_slice(), b',').unwrap();
+        let records: Vec<pb::Record> = all.iter().step_by(all.len() / 250).take(250).cloned().collect();
+        let answer = test
+            .client
+            .predict(pb::PredictRequest {
+                model: model.clone(),
+                records,
+                explain: true,
+                top_k: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut worst_gap: f64 = 0.0;
+        let mut most_segments = 0;
+        for (i, e) in answer.explanations.iter().enumerate() {
+            let difference = e.logit - e.baseline_logit;
+            let total: f64 = e.attributions.iter().map(|a| a.attribution).sum();
+            assert!(
+                (total - difference).abs() <= f64::from(completeness_tolerance(difference as f32)) * 1.001,
+                "{model} row {i}: attributions sum to {total}, logit difference {difference} ({} steps)",
+                e.steps
+            );
+            for a in &e.attributions {
+                if a.column.starts_with("Constant") {
+                    assert_eq!(
+                        a.attribution, 0.0,
+                        "{model} row {i}: {} is ignored by the model",
+                        a.column
+                    );
+                }
+            }
+            worst_gap = worst_gap.max(e.completeness_gap.abs() / difference.abs().max(1e-3));
+            most_segments = most_segments.max(e.steps);
+        }
+        println!(
+            "{model}: worst relative completeness gap {worst_gap:.2e}, at most {most_segments} linear segments"
+        );
+        // Importance agrees: shuffling a constant column changes nothing.
+        let report = test.client.version_report(&model, None).await.unwrap();
+        for f in report
+            .importance
+            .iter()
+            .filter(|f| f.column.starts_with("Constant"))
+        {
+            assert_eq!(f.importance, 0.0, "{model}: {f:?}");
+        }
+    }
+}

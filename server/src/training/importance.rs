@@ -19,21 +19,46 @@ use crate::mlp::Mlp;
 /// Shuffles per column.
 pub const REPEATS: usize = 3;
 
-/// Permutation importance of every original column, most important first.
+/// Validation rows used at most: enough for a stable AUC, and a bound on
+/// the time importance adds to large trainings.
+pub const MAX_ROWS: usize = 5000;
+
+/// Permutation importance of every original column, most important first,
+/// on the validation rows (a seeded sample of [`MAX_ROWS`] when there are
+/// more). `after_column` runs after each column, for progress and
+/// cancellation.
 pub fn permutation_importance(
     network: &Mlp,
     encoder: &Encoder,
     x_validation: &[f32],
     y_validation: &[f32],
     seed: u64,
+    mut after_column: impl FnMut() -> Result<(), ServalError>,
 ) -> Result<Vec<(String, f64)>, ServalError> {
     let width = encoder.width();
-    let rows = y_validation.len();
-    if rows == 0 || x_validation.len() != rows * width {
+    if y_validation.is_empty() || x_validation.len() != y_validation.len() * width {
         return Ok(Vec::new());
     }
-    let reference = roc_auc(&network.predict(x_validation)?, y_validation);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1A7E);
+    let sampled;
+    let (x_validation, y_validation) = if y_validation.len() > MAX_ROWS {
+        let mut picked: Vec<usize> = (0..y_validation.len()).collect();
+        picked.shuffle(&mut rng);
+        picked.truncate(MAX_ROWS);
+        picked.sort_unstable();
+        sampled = (
+            picked
+                .iter()
+                .flat_map(|&r| x_validation[r * width..(r + 1) * width].iter().copied())
+                .collect::<Vec<f32>>(),
+            picked.iter().map(|&r| y_validation[r]).collect::<Vec<f32>>(),
+        );
+        (sampled.0.as_slice(), sampled.1.as_slice())
+    } else {
+        (x_validation, y_validation)
+    };
+    let rows = y_validation.len();
+    let reference = roc_auc(&network.predict(x_validation)?, y_validation);
     let mut order: Vec<usize> = (0..rows).collect();
     let mut shuffled = x_validation.to_vec();
     let mut importance = Vec::new();
@@ -53,6 +78,7 @@ pub fn permutation_importance(
                 .copy_from_slice(&x_validation[row * width + span.start..row * width + span.end]);
         }
         importance.push((name.to_string(), drop / REPEATS as f64));
+        after_column()?;
     }
     importance.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(importance)
@@ -107,7 +133,13 @@ mod tests {
             x.extend([a, b, c]);
             y.push(if 3.0 * a + 0.2 * c > 0.0 { 1.0 } else { 0.0 });
         }
-        let importance = permutation_importance(&network, &encoder, &x, &y, 7).unwrap();
+        let mut columns_done = 0;
+        let importance = permutation_importance(&network, &encoder, &x, &y, 7, || {
+            columns_done += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(columns_done, 3);
         let names: Vec<&str> = importance.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["decisive", "weak", "unused"], "{importance:?}");
         assert!(importance[0].1 > 0.3, "{importance:?}");

@@ -119,19 +119,39 @@ pub fn train(
         class_weighting: recipe.class_weighting,
         schedule: recipe.learning_rate_schedule,
     };
-    let outcome = run_loop(&prepared.data, &settings, cancel, on_event)?;
+    let mut on_event = on_event;
+    let outcome = run_loop(&prepared.data, &settings, cancel, &mut on_event)?;
     let scores = &outcome.validation_scores;
     let labels = &prepared.data.y_validation;
     let threshold = choose_threshold(scores, labels, recipe.threshold);
     let evaluation = evaluate(scores, labels, threshold);
     let curves = curves(scores, labels, threshold);
     let weights = outcome.network.to_safetensors()?;
+    // Importance takes a while on large data: it reports progress (the last
+    // epoch, complete) and honours cancellation between columns.
+    let epochs_run = outcome.history.len();
+    let train_rows = prepared.data.y_train.len();
+    let loop_seconds = outcome.history.last().map_or(0.0, |e| e.elapsed_seconds);
+    let started = std::time::Instant::now();
     let importance = permutation_importance(
         &outcome.network,
         &prepared.encoder,
         &prepared.data.x_validation,
         labels,
         recipe.seed,
+        || {
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(ServalError::Cancelled("training was cancelled".into()));
+            }
+            on_event(LoopEvent::Batch {
+                epoch: epochs_run,
+                epochs: recipe.epochs,
+                rows_done: train_rows,
+                rows_total: train_rows,
+                elapsed_seconds: loop_seconds + started.elapsed().as_secs_f64(),
+            });
+            Ok(())
+        },
     )?;
     let mut encoder = prepared.encoder.state().clone();
     encoder.baseline = mean_row(&prepared.data.x_train, prepared.data.width);
