@@ -56,6 +56,13 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
 
+    /// Calls one client connection may have in progress; more are refused
+    /// at once with RESOURCE_EXHAUSTED before their request is decoded, so
+    /// an overloaded server answers excess load promptly instead of
+    /// queueing it. 0 means no limit.
+    #[arg(long, env = "SERVAL_MAX_CALLS_PER_CONNECTION", default_value_t = 512)]
+    pub max_calls_per_connection: usize,
+
     /// Training runs allowed at once; more are refused (RESOURCE_EXHAUSTED).
     #[arg(long, env = "SERVAL_MAX_TRAINING_JOBS", default_value_t = 2)]
     pub max_training_jobs: usize,

@@ -189,6 +189,13 @@ impl Server {
         // algorithm and delayed ACKs add ~40 ms to larger answers.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut builder = tonic::transport::Server::builder();
+        if config.max_calls_per_connection > 0 {
+            // Load shedding turns "not ready" at the limit into an
+            // immediate RESOURCE_EXHAUSTED instead of a queue.
+            builder = builder
+                .concurrency_limit_per_connection(config.max_calls_per_connection)
+                .load_shed(true);
+        }
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
         }

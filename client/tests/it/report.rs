@@ -1,12 +1,10 @@
 //! `serval report` against a real server: two versions side by side in one self-contained HTML file
 //! with every chart, and (where Chromium is installed) a headless render of it.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const CHARTS: [&str; 7] = [
     "loss",

@@ -3,11 +3,9 @@
 //! request ids, token auth with roles, TLS and mutual TLS, the training-job
 //! limit, and a graceful shutdown that cancels training cleanly.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
 use serval_client::{CallMetadata, ClientError, ConnectOptions, ServalClient, proto as pb};
 use serval_server::{Server, ServerConfig};
@@ -396,4 +394,62 @@ async fn excess_training_jobs_are_refused_and_shutdown_cancels_training() {
         registry.list_models(None).await.unwrap().is_empty(),
         "no partial version"
     );
+}
+
+#[tokio::test]
+async fn calls_beyond_the_per_connection_limit_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut test = TestServer::start_in(dir, |config| {
+        config.max_calls_per_connection = 1;
+        // One compute thread and a delay, so calls overlap.
+        config.max_batch_delay = Duration::from_millis(20);
+    })
+    .await;
+    test.client.train(small_spec("small"), small_csv()).await.unwrap();
+    // One connection (the client's channel), many calls at once.
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let mut client = test.client.clone();
+            tokio::spawn(async move {
+                client
+                    .predict(pb::PredictRequest {
+                        model: "small".into(),
+                        records: vec![small_record(f64::from(i), "red", true)],
+                        ..Default::default()
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let (mut answered, mut refused) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(response) => {
+                assert_eq!(response.scores.len(), 1);
+                answered += 1;
+            }
+            Err(ClientError::Status(status)) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.message().contains("Too many active requests"),
+                    "{status:?}"
+                );
+                refused += 1;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        answered >= 1 && refused >= 1,
+        "{answered} answered, {refused} refused"
+    );
+    // The connection is still good afterwards.
+    test.client
+        .predict(pb::PredictRequest {
+            model: "small".into(),
+            records: vec![small_record(1.0, "red", true)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 }

@@ -4,14 +4,12 @@
 //! live statistics, and a second server on the same registry following
 //! along.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serval_client::{ClientError, ServalClient, proto as pb};
 use tonic::Code;
 

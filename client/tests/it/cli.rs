@@ -1,9 +1,7 @@
 //! The `serval` command-line tool against a real server: the README's
 //! quickstart, JSON output for scripts, and errors on stderr.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn quickstart_train_list_and_predict() {

@@ -3,13 +3,11 @@
 //! committed and leaves nothing half-written, a flipped byte in stored
 //! weights is caught on load, and JSON logs carry each call's request id.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use serval_client::{ClientError, ServalClient, proto as pb};
 use serval_registry::{AuditFilter, JobState, Registry};

@@ -6,11 +6,9 @@
 //! version numbers never reused, NOT_FOUND, admin-only, and a second server
 //! on the same registry following along.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serval_client::{CallMetadata, ClientError, ServalClient, proto as pb};
 use tonic::Code;
 

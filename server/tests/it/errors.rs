@@ -1,9 +1,7 @@
 //! Every bad input named in the contract gets the right status code, a
 //! message naming the problem, and leaves the registry as it was.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serval_client::{ClientError, ServalClient, proto as pb};
 use tonic::Code;
 

@@ -4,14 +4,12 @@
 //! server still answers with exactly the scores it gave before and the
 //! registry holds what it held before.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use prost::Message as _;
 use serval_client::{ClientError, ServalClient, proto as pb};
 use tonic::{Code, Status};

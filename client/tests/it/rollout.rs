@@ -2,12 +2,10 @@
 //! progressive delivery that rolls back a failing canary and promotes a
 //! healthy one, with every action in the audit history.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
+use crate::common::*;
 use serval_client::{ServalClient, proto as pb};
 
 /// Rows where y follows x; with `extra`, one more column the other

@@ -3,13 +3,11 @@
 //! network, a real compute thread, and a gate that holds a pass open so the
 //! test controls what arrives while it runs.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use serval_client::proto as pb;
 use serval_server::ServalError;

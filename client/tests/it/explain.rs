@@ -2,9 +2,7 @@
 //! server: attributions readable as text and complete in JSON, and a
 //! version's details with its feature importance.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn predict_explains_rows_and_models_show_lists_importance() {

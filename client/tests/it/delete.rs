@@ -3,9 +3,7 @@
 //! while an alias points at the model, NOT_FOUND, and the deletes in
 //! `serval rollout history`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn train_telco(fx: &Fixture, seed: &str) {
     fx.ok(&[

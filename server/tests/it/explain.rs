@@ -5,11 +5,9 @@
 //! and work for dense rows; permutation importance is stored with the
 //! version.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use serval_client::proto as pb;
 use serval_server::explain::completeness_tolerance;
 

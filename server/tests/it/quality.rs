@@ -4,9 +4,7 @@
 //! and dense rows) agreeing with the model evaluated in-process, before and
 //! after a restart.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serval_client::proto as pb;
 use serval_registry::Registry;
 use serval_server::catalog::VersionDocuments;

@@ -2,12 +2,10 @@
 //! from a second process and cancelled without leaving a version; a finished
 //! job is listed with its version and can be re-attached to.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 async fn jobs_json(fx: &Fixture) -> Vec<Value> {

@@ -3,11 +3,9 @@
 //! (leaving no version), and are marked failed if a server stopped under
 //! them.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serval_client::{ClientError, proto as pb};
 use serval_registry::{JobState, Registry};
 

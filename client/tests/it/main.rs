@@ -1,0 +1,13 @@
+//! The CLI's integration tests as one test binary (one compile and link
+//! instead of one per file): each module runs the `serval` binary against a
+//! real server on a loopback port.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod delete;
+mod explain;
+mod jobs;
+mod report;
+mod rollout;

@@ -1,0 +1,19 @@
+//! The server's integration tests as one test binary (one compile and link
+//! instead of one per file). Every module drives real servers on loopback
+//! ports with SQLite registries in temporary directories; `privacy` stays a
+//! binary of its own because it installs a process-wide log subscriber.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod batching;
+mod delete;
+mod errors;
+mod explain;
+mod hostile;
+mod jobs;
+mod operations;
+mod process;
+mod properties;
+mod quality;
+mod rollout;
