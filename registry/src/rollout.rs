@@ -176,6 +176,34 @@ impl Registry {
 
     /// Opens a transaction that holds SQLite's write lock from the start, so
     /// read-then-write changes are serialised.
+    /// Records a change made in `tx` as one audit event, commits, and
+    /// answers with the model's new state.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_change(
+        &self,
+        mut tx: Transaction<'static, Sqlite>,
+        now: i64,
+        context: &ChangeContext,
+        model: &str,
+        kind: &str,
+        before: &Value,
+        after: &Value,
+    ) -> Result<RolloutState> {
+        append_audit(
+            &mut tx,
+            now,
+            &context.actor,
+            model,
+            kind,
+            before,
+            after,
+            &context.reason,
+        )
+        .await?;
+        tx.commit().await?;
+        self.rollout_state(model).await
+    }
+
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         let mut tx = self.pool.begin().await?;
         // Correctness: a no-op write takes the write lock now, before any
@@ -275,19 +303,8 @@ impl Registry {
         .await?;
         let before = before.map_or(Value::Null, |v| json!({ "alias": name, "version": v }));
         let after = json!({ "alias": name, "version": version });
-        append_audit(
-            &mut tx,
-            now,
-            &context.actor,
-            model,
-            "alias_set",
-            &before,
-            &after,
-            &context.reason,
-        )
-        .await?;
-        tx.commit().await?;
-        self.rollout_state(model).await
+        self.commit_change(tx, now, context, model, "alias_set", &before, &after)
+            .await
     }
 
     /// Removes alias `name` of `model`.
@@ -313,19 +330,8 @@ impl Registry {
             });
         };
         let before = json!({ "alias": name, "version": before });
-        append_audit(
-            &mut tx,
-            now,
-            &context.actor,
-            model,
-            "alias_deleted",
-            &before,
-            &Value::Null,
-            &context.reason,
-        )
-        .await?;
-        tx.commit().await?;
-        self.rollout_state(model).await
+        self.commit_change(tx, now, context, model, "alias_deleted", &before, &Value::Null)
+            .await
     }
 
     /// Applies `change` to the traffic policy of `model` in one transaction.
@@ -367,19 +373,9 @@ impl Registry {
                 .execute(&mut *tx)
                 .await?;
             let before = serde_json::to_value(&policy).unwrap_or(Value::Null);
-            append_audit(
-                &mut tx,
-                now,
-                &context.actor,
-                model,
-                "traffic_changed",
-                &before,
-                &Value::Null,
-                &context.reason,
-            )
-            .await?;
-            tx.commit().await?;
-            return self.rollout_state(model).await;
+            return self
+                .commit_change(tx, now, context, model, "traffic_changed", &before, &Value::Null)
+                .await;
         }
         let (stable, canary, percent) = match (change, &current) {
             (TrafficChange::Canary { version, percent }, _) => {
@@ -463,19 +459,8 @@ impl Registry {
         };
         let before = current.map_or(Value::Null, |p| serde_json::to_value(p).unwrap_or(Value::Null));
         let after_json = serde_json::to_value(&after).unwrap_or(Value::Null);
-        append_audit(
-            &mut tx,
-            now,
-            &context.actor,
-            model,
-            "traffic_changed",
-            &before,
-            &after_json,
-            &context.reason,
-        )
-        .await?;
-        tx.commit().await?;
-        self.rollout_state(model).await
+        self.commit_change(tx, now, context, model, "traffic_changed", &before, &after_json)
+            .await
     }
 
     /// Audit events, oldest first.
