@@ -48,12 +48,8 @@ impl Registry {
         // Correctness: BEGIN IMMEDIATE takes the write lock before the
         // checks read anything, so no alias or policy can be pointed at the
         // version between the check and the delete.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let model_id: i64 = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
-            .bind(model)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| RegistryError::ModelNotFound(model.to_string()))?;
+        let mut tx = self.begin_write().await?;
+        let model_id = self.model_id(&mut tx, model).await?;
         let stored = stored_versions(&mut tx, model_id).await?;
         let doomed: Vec<&DoomedVersion> = match version {
             Some(version) => {

@@ -147,7 +147,7 @@ fn event_from_row(row: &SqliteRow) -> AuditEvent {
 }
 
 impl Registry {
-    async fn model_id(&self, tx: &mut Transaction<'_, Sqlite>, model: &str) -> Result<i64> {
+    pub(crate) async fn model_id(&self, tx: &mut Transaction<'_, Sqlite>, model: &str) -> Result<i64> {
         sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
             .bind(model)
             .fetch_optional(&mut **tx)
@@ -204,7 +204,7 @@ impl Registry {
         self.rollout_state(model).await
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         let mut tx = self.pool.begin().await?;
         // Correctness: a no-op write takes the write lock now, before any
         // read, so two changes cannot both read the same "before" state.
