@@ -1,6 +1,10 @@
 //! [`ServalClient`]: a thin, typed layer over the generated gRPC client that
-//! handles connection set-up, call metadata (who is calling), the chunked
-//! Train upload and the rollout calls.
+//! handles connection set-up (to one server or several replicas), call
+//! metadata (who is calling), the chunked Train upload and the rollout
+//! calls. Calls are spread over the replicas; reads and Predict are retried
+//! on another replica when one is unreachable (see `retry` and `replicas`).
+
+use std::future::Future;
 
 use futures::{Stream, StreamExt};
 use serval_proto::v1 as pb;
@@ -8,7 +12,10 @@ use serval_proto::v1::model_service_client::ModelServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::replicas::{Replicas, endpoint};
+use crate::retry;
 
 /// Bytes per Train upload message: far below any message limit.
 pub const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
@@ -18,15 +25,48 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}: {}", causes(.source))]
     Connect {
         url: String,
         source: tonic::transport::Error,
     },
+    /// None of several servers could be reached.
+    #[error("cannot connect to any of the {} servers: {}", .failures.len(), unreachable(.failures))]
+    Unreachable {
+        failures: Vec<(String, tonic::transport::Error)>,
+    },
+    #[error("no server address given")]
+    NoServer,
     #[error("{}: {}", serval_proto::code_name(.0.code()), .0.message())]
     Status(#[from] tonic::Status),
     #[error("{0}")]
     Protocol(String),
+}
+
+/// `error` and its causes, each once: "transport error: tcp connect error:
+/// Connection refused (os error 111)".
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let message = error.to_string();
+        if message != last {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        last = message;
+        cause = error.source();
+    }
+    text
+}
+
+fn unreachable(failures: &[(String, tonic::transport::Error)]) -> String {
+    failures
+        .iter()
+        .map(|(url, error)| format!("{url} ({})", causes(error)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Metadata sent with every call: the access token, and who is calling
@@ -105,11 +145,27 @@ impl ConnectOptions {
 /// The generated client with [`CallMetadata`] on every call.
 pub type RawClient = ModelServiceClient<InterceptedService<Channel, CallMetadata>>;
 
-/// A connection to one Serval server; cheap to clone.
+/// The generated client over `channel`, sending `metadata` with every call.
+pub(crate) fn raw_client(channel: Channel, metadata: CallMetadata) -> RawClient {
+    ModelServiceClient::with_interceptor(channel, metadata)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// A connection to one Serval server, or to several replicas of one
+/// registry; cheap to clone (clones share the replicas' rotation).
+///
+/// With several replicas, calls take turns over them. Predict and the
+/// reads (models, rollout state and history, live statistics, jobs,
+/// reports, opening a watch) are tried on the next replica when one is
+/// unavailable or its connection breaks before an answer, each replica at
+/// most once, and the last error is returned when none answers. Changes
+/// (Train, aliases, traffic, delete, cancel) are sent once and never
+/// retried, so that none is applied twice; they, too, go first to a
+/// replica that has not just failed.
 #[derive(Debug, Clone)]
 pub struct ServalClient {
-    channel: Channel,
-    models: RawClient,
+    replicas: Replicas,
 }
 
 /// A Train upload in progress: the server's events, in order.
@@ -128,23 +184,29 @@ impl ServalClient {
 
     /// Connects to `url` with `options` (TLS, token, actor).
     pub async fn connect_using(url: &str, options: ConnectOptions) -> Result<Self, ClientError> {
-        let channel = Self::channel_to(url, options.tls).await?;
-        Ok(Self::with_metadata(channel, options.metadata))
+        Self::connect_many(&[url], options).await
+    }
+
+    /// Connects to every one of `urls`, replicas serving the same registry,
+    /// with the same `options` (TLS, token, actor) for each. Succeeds when
+    /// at least one answers; a replica that does not is connected to again
+    /// when a call needs it. Fails naming every URL when none answers.
+    pub async fn connect_many<S: AsRef<str>>(
+        urls: &[S],
+        options: ConnectOptions,
+    ) -> Result<Self, ClientError> {
+        Ok(ServalClient {
+            replicas: Replicas::connect(urls, options).await?,
+        })
     }
 
     /// An HTTP/2 channel to `url`, over TLS when `tls` is given.
     pub async fn channel_to(url: &str, tls: Option<ClientTlsConfig>) -> Result<Channel, ClientError> {
-        let connect_error = |source| ClientError::Connect {
+        let endpoint = endpoint(url, tls)?;
+        endpoint.connect().await.map_err(|source| ClientError::Connect {
             url: url.to_string(),
             source,
-        };
-        let mut endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(connect_error)?
-            .tcp_nodelay(true);
-        if let Some(tls) = tls {
-            endpoint = endpoint.tls_config(tls).map_err(connect_error)?;
-        }
-        endpoint.connect().await.map_err(connect_error)
+        })
     }
 
     /// Wraps an existing channel.
@@ -154,19 +216,91 @@ impl ServalClient {
 
     /// Wraps an existing channel, sending `metadata` with every call.
     pub fn with_metadata(channel: Channel, metadata: CallMetadata) -> Self {
-        let models = ModelServiceClient::with_interceptor(channel.clone(), metadata)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        ServalClient { channel, models }
+        let options = ConnectOptions { metadata, tls: None };
+        ServalClient {
+            replicas: Replicas::single("(channel)", channel, &options),
+        }
     }
 
+    /// The URLs of the replicas, in the order given.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.replicas.urls()
+    }
+
+    /// The channel to one replica, the one whose turn it is (this takes
+    /// the turn).
     pub fn channel(&self) -> &Channel {
-        &self.channel
+        &self.replicas.get(self.replicas.next()).channel
     }
 
-    /// The generated client, for calls this type does not wrap.
+    /// The generated client, for calls this type does not wrap, of the
+    /// replica whose turn it is (this takes the turn). Calls through it are
+    /// neither spread over the replicas nor retried.
     pub fn raw(&mut self) -> &mut RawClient {
-        &mut self.models
+        let next = self.replicas.next();
+        &mut self.replicas.get_mut(next).models
+    }
+
+    /// A read or Predict: sent to the replicas in turn, each at most once,
+    /// until one answers or the failure is not worth another replica (see
+    /// `retry`); the last error when none answers.
+    async fn read<Req, T, F, Fut>(&self, request: Req, mut call: F) -> Result<T, ClientError>
+    where
+        Req: Clone,
+        F: FnMut(RawClient, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let order = self.replicas.attempt_order();
+        let mut request = Some(request);
+        let mut last_error = ClientError::NoServer;
+        for (attempt, &index) in order.iter().enumerate() {
+            // The last try sends the request itself, earlier ones a copy.
+            let this_request = if attempt + 1 == order.len() {
+                request.take()
+            } else {
+                request.clone()
+            };
+            let Some(this_request) = this_request else { break };
+            let outcome = call(self.replicas.get(index).models.clone(), this_request).await;
+            match self.note(index, outcome) {
+                Err(status) if retry::worth_another_replica(&status) => last_error = status.into(),
+                outcome => return outcome.map_err(ClientError::from),
+            }
+        }
+        Err(last_error)
+    }
+
+    /// A change: sent once, to the replica whose turn it is, and never
+    /// retried, so that a change applied by a replica that died before
+    /// answering is not applied twice.
+    async fn change<Req, T, F, Fut>(&self, request: Req, call: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(RawClient, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let index = self.replicas.next();
+        let outcome = call(self.replicas.get(index).models.clone(), request).await;
+        Ok(self.note(index, outcome)?)
+    }
+
+    /// Notes how replica `index` did: one that failed rests for a while.
+    fn note<T>(
+        &self,
+        index: usize,
+        outcome: Result<tonic::Response<T>, tonic::Status>,
+    ) -> Result<T, tonic::Status> {
+        match outcome {
+            Ok(response) => {
+                self.replicas.answered(index);
+                Ok(response.into_inner())
+            }
+            Err(status) => {
+                if retry::replica_failed(&status) {
+                    self.replicas.failed(index);
+                }
+                Err(status)
+            }
+        }
     }
 
     /// Starts training: sends `spec`, then the CSV from `chunks`, and returns
@@ -187,7 +321,10 @@ impl ServalClient {
         let rest = chunks.map(|chunk| pb::TrainRequest {
             payload: Some(pb::train_request::Payload::CsvChunk(chunk)),
         });
-        Ok(self.models.train(first.chain(rest)).await?.into_inner())
+        self.change(first.chain(rest), |mut models, request| async move {
+            models.train(request).await
+        })
+        .await
     }
 
     /// Trains on an in-memory CSV and waits for the registered version.
@@ -209,7 +346,10 @@ impl ServalClient {
     }
 
     pub async fn predict(&mut self, request: pb::PredictRequest) -> Result<pb::PredictResponse, ClientError> {
-        Ok(self.models.predict(request).await?.into_inner())
+        self.read(request, |mut models, request| async move {
+            models.predict(request).await
+        })
+        .await
     }
 
     /// Every model, or only `model`.
@@ -217,14 +357,22 @@ impl ServalClient {
         let request = pb::ListModelsRequest {
             model: model.unwrap_or_default().to_string(),
         };
-        Ok(self.models.list_models(request).await?.into_inner().models)
+        Ok(self
+            .read(request, |mut models, request| async move {
+                models.list_models(request).await
+            })
+            .await?
+            .models)
     }
 
     pub async fn rollout_state(&mut self, model: &str) -> Result<pb::RolloutState, ClientError> {
         let request = pb::GetRolloutStateRequest {
             model: model.to_string(),
         };
-        Ok(self.models.get_rollout_state(request).await?.into_inner())
+        self.read(request, |mut models, request| async move {
+            models.get_rollout_state(request).await
+        })
+        .await
     }
 
     pub async fn set_alias(
@@ -240,7 +388,10 @@ impl ServalClient {
             version,
             reason: reason.to_string(),
         };
-        Ok(self.models.set_alias(request).await?.into_inner())
+        self.change(request, |mut models, request| async move {
+            models.set_alias(request).await
+        })
+        .await
     }
 
     pub async fn delete_alias(
@@ -254,7 +405,10 @@ impl ServalClient {
             alias: alias.to_string(),
             reason: reason.to_string(),
         };
-        Ok(self.models.delete_alias(request).await?.into_inner())
+        self.change(request, |mut models, request| async move {
+            models.delete_alias(request).await
+        })
+        .await
     }
 
     /// Applies one traffic change.
@@ -270,7 +424,10 @@ impl ServalClient {
             reason: reason.to_string(),
             expected_revision: None,
         };
-        Ok(self.models.update_traffic(request).await?.into_inner())
+        self.change(request, |mut models, request| async move {
+            models.update_traffic(request).await
+        })
+        .await
     }
 
     pub async fn live_stats(
@@ -282,7 +439,10 @@ impl ServalClient {
             model: model.to_string(),
             window_seconds,
         };
-        Ok(self.models.get_live_stats(request).await?.into_inner())
+        self.read(request, |mut models, request| async move {
+            models.get_live_stats(request).await
+        })
+        .await
     }
 
     pub async fn rollout_history(
@@ -295,7 +455,10 @@ impl ServalClient {
             at,
             limit: 0,
         };
-        Ok(self.models.get_rollout_history(request).await?.into_inner())
+        self.read(request, |mut models, request| async move {
+            models.get_rollout_history(request).await
+        })
+        .await
     }
 
     /// Registry changes as they happen (after `after_id`, when not 0).
@@ -308,7 +471,10 @@ impl ServalClient {
             model: model.unwrap_or_default().to_string(),
             after_id,
         };
-        Ok(self.models.watch_models(request).await?.into_inner())
+        self.read(request, |mut models, request| async move {
+            models.watch_models(request).await
+        })
+        .await
     }
 
     /// The newest training jobs (all models, or only `model`), newest first.
@@ -321,16 +487,25 @@ impl ServalClient {
             model: model.unwrap_or_default().to_string(),
             limit,
         };
-        Ok(self.models.list_jobs(request).await?.into_inner().jobs)
+        Ok(self
+            .read(request, |mut models, request| async move {
+                models.list_jobs(request).await
+            })
+            .await?
+            .jobs)
     }
 
     /// Re-attaches to a training job: its events from the start while it
-    /// runs, or its outcome once it has ended.
+    /// runs, or its outcome once it has ended. A replica that is not
+    /// running the job answers UNAVAILABLE, so the others are asked in turn.
     pub async fn watch_job(&mut self, job_id: &str) -> Result<TrainUpload, ClientError> {
         let request = pb::WatchJobRequest {
             job_id: job_id.to_string(),
         };
-        Ok(self.models.watch_job(request).await?.into_inner())
+        self.read(request, |mut models, request| async move {
+            models.watch_job(request).await
+        })
+        .await
     }
 
     /// Asks the server to stop a running job; it ends CANCELLED without
@@ -339,7 +514,10 @@ impl ServalClient {
         let request = pb::CancelJobRequest {
             job_id: job_id.to_string(),
         };
-        Ok(self.models.cancel_job(request).await?.into_inner())
+        self.change(request, |mut models, request| async move {
+            models.cancel_job(request).await
+        })
+        .await
     }
 
     /// Everything a report draws about `version` of `model` (the latest
@@ -353,7 +531,10 @@ impl ServalClient {
             model: model.to_string(),
             version,
         };
-        Ok(self.models.get_version_report(request).await?.into_inner())
+        self.read(request, |mut models, request| async move {
+            models.get_version_report(request).await
+        })
+        .await
     }
 
     /// Deletes `version` of `model`, or the whole model when `None`, for
@@ -369,6 +550,9 @@ impl ServalClient {
             version,
             reason: reason.to_string(),
         };
-        Ok(self.models.delete_model(request).await?.into_inner())
+        self.change(request, |mut models, request| async move {
+            models.delete_model(request).await
+        })
+        .await
     }
 }

@@ -6,9 +6,10 @@
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::rollout::append_audit;
+use crate::store::Backend;
 use crate::{ChangeContext, Registry, RegistryError, Result};
 
 /// What a delete removed.
@@ -73,7 +74,7 @@ impl Registry {
         for version in &versions {
             for table in ["version_weights", "model_versions"] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE model_id = ? AND version = ?"
+                    "DELETE FROM {table} WHERE model_id = $1 AND version = $2"
                 )))
                 .bind(model_id)
                 .bind(i64::from(*version))
@@ -82,7 +83,7 @@ impl Registry {
             }
         }
         let (kind, before) = if model_deleted {
-            sqlx::query("DELETE FROM models WHERE id = ?")
+            sqlx::query("DELETE FROM models WHERE id = $1")
                 .bind(model_id)
                 .execute(&mut *tx)
                 .await?;
@@ -132,6 +133,12 @@ impl Registry {
     /// run inside a transaction) and folds the write-ahead log back into the
     /// file, so the file itself shrinks. Returns the bytes given back.
     async fn reclaim_space(&self) -> Result<u64> {
+        if self.backend == Backend::Postgres {
+            // PostgreSQL's autovacuum reclaims the rows' space in the
+            // background; VACUUM FULL would lock the tables every replica
+            // reads.
+            return Ok(0);
+        }
         let mut connection = self.pool.acquire().await?;
         let before = database_bytes(&mut connection).await?;
         sqlx::query("VACUUM").execute(&mut *connection).await?;
@@ -144,9 +151,9 @@ impl Registry {
 }
 
 /// Every stored version of a model, oldest first.
-async fn stored_versions(tx: &mut Transaction<'_, Sqlite>, model_id: i64) -> Result<Vec<DoomedVersion>> {
+async fn stored_versions(tx: &mut Transaction<'_, Any>, model_id: i64) -> Result<Vec<DoomedVersion>> {
     let rows = sqlx::query(
-        "SELECT version, weights_sha256, weights_bytes FROM model_versions WHERE model_id = ? ORDER BY version",
+        "SELECT version, weights_sha256, weights_bytes FROM model_versions WHERE model_id = $1 ORDER BY version",
     )
     .bind(model_id)
     .fetch_all(&mut **tx)
@@ -164,13 +171,13 @@ async fn stored_versions(tx: &mut Transaction<'_, Sqlite>, model_id: i64) -> Res
 /// Refuses while an alias, or the traffic policy's stable or canary
 /// version, is `version`.
 async fn refuse_if_version_serves(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     model: &str,
     model_id: i64,
     version: u32,
 ) -> Result<()> {
     let aliases: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM aliases WHERE model_id = ? AND version = ? ORDER BY name")
+        sqlx::query_scalar("SELECT name FROM aliases WHERE model_id = $1 AND version = $2 ORDER BY name")
             .bind(model_id)
             .bind(i64::from(version))
             .fetch_all(&mut **tx)
@@ -187,7 +194,7 @@ async fn refuse_if_version_serves(
         )));
     }
     let policy = sqlx::query(
-        "SELECT stable_version, canary_version, canary_percent FROM traffic_policies WHERE model_id = ?",
+        "SELECT stable_version, canary_version, canary_percent FROM traffic_policies WHERE model_id = $1",
     )
     .bind(model_id)
     .fetch_optional(&mut **tx)
@@ -212,8 +219,8 @@ async fn refuse_if_version_serves(
 }
 
 /// Refuses while the model has any alias or a traffic policy.
-async fn refuse_if_model_serves(tx: &mut Transaction<'_, Sqlite>, model: &str, model_id: i64) -> Result<()> {
-    let aliases = sqlx::query("SELECT name, version FROM aliases WHERE model_id = ? ORDER BY name")
+async fn refuse_if_model_serves(tx: &mut Transaction<'_, Any>, model: &str, model_id: i64) -> Result<()> {
+    let aliases = sqlx::query("SELECT name, version FROM aliases WHERE model_id = $1 ORDER BY name")
         .bind(model_id)
         .fetch_all(&mut **tx)
         .await?;
@@ -235,7 +242,7 @@ async fn refuse_if_model_serves(tx: &mut Transaction<'_, Sqlite>, model: &str, m
         )));
     }
     let policy =
-        sqlx::query("SELECT stable_version, canary_version FROM traffic_policies WHERE model_id = ?")
+        sqlx::query("SELECT stable_version, canary_version FROM traffic_policies WHERE model_id = $1")
             .bind(model_id)
             .fetch_optional(&mut **tx)
             .await?;
@@ -263,7 +270,7 @@ fn quoted_list(names: &[String]) -> String {
 
 /// The database's size in bytes as this connection sees it (pages in use
 /// and free, including those still in the write-ahead log).
-async fn database_bytes(connection: &mut SqliteConnection) -> Result<u64> {
+async fn database_bytes(connection: &mut AnyConnection) -> Result<u64> {
     let bytes: i64 =
         sqlx::query_scalar("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
             .fetch_one(&mut *connection)

@@ -51,3 +51,29 @@ pub enum RegistryError {
     #[error("registry database error: {0}")]
     Database(#[from] sqlx::Error),
 }
+
+impl RegistryError {
+    /// Whether the database could not be reached (down, restarting, network
+    /// gone, no free connection in time), as opposed to refusing a request:
+    /// worth retrying later, and not the caller's fault.
+    pub fn is_unreachable(&self) -> bool {
+        let error = match self {
+            RegistryError::Database(error) | RegistryError::Open { source: error, .. } => error,
+            _ => return false,
+        };
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL: connection exceptions (08…) and the server
+            // shutting down or starting up (57P01-57P03).
+            sqlx::Error::Database(database) => database
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::store::timestamp;
 use crate::{Registry, RegistryError, Result};
@@ -49,9 +49,11 @@ pub struct JobRecord {
     pub epochs: u32,
     pub version: Option<u32>,
     pub error: Option<String>,
+    /// The server that runs (or ran) the job.
+    pub replica: String,
 }
 
-fn job_from_row(row: &SqliteRow) -> JobRecord {
+fn job_from_row(row: &AnyRow) -> JobRecord {
     JobRecord {
         id: row.get("id"),
         model: row.get("model"),
@@ -64,11 +66,12 @@ fn job_from_row(row: &SqliteRow) -> JobRecord {
         epochs: row.get::<i64, _>("epochs") as u32,
         version: row.get::<Option<i64>, _>("version").map(|v| v as u32),
         error: row.get("error"),
+        replica: row.get("replica"),
     }
 }
 
 impl Registry {
-    /// Records a job that has just started.
+    /// Records a job that has just started on server `replica`.
     pub async fn start_job(
         &self,
         id: &str,
@@ -76,27 +79,56 @@ impl Registry {
         actor: &str,
         rows: u64,
         epochs: u32,
+        replica: &str,
     ) -> Result<JobRecord> {
+        let now = Utc::now().timestamp_millis();
         sqlx::query(
-            "INSERT INTO training_jobs (id, model, actor, state, started_at_ms, rows, epochs) \
-             VALUES (?, ?, ?, 'running', ?, ?, ?)",
+            "INSERT INTO training_jobs (id, model, actor, state, started_at_ms, rows, epochs, replica, \
+             heartbeat_at_ms) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $4)",
         )
         .bind(id)
         .bind(model)
         .bind(actor)
-        .bind(Utc::now().timestamp_millis())
+        .bind(now)
         .bind(rows as i64)
         .bind(i64::from(epochs))
+        .bind(replica)
         .execute(&self.pool)
         .await?;
         self.job(id).await
     }
 
-    /// Records the epochs a running job has finished.
-    pub async fn job_progress(&self, id: &str, epochs_done: u32) -> Result<()> {
-        sqlx::query("UPDATE training_jobs SET epochs_done = ? WHERE id = ? AND state = 'running'")
-            .bind(i64::from(epochs_done))
-            .bind(id)
+    /// Records the epochs a running job has finished (a heartbeat too);
+    /// answers whether someone has asked, through any server, to cancel it.
+    pub async fn job_progress(&self, id: &str, epochs_done: u32) -> Result<bool> {
+        let cancel_requested: Option<i64> = sqlx::query_scalar(
+            "UPDATE training_jobs SET epochs_done = $1, heartbeat_at_ms = $2 WHERE id = $3 AND state = 'running' \
+             RETURNING cancel_requested",
+        )
+        .bind(i64::from(epochs_done))
+        .bind(Utc::now().timestamp_millis())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(cancel_requested.unwrap_or(0) != 0)
+    }
+
+    /// Asks the server running job `id` to cancel it (it sees the request
+    /// when it records its next epoch). False when the job is not running.
+    pub async fn request_job_cancel(&self, id: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE training_jobs SET cancel_requested = 1 WHERE id = $1 AND state = 'running'")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Marks every job running on `replica` as alive now.
+    pub async fn heartbeat_jobs(&self, replica: &str) -> Result<()> {
+        sqlx::query("UPDATE training_jobs SET heartbeat_at_ms = $1 WHERE state = 'running' AND replica = $2")
+            .bind(Utc::now().timestamp_millis())
+            .bind(replica)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -111,8 +143,8 @@ impl Registry {
         error: Option<&str>,
     ) -> Result<JobRecord> {
         sqlx::query(
-            "UPDATE training_jobs SET state = ?, finished_at_ms = ?, version = ?, error = ? \
-             WHERE id = ? AND state = 'running'",
+            "UPDATE training_jobs SET state = $1, finished_at_ms = $2, version = $3, error = $4 \
+             WHERE id = $5 AND state = 'running'",
         )
         .bind(state.as_str())
         .bind(Utc::now().timestamp_millis())
@@ -124,21 +156,32 @@ impl Registry {
         self.job(id).await
     }
 
-    /// Marks jobs left running by a server that stopped as failed; returns
-    /// how many.
-    pub async fn fail_abandoned_jobs(&self) -> Result<u64> {
+    /// Marks as failed the jobs no server is running any more: those left
+    /// running by `restarted` (a server calls this with its own name as it
+    /// starts, so they are its leftovers) and those of any server whose
+    /// heartbeat is older than `stale_after`. Returns how many.
+    pub async fn fail_abandoned_jobs(
+        &self,
+        restarted: Option<&str>,
+        stale_after: std::time::Duration,
+    ) -> Result<u64> {
+        let now = Utc::now().timestamp_millis();
+        let stale_before = now - i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
         let done = sqlx::query(
-            "UPDATE training_jobs SET state = 'failed', finished_at_ms = ?, \
-             error = 'the server stopped while this job was running' WHERE state = 'running'",
+            "UPDATE training_jobs SET state = 'failed', finished_at_ms = $1, \
+             error = 'the server stopped while this job was running' \
+             WHERE state = 'running' AND (replica = $2 OR COALESCE(heartbeat_at_ms, started_at_ms) < $3)",
         )
-        .bind(Utc::now().timestamp_millis())
+        .bind(now)
+        .bind(restarted)
+        .bind(stale_before)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
     }
 
     pub async fn job(&self, id: &str) -> Result<JobRecord> {
-        sqlx::query("SELECT * FROM training_jobs WHERE id = ?")
+        sqlx::query("SELECT * FROM training_jobs WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -149,8 +192,8 @@ impl Registry {
     /// The newest jobs first (of `model`, when given).
     pub async fn jobs(&self, model: Option<&str>, limit: u32) -> Result<Vec<JobRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM training_jobs WHERE (?1 IS NULL OR model = ?1) \
-             ORDER BY started_at_ms DESC, id DESC LIMIT ?2",
+            "SELECT * FROM training_jobs WHERE ($1 IS NULL OR model = $1) \
+             ORDER BY started_at_ms DESC, id DESC LIMIT $2",
         )
         .bind(model)
         .bind(i64::from(limit))

@@ -7,13 +7,17 @@
 //! encoder, metrics, dataset fingerprint) as opaque JSON and the weights as
 //! bytes with their SHA-256; it knows nothing of how they were made.
 
+mod changes;
 mod delete;
 mod error;
 mod jobs;
 mod names;
 mod rollout;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use changes::{Announcement, CHANGES_CHANNEL, ChangeListener};
 pub use delete::Deletion;
 pub use error::RegistryError;
 pub use jobs::{JobRecord, JobState};
@@ -21,7 +25,7 @@ pub use names::{validate_alias_name, validate_model_name};
 pub use rollout::{
     Alias, AuditEvent, AuditFilter, ChangeContext, RolloutState, ServingAt, TrafficChange, TrafficPolicy,
 };
-pub use store::{ModelRecord, NewVersion, Registry, VersionRecord};
+pub use store::{Backend, ModelRecord, NewVersion, Registry, VersionRecord, redact_password};
 
 /// Result type of every registry call.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
-use crate::store::timestamp;
+use crate::store::{Backend, timestamp};
 use crate::{Registry, RegistryError, Result, validate_alias_name};
 
 /// A model's traffic policy: requests without a version or alias go to the
@@ -98,7 +98,7 @@ pub struct ServingAt {
 /// Appends one audit event inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn append_audit(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     at_ms: i64,
     actor: &str,
     model: &str,
@@ -108,7 +108,7 @@ pub(crate) async fn append_audit(
     reason: &str,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO audit_events (at_ms, actor, model, kind, before, after, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_events (at_ms, actor, model, kind, before, after, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(at_ms)
     .bind(actor)
@@ -122,7 +122,7 @@ pub(crate) async fn append_audit(
     Ok(())
 }
 
-fn policy_from_row(row: &SqliteRow) -> TrafficPolicy {
+fn policy_from_row(row: &AnyRow) -> TrafficPolicy {
     TrafficPolicy {
         stable_version: row.get::<i64, _>("stable_version") as u32,
         canary_version: row.get::<Option<i64>, _>("canary_version").map(|v| v as u32),
@@ -132,7 +132,7 @@ fn policy_from_row(row: &SqliteRow) -> TrafficPolicy {
     }
 }
 
-fn event_from_row(row: &SqliteRow) -> AuditEvent {
+fn event_from_row(row: &AnyRow) -> AuditEvent {
     let document = |field: &str| serde_json::from_str(&row.get::<String, _>(field)).unwrap_or(Value::Null);
     AuditEvent {
         id: row.get::<i64, _>("id") as u64,
@@ -147,8 +147,8 @@ fn event_from_row(row: &SqliteRow) -> AuditEvent {
 }
 
 impl Registry {
-    pub(crate) async fn model_id(&self, tx: &mut Transaction<'_, Sqlite>, model: &str) -> Result<i64> {
-        sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+    pub(crate) async fn model_id(&self, tx: &mut Transaction<'_, Any>, model: &str) -> Result<i64> {
+        sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
             .bind(model)
             .fetch_optional(&mut **tx)
             .await?
@@ -157,13 +157,13 @@ impl Registry {
 
     async fn require_version(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         model: &str,
         model_id: i64,
         version: u32,
     ) -> Result<()> {
         let found: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM model_versions WHERE model_id = ? AND version = ?")
+            sqlx::query_scalar("SELECT version FROM model_versions WHERE model_id = $1 AND version = $2")
                 .bind(model_id)
                 .bind(i64::from(version))
                 .fetch_optional(&mut **tx)
@@ -181,7 +181,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     async fn commit_change(
         &self,
-        mut tx: Transaction<'static, Sqlite>,
+        mut tx: Transaction<'static, Any>,
         now: i64,
         context: &ChangeContext,
         model: &str,
@@ -204,13 +204,18 @@ impl Registry {
         self.rollout_state(model).await
     }
 
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         let mut tx = self.pool.begin().await?;
-        // Correctness: a no-op write takes the write lock now, before any
-        // read, so two changes cannot both read the same "before" state.
-        sqlx::query("UPDATE models SET id = id WHERE 0")
-            .execute(&mut *tx)
-            .await?;
+        // Correctness: the write lock is taken now, before any read, so two
+        // changes (from any server sharing the database) cannot both read
+        // the same "before" state. SQLite: a no-op write takes the file's
+        // write lock. PostgreSQL: one transaction-scoped advisory lock
+        // serialises registry writes the same way (they are rare and short).
+        let statement = match self.backend {
+            Backend::Sqlite => "UPDATE models SET id = id WHERE false",
+            Backend::Postgres => "SELECT pg_advisory_xact_lock(7306157330151772210)",
+        };
+        sqlx::query(statement).execute(&mut *tx).await?;
         Ok(tx)
     }
 
@@ -226,7 +231,7 @@ impl Registry {
     pub async fn rollout_states(&self, only: Option<&str>) -> Result<Vec<RolloutState>> {
         let models = sqlx::query(
             "SELECT m.name, (SELECT MAX(version) FROM model_versions v WHERE v.model_id = m.id) AS latest \
-             FROM models m WHERE (?1 IS NULL OR m.name = ?1) ORDER BY m.name",
+             FROM models m WHERE ($1 IS NULL OR m.name = $1) ORDER BY m.name",
         )
         .bind(only)
         .fetch_all(&self.pool)
@@ -241,7 +246,7 @@ impl Registry {
             .collect();
         let policies = sqlx::query(
             "SELECT m.name, p.* FROM traffic_policies p JOIN models m ON m.id = p.model_id \
-             WHERE (?1 IS NULL OR m.name = ?1)",
+             WHERE ($1 IS NULL OR m.name = $1)",
         )
         .bind(only)
         .fetch_all(&self.pool)
@@ -254,7 +259,7 @@ impl Registry {
         }
         let aliases = sqlx::query(
             "SELECT m.name AS model, a.name, a.version, a.updated_at_ms FROM aliases a \
-             JOIN models m ON m.id = a.model_id WHERE (?1 IS NULL OR m.name = ?1) ORDER BY a.name",
+             JOIN models m ON m.id = a.model_id WHERE ($1 IS NULL OR m.name = $1) ORDER BY a.name",
         )
         .bind(only)
         .fetch_all(&self.pool)
@@ -286,13 +291,13 @@ impl Registry {
         let model_id = self.model_id(&mut tx, model).await?;
         self.require_version(&mut tx, model, model_id, version).await?;
         let before: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM aliases WHERE model_id = ? AND name = ?")
+            sqlx::query_scalar("SELECT version FROM aliases WHERE model_id = $1 AND name = $2")
                 .bind(model_id)
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;
         sqlx::query(
-            "INSERT INTO aliases (model_id, name, version, updated_at_ms) VALUES (?, ?, ?, ?) \
+            "INSERT INTO aliases (model_id, name, version, updated_at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (model_id, name) DO UPDATE SET version = excluded.version, updated_at_ms = excluded.updated_at_ms",
         )
         .bind(model_id)
@@ -318,7 +323,7 @@ impl Registry {
         let mut tx = self.begin_write().await?;
         let model_id = self.model_id(&mut tx, model).await?;
         let before: Option<i64> =
-            sqlx::query_scalar("DELETE FROM aliases WHERE model_id = ? AND name = ? RETURNING version")
+            sqlx::query_scalar("DELETE FROM aliases WHERE model_id = $1 AND name = $2 RETURNING version")
                 .bind(model_id)
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -347,7 +352,7 @@ impl Registry {
         let now = Utc::now().timestamp_millis();
         let mut tx = self.begin_write().await?;
         let model_id = self.model_id(&mut tx, model).await?;
-        let current = sqlx::query("SELECT * FROM traffic_policies WHERE model_id = ?")
+        let current = sqlx::query("SELECT * FROM traffic_policies WHERE model_id = $1")
             .bind(model_id)
             .fetch_optional(&mut *tx)
             .await?
@@ -368,7 +373,7 @@ impl Registry {
                     "model {model:?} has no traffic policy to clear"
                 )));
             };
-            sqlx::query("DELETE FROM traffic_policies WHERE model_id = ?")
+            sqlx::query("DELETE FROM traffic_policies WHERE model_id = $1")
                 .bind(model_id)
                 .execute(&mut *tx)
                 .await?;
@@ -389,7 +394,7 @@ impl Registry {
                     // No policy yet: the newest other version, which is what
                     // served before the canary was registered.
                     None => sqlx::query_scalar::<_, Option<i64>>(
-                        "SELECT MAX(version) FROM model_versions WHERE model_id = ? AND version != ?",
+                        "SELECT MAX(version) FROM model_versions WHERE model_id = $1 AND version != $2",
                     )
                     .bind(model_id)
                     .bind(i64::from(*version))
@@ -438,7 +443,7 @@ impl Registry {
         };
         sqlx::query(
             "INSERT INTO traffic_policies (model_id, stable_version, canary_version, canary_percent, revision, updated_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model_id) DO UPDATE SET stable_version = excluded.stable_version, \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (model_id) DO UPDATE SET stable_version = excluded.stable_version, \
              canary_version = excluded.canary_version, canary_percent = excluded.canary_percent, \
              revision = excluded.revision, updated_at_ms = excluded.updated_at_ms",
         )
@@ -466,8 +471,8 @@ impl Registry {
     /// Audit events, oldest first.
     pub async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
-            "SELECT * FROM audit_events WHERE (?1 IS NULL OR model = ?1) AND id > ?2 \
-             AND (?3 IS NULL OR at_ms <= ?3) ORDER BY id LIMIT ?4",
+            "SELECT * FROM audit_events WHERE ($1 IS NULL OR model = $1) AND id > $2 \
+             AND ($3 IS NULL OR at_ms <= $3) ORDER BY id LIMIT $4",
         )
         .bind(filter.model.as_deref())
         .bind(filter.after_id.unwrap_or(0).min(i64::MAX as u64) as i64)
@@ -488,7 +493,7 @@ impl Registry {
 
     /// What served `model`'s default traffic at `at`, from the audit log.
     pub async fn serving_at(&self, model: &str, at: DateTime<Utc>) -> Result<ServingAt> {
-        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE name = ?")
+        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE name = $1")
             .bind(model)
             .fetch_one(&self.pool)
             .await?;
@@ -497,7 +502,7 @@ impl Registry {
         }
         let at_ms = at.timestamp_millis();
         let policy: Option<String> = sqlx::query_scalar(
-            "SELECT after FROM audit_events WHERE model = ? AND kind = 'traffic_changed' AND at_ms <= ? \
+            "SELECT after FROM audit_events WHERE model = $1 AND kind = 'traffic_changed' AND at_ms <= $2 \
              ORDER BY id DESC LIMIT 1",
         )
         .bind(model)
@@ -506,7 +511,7 @@ impl Registry {
         .await?;
         let latest: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(v.version) FROM model_versions v JOIN models m ON m.id = v.model_id \
-             WHERE m.name = ? AND v.created_at_ms <= ?",
+             WHERE m.name = $1 AND v.created_at_ms <= $2",
         )
         .bind(model)
         .bind(at_ms)

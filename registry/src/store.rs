@@ -1,5 +1,6 @@
-//! The SQLite-backed [`Registry`]: opening and migrating the database, and
-//! reading and writing models and versions. Each write is one transaction.
+//! The [`Registry`] handle: opening and migrating the database (SQLite or
+//! PostgreSQL), and reading and writing models and versions. Each write is
+//! one transaction.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -7,14 +8,30 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 use crate::{RegistryError, Result, validate_model_name};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// How long a call waits for a database connection before failing: a
+/// registry that cannot be reached must fail admin calls promptly, not hang
+/// them.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which database engine holds the registry. The SQL is written once, in the
+/// dialect both understand (`$N` placeholders, `RETURNING`, `ON CONFLICT`);
+/// the few engine-specific statements branch on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One file, for one host (several servers on that host may share it).
+    Sqlite,
+    /// A PostgreSQL server, for replicas on many hosts.
+    Postgres,
+}
 
 /// A version to register. The registry numbers it.
 #[derive(Debug, Clone)]
@@ -59,40 +76,82 @@ pub struct ModelRecord {
 /// Handle to the registry database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    pub(crate) pool: SqlitePool,
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    /// The connection URL (PostgreSQL's change notifications need their own
+    /// connection).
+    pub(crate) url: String,
 }
 
 const VERSION_COLUMNS: &str = "m.name, v.version, v.created_at_ms, v.recipe, v.encoder, v.metrics, \
      v.dataset, v.weights_sha256, v.weights_bytes";
 
 impl Registry {
-    /// Opens (creating if needed) the SQLite registry at `location` — a file
-    /// path or a `sqlite:` URL — and applies pending migrations.
+    /// Opens the registry at `location` and applies pending migrations:
+    /// a `postgres://` (or `postgresql://`) URL selects PostgreSQL; a
+    /// `sqlite:` URL or a file path selects SQLite, creating the file if
+    /// needed.
     pub async fn open(location: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
         let open_error = |source| RegistryError::Open {
-            location: location.to_string(),
+            location: redact_password(location),
             source,
         };
-        let url = if location.starts_with("sqlite:") {
-            location.to_string()
+        let backend = if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Backend::Postgres
         } else {
-            format!("sqlite://{location}")
+            Backend::Sqlite
         };
-        let options = SqliteConnectOptions::from_str(&url)
-            .map_err(open_error)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a version reported as registered survives a power cut.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let url = match backend {
+            Backend::Postgres => location.to_string(),
+            Backend::Sqlite => {
+                let url = if location.starts_with("sqlite:") {
+                    location.to_string()
+                } else {
+                    format!("sqlite://{location}")
+                };
+                SqliteConnectOptions::from_str(&url)
+                    .map_err(open_error)?
+                    .create_if_missing(true)
+                    .to_url_lossy()
+                    .to_string()
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers (other servers on this host too)
+                        // work beside the writer; FULL sync: a version
+                        // reported as registered survives a power cut.
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await
             .map_err(open_error)?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATOR.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATOR.run(&pool).await?,
+        }
+        Ok(Self { pool, backend, url })
+    }
+
+    /// The engine this registry runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Waits for open connections to finish and closes them.
@@ -108,16 +167,17 @@ impl Registry {
         let weights_sha256 = hex::encode(Sha256::digest(&new.weights));
         let weights_bytes = new.weights.len() as i64;
 
-        // Correctness: the first statement writes, so SQLite takes the write
-        // lock before the version number is read; concurrent registrations
-        // queue on the lock and get distinct, consecutive numbers.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO models (name, created_at_ms) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+        // Correctness: the registry's write lock is taken before the
+        // version number is read; concurrent registrations (from any server
+        // sharing the database) queue on it and get distinct, consecutive
+        // numbers.
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO models (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(&new.model)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let model_id: i64 = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+        let model_id: i64 = sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
             .bind(&new.model)
             .fetch_one(&mut *tx)
             .await?;
@@ -125,15 +185,16 @@ impl Registry {
         // from the versions stored now: a deleted version's number (or a
         // deleted model's) is never issued again.
         let version: i64 = sqlx::query_scalar(
-            "INSERT INTO version_numbers (model, highest_issued) VALUES (?, 1) \
-             ON CONFLICT (model) DO UPDATE SET highest_issued = highest_issued + 1 RETURNING highest_issued",
+            "INSERT INTO version_numbers (model, highest_issued) VALUES ($1, 1) \
+             ON CONFLICT (model) DO UPDATE SET highest_issued = version_numbers.highest_issued + 1 \
+             RETURNING highest_issued",
         )
         .bind(&new.model)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
             "INSERT INTO model_versions (model_id, version, created_at_ms, recipe, encoder, metrics, \
-             dataset, weights_sha256, weights_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             dataset, weights_sha256, weights_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(model_id)
         .bind(version)
@@ -146,7 +207,7 @@ impl Registry {
         .bind(weights_bytes)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO version_weights (model_id, version, safetensors) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO version_weights (model_id, version, safetensors) VALUES ($1, $2, $3)")
             .bind(model_id)
             .bind(version)
             .bind(&new.weights)
@@ -181,7 +242,7 @@ impl Registry {
     /// Every model (or only `only`, when given) with its versions.
     pub async fn list_models(&self, only: Option<&str>) -> Result<Vec<ModelRecord>> {
         let models = sqlx::query(
-            "SELECT name, created_at_ms FROM models WHERE (?1 IS NULL OR name = ?1) ORDER BY name",
+            "SELECT name, created_at_ms FROM models WHERE ($1 IS NULL OR name = $1) ORDER BY name",
         )
         .bind(only)
         .fetch_all(&self.pool)
@@ -193,7 +254,7 @@ impl Registry {
         }
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions v JOIN models m ON m.id = v.model_id \
-             WHERE (?1 IS NULL OR m.name = ?1) ORDER BY m.name, v.version"
+             WHERE ($1 IS NULL OR m.name = $1) ORDER BY m.name, v.version"
         );
         let versions = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(only)
@@ -223,7 +284,7 @@ impl Registry {
     pub async fn version(&self, model: &str, version: Option<u32>) -> Result<VersionRecord> {
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions v JOIN models m ON m.id = v.model_id \
-             WHERE m.name = ?1 AND (?2 IS NULL OR v.version = ?2) ORDER BY v.version DESC LIMIT 1"
+             WHERE m.name = $1 AND ($2 IS NULL OR v.version = $2) ORDER BY v.version DESC LIMIT 1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(model)
@@ -241,7 +302,7 @@ impl Registry {
         let row = sqlx::query(
             "SELECT w.safetensors, v.weights_sha256 FROM version_weights w \
              JOIN model_versions v ON v.model_id = w.model_id AND v.version = w.version \
-             JOIN models m ON m.id = v.model_id WHERE m.name = ? AND v.version = ?",
+             JOIN models m ON m.id = v.model_id WHERE m.name = $1 AND v.version = $2",
         )
         .bind(model)
         .bind(i64::from(version))
@@ -250,8 +311,20 @@ impl Registry {
         let Some(row) = row else {
             return Err(self.missing(model, Some(version)).await);
         };
-        let weights: Vec<u8> = row.get("safetensors");
         let expected: String = row.get("weights_sha256");
+        // A damaged row may not even hold bytes: report it as corrupt, not
+        // as a database failure.
+        let weights: Vec<u8> = match row.try_get("safetensors") {
+            Ok(weights) => weights,
+            Err(error) => {
+                return Err(RegistryError::CorruptWeights {
+                    model: model.to_string(),
+                    version,
+                    expected,
+                    actual: format!("unreadable ({error})"),
+                });
+            }
+        };
         let actual = hex::encode(Sha256::digest(&weights));
         if actual != expected {
             return Err(RegistryError::CorruptWeights {
@@ -266,7 +339,7 @@ impl Registry {
 
     /// Names what is missing: the model, or only the version.
     async fn missing(&self, model: &str, version: Option<u32>) -> RegistryError {
-        let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM models WHERE name = ?")
+        let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM models WHERE name = $1")
             .bind(model)
             .fetch_one(&self.pool)
             .await;
@@ -281,7 +354,7 @@ impl Registry {
     }
 
     /// The underlying pool, for tests that inspect or damage the database.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 }
@@ -290,7 +363,7 @@ pub(crate) fn timestamp(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-fn version_from_row(row: &SqliteRow) -> Result<VersionRecord> {
+fn version_from_row(row: &AnyRow) -> Result<VersionRecord> {
     let model: String = row.get("name");
     let version = row.get::<i64, _>("version") as u32;
     let document = |field: &'static str| -> Result<Value> {
@@ -313,4 +386,33 @@ fn version_from_row(row: &SqliteRow) -> Result<VersionRecord> {
         model,
         version,
     })
+}
+
+/// `location` with any password in it replaced, for errors and logs.
+pub fn redact_password(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => location.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_never_reach_errors_or_logs() {
+        assert_eq!(
+            redact_password("postgres://serval:s3cret@db.internal:5432/serval"),
+            "postgres://serval:***@db.internal:5432/serval"
+        );
+        assert_eq!(
+            redact_password("postgres://db.internal/serval"),
+            "postgres://db.internal/serval"
+        );
+        assert_eq!(redact_password("/var/lib/serval.db"), "/var/lib/serval.db");
+    }
 }

@@ -18,10 +18,22 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Registry database: a SQLite file path or a `sqlite://` URL; created
-    /// and migrated on first start.
-    #[arg(long, env = "SERVAL_DATABASE", default_value = "serval.db")]
+    /// Registry database: a SQLite file path or `sqlite://` URL (one host;
+    /// created on first start), or a `postgres://user:pass@host/db` URL
+    /// (replicas on many hosts). Migrated on start.
+    #[arg(
+        long,
+        env = "SERVAL_DATABASE",
+        default_value = "serval.db",
+        hide_env_values = true
+    )]
     pub database: String,
+
+    /// This server's name among the replicas sharing the registry; its
+    /// training jobs carry it, and on start it fails the jobs it left
+    /// running. Default: the host name (a Kubernetes pod's name).
+    #[arg(long, env = "SERVAL_REPLICA_NAME", default_value_t = default_replica_name())]
+    pub replica_name: String,
 
     /// Address for Prometheus metrics over HTTP (`GET /metrics`); off
     /// when not set.
@@ -120,6 +132,16 @@ pub struct ServerConfig {
     /// Log line format.
     #[arg(long, env = "SERVAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The host name, or `serval-server` where it cannot be read.
+fn default_replica_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "serval-server".to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

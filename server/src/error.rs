@@ -74,6 +74,15 @@ fn registry_status(error: RegistryError) -> (Code, String) {
             tracing::error!(error = %error, "registry data failed verification");
             (Code::FailedPrecondition, error.to_string())
         }
+        _ if error.is_unreachable() => {
+            tracing::error!(error = %error, "registry database unreachable");
+            (
+                Code::Unavailable,
+                "the registry database cannot be reached: predictions of loaded versions go on, \
+                 training, rollout changes and registry reads fail until it is back; retry later"
+                    .to_string(),
+            )
+        }
         RegistryError::Open { .. } | RegistryError::Migration(_) | RegistryError::Database(_) => {
             tracing::error!(error = %error, "registry database error");
             (

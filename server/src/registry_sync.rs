@@ -1,16 +1,21 @@
 //! Keeps the server in step with the registry: the routing table, the loaded
 //! versions and the change feed. Every change appends an audit event; this
-//! module reads new events (at once after a change made here, and on a
-//! timer for changes made elsewhere), loads and warms the versions the new
-//! state sends traffic to, and only then swaps the state in. Versions no
-//! longer referenced are unloaded; subscribers get every event.
+//! module reads new events (at once after a change made here, at once when
+//! PostgreSQL announces a change made elsewhere, and on a timer as the
+//! safety net), loads and warms the versions the new state sends traffic
+//! to, and only then swaps the state in. Versions no longer referenced are
+//! unloaded; subscribers get every event. It also tells the health service
+//! whether the registry database can be reached, and keeps this replica's
+//! training jobs' heartbeat.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serval_registry::{AuditEvent, AuditFilter, Registry, RegistryError};
+use serval_registry::{Announcement, AuditEvent, AuditFilter, Registry, RegistryError};
 use tokio::sync::{Mutex, broadcast, watch};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::error::ServalError;
 use crate::routing::{RoutingTable, referenced_versions};
@@ -18,6 +23,30 @@ use crate::serving::ModelStore;
 
 /// Events kept for slow subscribers before they must re-read the registry.
 const EVENT_BUFFER: usize = 1024;
+
+/// Health-check service name that is SERVING while the registry database
+/// can be reached (admin calls work) and NOT_SERVING while it cannot
+/// (predictions of loaded versions go on; `""` and the model service stay
+/// SERVING).
+pub const REGISTRY_HEALTH_SERVICE: &str = "serval.registry";
+
+/// How often a replica refreshes its running jobs' heartbeat, and fails
+/// other replicas' jobs whose heartbeat went stale.
+const JOB_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A running job whose heartbeat is older than this belongs to a replica
+/// that is gone.
+pub const JOB_STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// Wait before listening again after the database could not be reached.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// What the background tasks need besides the registry.
+pub struct BackgroundSettings {
+    pub poll_interval: Duration,
+    pub replica_name: String,
+    pub health: HealthReporter,
+}
 
 pub struct RegistrySync {
     registry: Registry,
@@ -114,22 +143,121 @@ impl RegistrySync {
         self.events.subscribe()
     }
 
-    /// Polls the registry every `interval` for changes made elsewhere, until
-    /// `stop` turns true.
-    pub fn spawn_poller(self: &Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
-        let sync = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = stop.wait_for(|stopped| *stopped) => return,
+    /// Starts the background tasks, which run until `stop` turns true: the
+    /// poller (every `poll_interval`; it also reports the database's
+    /// reachability to the health service), the change listener
+    /// (PostgreSQL), and the jobs' heartbeat.
+    pub fn spawn_background(self: &Arc<Self>, settings: BackgroundSettings, stop: watch::Receiver<bool>) {
+        tokio::spawn(
+            self.clone()
+                .poll(settings.poll_interval, settings.health, stop.clone()),
+        );
+        tokio::spawn(self.clone().listen(stop.clone()));
+        tokio::spawn(self.clone().keep_jobs_alive(settings.replica_name, stop));
+    }
+
+    async fn poll(
+        self: Arc<Self>,
+        interval: Duration,
+        health: HealthReporter,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reachable = true;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            let result = self.sync().await;
+            let now_reachable = match &result {
+                Err(ServalError::Registry(error)) => !error.is_unreachable(),
+                _ => true,
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "cannot read registry changes; retrying");
+            }
+            if now_reachable != reachable {
+                reachable = now_reachable;
+                let status = if reachable {
+                    tracing::info!("the registry database is reachable again; admin calls work");
+                    ServingStatus::Serving
+                } else {
+                    tracing::error!(
+                        "the registry database cannot be reached: serving the loaded versions, \
+                         admin calls fail until it is back"
+                    );
+                    ServingStatus::NotServing
+                };
+                health.set_service_status(REGISTRY_HEALTH_SERVICE, status).await;
+            }
+        }
+    }
+
+    /// Applies changes as PostgreSQL announces them (no-op on SQLite).
+    async fn listen(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let listener = tokio::select! {
+                listener = self.registry.listen_for_changes() => listener,
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            };
+            let mut listener = match listener {
+                Ok(Some(listener)) => listener,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for registry changes; the poller covers them");
+                    tokio::select! {
+                        _ = tokio::time::sleep(LISTEN_RETRY) => continue,
+                        _ = stop.wait_for(|stopped| *stopped) => return,
+                    }
                 }
-                if let Err(error) = sync.sync().await {
-                    tracing::warn!(%error, "cannot read registry changes; retrying");
+            };
+            // Anything committed before the listener was up is read now.
+            let _ = self.sync().await;
+            loop {
+                let announcement = tokio::select! {
+                    announcement = listener.next() => announcement,
+                    _ = stop.wait_for(|stopped| *stopped) => return,
+                };
+                match announcement {
+                    Ok(Announcement::Event(id)) if id <= *self.applied.lock().await => {}
+                    Ok(_) => {
+                        if let Err(error) = self.sync().await {
+                            tracing::warn!(%error, "cannot read an announced registry change; the poller retries");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "lost the registry change announcements; reconnecting");
+                        tokio::select! {
+                            _ = tokio::time::sleep(LISTEN_RETRY) => {}
+                            _ = stop.wait_for(|stopped| *stopped) => return,
+                        }
+                    }
                 }
             }
-        });
+        }
+    }
+
+    /// Refreshes the heartbeat of this replica's running jobs, and fails
+    /// other replicas' jobs whose heartbeat went stale.
+    async fn keep_jobs_alive(self: Arc<Self>, replica_name: String, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(JOB_HEARTBEAT_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            if let Err(error) = self.registry.heartbeat_jobs(&replica_name).await {
+                tracing::debug!(%error, "cannot refresh the training jobs' heartbeat");
+                continue;
+            }
+            match self.registry.fail_abandoned_jobs(None, JOB_STALE_AFTER).await {
+                Ok(0) => {}
+                Ok(jobs) => tracing::warn!(jobs, "failed training jobs whose replica stopped"),
+                Err(error) => tracing::debug!(%error, "cannot check for abandoned training jobs"),
+            }
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::auth::AuthInterceptor;
 use crate::batching::ComputePool;
 use crate::config::ServerConfig;
 use crate::error::ServalError;
-use crate::registry_sync::RegistrySync;
+use crate::registry_sync::{BackgroundSettings, JOB_STALE_AFTER, REGISTRY_HEALTH_SERVICE, RegistrySync};
 use crate::request_context::RequestContextLayer;
 use crate::routing::RoutingTable;
 use crate::service::{ModelServiceImpl, ServiceState};
@@ -100,7 +100,9 @@ impl Server {
         let tls = tls_config(config)?;
 
         let registry = Registry::open(&config.database).await?;
-        let abandoned = registry.fail_abandoned_jobs().await?;
+        let abandoned = registry
+            .fail_abandoned_jobs(Some(&config.replica_name), JOB_STALE_AFTER)
+            .await?;
         if abandoned > 0 {
             tracing::warn!(
                 jobs = abandoned,
@@ -138,6 +140,7 @@ impl Server {
             config.service_limits(),
             stop_background.subscribe(),
             metrics.clone(),
+            config.replica_name.clone(),
         ));
 
         let metrics_addr = match config.metrics_listen {
@@ -155,14 +158,23 @@ impl Server {
             }
             None => None,
         };
-        sync.spawn_poller(config.registry_poll_interval, stop_background.subscribe());
-
         // The registry is open and what serves traffic is loaded: SERVING.
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status("", ServingStatus::Serving).await;
         health
             .set_service_status(MODEL_SERVICE, ServingStatus::Serving)
             .await;
+        health
+            .set_service_status(REGISTRY_HEALTH_SERVICE, ServingStatus::Serving)
+            .await;
+        sync.spawn_background(
+            BackgroundSettings {
+                poll_interval: config.registry_poll_interval,
+                replica_name: config.replica_name.clone(),
+                health: health.clone(),
+            },
+            stop_background.subscribe(),
+        );
 
         let auth = AuthInterceptor::new(tokens);
         let model_service = InterceptedService::new(
@@ -213,7 +225,8 @@ impl Server {
         );
         tracing::info!(
             address = %local_addr,
-            database = %config.database,
+            database = %serval_registry::redact_password(&config.database),
+            replica = %config.replica_name,
             tls = config.tls_cert.is_some(),
             tokens = !config.load_tokens().map(|t| t.is_empty()).unwrap_or(true),
             "serving"

@@ -55,7 +55,8 @@ pub struct BenchArgs {
     /// of the model's input width are sent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// HTTP/2 connections the callers share.
+    /// HTTP/2 connections the callers share, taking turns over the
+    /// --server addresses.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     connections: u32,
     /// Print one JSON object.
@@ -77,9 +78,11 @@ fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
-pub async fn run(server: &str, options: &ConnectOptions, args: BenchArgs) -> Result<(), CliError> {
+pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) -> Result<(), CliError> {
+    // Connections take turns over the servers; every one must answer, so
+    // that the load is what was asked for.
     let mut channels = Vec::new();
-    for _ in 0..args.connections {
+    for server in servers.iter().cycle().take(args.connections as usize) {
         channels.push(ServalClient::channel_to(server, options.tls.clone()).await?);
     }
     // Requests are encoded once; callers cycle through them.

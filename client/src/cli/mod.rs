@@ -22,14 +22,19 @@ use serval_client::{CallMetadata, ClientError, ConnectOptions, ServalClient};
     about = "Train, list and score behaviour models on a Serval server"
 )]
 pub struct Cli {
-    /// Server URL.
+    /// Server URL, or several replicas of one registry as a comma-separated
+    /// list (http://a:50051,http://b:50051): calls take turns over them, and
+    /// predict and reads move on to another replica when one is unreachable
+    /// (changes such as train, rollout, delete and cancel are never retried).
     #[arg(
         long,
         global = true,
+        value_name = "URL[,URL...]",
         env = "SERVAL_SERVER",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:50051"
     )]
-    server: String,
+    server: Vec<String>,
 
     /// Who you are, for the audit log [default: $USER].
     #[arg(long, global = true, env = "SERVAL_ACTOR")]
@@ -106,7 +111,8 @@ fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
         metadata = metadata.with_token(token)?;
     }
     let mut options = ConnectOptions { metadata, tls: None };
-    if cli.tls_ca.is_some() || cli.tls_cert.is_some() || cli.server.starts_with("https://") {
+    let https = cli.server.iter().any(|url| url.trim().starts_with("https://"));
+    if cli.tls_ca.is_some() || cli.tls_cert.is_some() || https {
         let ca = cli.tls_ca.as_deref().map(|p| read(p, "--tls-ca")).transpose()?;
         let identity = match (&cli.tls_cert, &cli.tls_key) {
             (Some(cert), Some(key)) => Some((read(cert, "--tls-cert")?, read(key, "--tls-key")?)),
@@ -117,10 +123,27 @@ fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
     Ok(options)
 }
 
+/// The --server addresses, without blanks ("a, b" and a trailing comma
+/// are forgiven).
+fn servers(cli: &Cli) -> Result<Vec<String>, CliError> {
+    let servers: Vec<String> = cli
+        .server
+        .iter()
+        .map(|url| url.trim())
+        .filter(|url| !url.is_empty())
+        .map(str::to_string)
+        .collect();
+    if servers.is_empty() {
+        return Err(CliError::Input("--server: give at least one server URL".into()));
+    }
+    Ok(servers)
+}
+
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let server = cli.server.as_str();
+    let servers = servers(&cli)?;
+    let server = servers.as_slice();
     let options = connect_options(&cli)?;
-    let connect = || ServalClient::connect_using(server, options.clone());
+    let connect = || ServalClient::connect_many(server, options.clone());
     match cli.command {
         Command::Train(args) => train::run(connect().await?, *args).await,
         Command::Models(args) => models::run(connect().await?, args).await,

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod balancing;
 mod cli;
 mod delete;
 mod explain;

@@ -76,14 +76,24 @@ pub async fn cancel_job(
             tracing::info!(job = %id, "job cancel requested");
         }
         None => {
-            // Not running here: unknown (NOT_FOUND) or already ended.
+            // Not running here: unknown (NOT_FOUND), already ended, or
+            // running on another server sharing the registry, which sees
+            // the request when it records its next epoch.
             let record = state.registry.job(&id).await.map_err(ServalError::from)?;
-            if record.state != JobState::Running {
+            let requested = record.state == JobState::Running
+                && state
+                    .registry
+                    .request_job_cancel(&id)
+                    .await
+                    .map_err(ServalError::from)?;
+            if !requested {
+                let record = state.registry.job(&id).await.map_err(ServalError::from)?;
                 return Err(Status::failed_precondition(format!(
                     "job {id} already ended ({})",
                     record.state.as_str()
                 )));
             }
+            tracing::info!(job = %id, replica = %record.replica, "job cancel requested of another server");
         }
     }
     let record = state.registry.job(&id).await.map_err(ServalError::from)?;

@@ -63,10 +63,13 @@ pub struct ServiceState {
     /// end then.
     pub stopping: watch::Receiver<bool>,
     pub metrics: ServerMetrics,
+    /// This server's name among replicas; its training jobs carry it.
+    pub replica_name: String,
     training_slots: Arc<Semaphore>,
 }
 
 impl ServiceState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: Registry,
         models: Arc<ModelStore>,
@@ -75,8 +78,10 @@ impl ServiceState {
         limits: ServiceLimits,
         stopping: watch::Receiver<bool>,
         metrics: ServerMetrics,
+        replica_name: String,
     ) -> Self {
         ServiceState {
+            replica_name,
             registry,
             models,
             routing,

@@ -88,6 +88,7 @@ pub async fn train(
             &actor,
             prepared.dataset.rows,
             prepared.recipe.epochs as u32,
+            &state.replica_name,
         )
         .await
         .map_err(|e| {
@@ -131,10 +132,17 @@ async fn run_job(
     let (epochs_done, mut epoch_updates) = mpsc::unbounded_channel::<u32>();
     let registry = state.registry.clone();
     let job_id = job.id.clone();
+    let cancellable = job.clone();
     let recorder = tokio::spawn(async move {
         while let Some(epoch) = epoch_updates.recv().await {
-            if let Err(error) = registry.job_progress(&job_id, epoch).await {
-                tracing::warn!(%error, "cannot record job progress");
+            match registry.job_progress(&job_id, epoch).await {
+                // Asked through another replica sharing the registry.
+                Ok(true) => {
+                    tracing::info!(job = %job_id, "job cancel requested through another server");
+                    cancellable.cancel();
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot record job progress"),
             }
         }
     });

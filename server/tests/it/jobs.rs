@@ -10,7 +10,7 @@ use serval_client::{ClientError, proto as pb};
 use serval_registry::{JobState, Registry};
 
 /// A long training run on the real dataset (early stopping off).
-fn long_spec(model: &str) -> pb::TrainSpec {
+pub(crate) fn long_spec(model: &str) -> pb::TrainSpec {
     pb::TrainSpec {
         hyper_parameters: Some(pb::HyperParameters {
             epochs: Some(400),
@@ -189,12 +189,12 @@ async fn jobs_left_running_by_a_stopped_server_are_failed_at_the_next_start() {
     let database = dir.path().join("serval.db");
     let registry = Registry::open(database.to_str().unwrap()).await.unwrap();
     registry
-        .start_job("job-orphan", "m", "someone", 10, 5)
+        .start_job("job-orphan", "m", "someone", 10, 5, "replica-a")
         .await
         .unwrap();
     registry.close().await;
 
-    let mut test = TestServer::start_in(dir, |_| {}).await;
+    let mut test = TestServer::start_in(dir, |config| config.replica_name = "replica-a".into()).await;
     let job = jobs(&mut test).await.remove(0);
     assert_eq!(
         (job.id.as_str(), job.state()),

@@ -16,4 +16,5 @@ mod operations;
 mod process;
 mod properties;
 mod quality;
+mod replicas;
 mod rollout;

@@ -14,18 +14,23 @@ use serval_registry::{AuditFilter, JobState, Registry};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-struct Process {
+pub(crate) struct Process {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: PathBuf,
 }
 
-/// Starts `serval-server` on an ephemeral port and waits for it to listen.
+/// Starts `serval-server` on `dir/serval.db` on an ephemeral port and waits
+/// for it to listen.
 async fn spawn(dir: &Path, extra: &[&str]) -> Process {
+    spawn_on(dir, &dir.join("serval.db").to_string_lossy(), extra).await
+}
+
+/// Starts `serval-server` on the registry `database`, logging into `dir`.
+pub(crate) async fn spawn_on(dir: &Path, database: &str, extra: &[&str]) -> Process {
     let log = dir.join(format!("server-{}.log", rand_suffix()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_serval-server"))
-        .args(["--listen", "127.0.0.1:0", "--database"])
-        .arg(dir.join("serval.db"))
+        .args(["--listen", "127.0.0.1:0", "--database", database])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
@@ -58,7 +63,7 @@ impl Process {
         ServalClient::connect(&self.url).await.unwrap()
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("running").to_string();
         let status = std::process::Command::new("kill")
             .args([signal, &pid])

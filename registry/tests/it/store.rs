@@ -1,7 +1,9 @@
-//! The registry against a real SQLite file in a temporary directory.
+//! Versions: numbering, reading back, missing names, corrupt and immutable
+//! weights; on both engines.
 
 use serde_json::json;
-use serval_registry::{NewVersion, Registry, RegistryError};
+use serval_registry::testing::TestDatabase;
+use serval_registry::{Backend, NewVersion, Registry, RegistryError};
 
 fn new_version(model: &str, weights: &[u8]) -> NewVersion {
     NewVersion {
@@ -15,26 +17,21 @@ fn new_version(model: &str, weights: &[u8]) -> NewVersion {
     }
 }
 
-async fn open_temp() -> (tempfile::TempDir, Registry) {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path().join("serval.db").to_str().unwrap())
-        .await
-        .unwrap();
-    (dir, registry)
+async fn open_temp(backend: Backend) -> (TestDatabase, Registry) {
+    let database = TestDatabase::new(backend).await;
+    let registry = database.open().await;
+    (database, registry)
 }
 
-#[tokio::test]
-async fn versions_are_numbered_per_model_and_survive_reopening() {
-    let (dir, registry) = open_temp().await;
+async fn versions_are_numbered_per_model_and_survive_reopening(backend: Backend) {
+    let (dir, registry) = open_temp(backend).await;
     let v1 = registry.register_version(new_version("a", b"one")).await.unwrap();
     let v2 = registry.register_version(new_version("a", b"two")).await.unwrap();
     let b1 = registry.register_version(new_version("b", b"bee")).await.unwrap();
     assert_eq!((v1.version, v2.version, b1.version), (1, 2, 1));
     registry.close().await;
 
-    let reopened = Registry::open(dir.path().join("serval.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let reopened = dir.open().await;
     let models = reopened.list_models(None).await.unwrap();
     assert_eq!(models.len(), 2);
     assert_eq!(models[0].name, "a");
@@ -48,9 +45,8 @@ async fn versions_are_numbered_per_model_and_survive_reopening() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_registrations_get_distinct_numbers() {
-    let (_dir, registry) = open_temp().await;
+async fn concurrent_registrations_get_distinct_numbers(backend: Backend) {
+    let (_dir, registry) = open_temp(backend).await;
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let registry = registry.clone();
@@ -71,9 +67,8 @@ async fn concurrent_registrations_get_distinct_numbers() {
     assert_eq!(numbers, (1..=8).collect::<Vec<u32>>());
 }
 
-#[tokio::test]
-async fn missing_models_and_versions_are_named() {
-    let (_dir, registry) = open_temp().await;
+async fn missing_models_and_versions_are_named(backend: Backend) {
+    let (_dir, registry) = open_temp(backend).await;
     registry.register_version(new_version("a", b"w")).await.unwrap();
     assert!(matches!(
         registry.version("nope", None).await,
@@ -93,9 +88,8 @@ async fn missing_models_and_versions_are_named() {
     ));
 }
 
-#[tokio::test]
-async fn invalid_names_store_nothing() {
-    let (_dir, registry) = open_temp().await;
+async fn invalid_names_store_nothing(backend: Backend) {
+    let (_dir, registry) = open_temp(backend).await;
     let err = registry
         .register_version(new_version("../evil", b"w"))
         .await
@@ -104,19 +98,23 @@ async fn invalid_names_store_nothing() {
     assert!(registry.list_models(None).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn corrupt_weights_are_detected_on_load() {
-    let (_dir, registry) = open_temp().await;
+async fn corrupt_weights_are_detected_on_load(backend: Backend) {
+    let (_dir, registry) = open_temp(backend).await;
     registry
         .register_version(new_version("a", b"weights"))
         .await
         .unwrap();
     // Bypass the immutability trigger as a disk fault would.
-    sqlx::query("DROP TRIGGER version_weights_immutable")
-        .execute(registry.pool())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE version_weights SET safetensors = X'00' || substr(safetensors, 2)")
+    let drop_trigger = match backend {
+        Backend::Sqlite => "DROP TRIGGER version_weights_immutable",
+        Backend::Postgres => "DROP TRIGGER version_weights_immutable ON version_weights",
+    };
+    sqlx::query(drop_trigger).execute(registry.pool()).await.unwrap();
+    let flip_first_byte = match backend {
+        Backend::Sqlite => "UPDATE version_weights SET safetensors = X'00' || substr(safetensors, 2)",
+        Backend::Postgres => "UPDATE version_weights SET safetensors = set_byte(safetensors, 0, 0)",
+    };
+    sqlx::query(flip_first_byte)
         .execute(registry.pool())
         .await
         .unwrap();
@@ -127,9 +125,8 @@ async fn corrupt_weights_are_detected_on_load() {
     );
 }
 
-#[tokio::test]
-async fn versions_cannot_be_rewritten() {
-    let (_dir, registry) = open_temp().await;
+async fn versions_cannot_be_rewritten(backend: Backend) {
+    let (_dir, registry) = open_temp(backend).await;
     registry
         .register_version(new_version("a", b"weights"))
         .await
@@ -140,3 +137,12 @@ async fn versions_cannot_be_rewritten() {
         .unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
 }
+
+on_both_backends!(
+    versions_are_numbered_per_model_and_survive_reopening,
+    concurrent_registrations_get_distinct_numbers,
+    missing_models_and_versions_are_named,
+    invalid_names_store_nothing,
+    corrupt_weights_are_detected_on_load,
+    versions_cannot_be_rewritten
+);

@@ -1,13 +1,14 @@
-//! Aliases, traffic policies and the audit log against a real SQLite file.
+//! Aliases, traffic policies and the audit log, on both engines.
 
 use serde_json::json;
-use serval_registry::{AuditFilter, ChangeContext, NewVersion, Registry, RegistryError, TrafficChange};
+use serval_registry::testing::TestDatabase;
+use serval_registry::{
+    AuditFilter, Backend, ChangeContext, NewVersion, Registry, RegistryError, TrafficChange,
+};
 
-async fn registry_with_versions(n: usize) -> (tempfile::TempDir, Registry) {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path().join("r.db").to_str().unwrap())
-        .await
-        .unwrap();
+async fn registry_with_versions(backend: Backend, n: usize) -> (TestDatabase, Registry) {
+    let dir = TestDatabase::new(backend).await;
+    let registry = dir.open().await;
     for i in 0..n {
         registry
             .register_version(NewVersion {
@@ -32,9 +33,8 @@ fn context(reason: &str) -> ChangeContext {
     }
 }
 
-#[tokio::test]
-async fn concurrent_changes_are_serialised_and_all_audited() {
-    let (_dir, registry) = registry_with_versions(3).await;
+async fn concurrent_changes_are_serialised_and_all_audited(backend: Backend) {
+    let (_dir, registry) = registry_with_versions(backend, 3).await;
     registry
         .update_traffic(
             "m",
@@ -79,9 +79,8 @@ async fn concurrent_changes_are_serialised_and_all_audited() {
     }
 }
 
-#[tokio::test]
-async fn stale_revisions_are_refused() {
-    let (_dir, registry) = registry_with_versions(2).await;
+async fn stale_revisions_are_refused(backend: Backend) {
+    let (_dir, registry) = registry_with_versions(backend, 2).await;
     let canary = TrafficChange::Canary {
         version: 2,
         percent: 5.0,
@@ -112,9 +111,8 @@ async fn stale_revisions_are_refused() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn the_audit_log_is_append_only() {
-    let (_dir, registry) = registry_with_versions(1).await;
+async fn the_audit_log_is_append_only(backend: Backend) {
+    let (_dir, registry) = registry_with_versions(backend, 1).await;
     registry
         .set_alias("m", "production", 1, &context("ship"))
         .await
@@ -128,3 +126,9 @@ async fn the_audit_log_is_append_only() {
     }
     assert_eq!(registry.latest_audit_id().await.unwrap(), 2);
 }
+
+on_both_backends!(
+    concurrent_changes_are_serialised_and_all_audited,
+    stale_revisions_are_refused,
+    the_audit_log_is_append_only
+);

@@ -1,10 +1,13 @@
-//! Deleting versions and models against a real SQLite file: refusals while
+//! Deleting versions and models on both engines: refusals while
 //! something routes to them, what goes and what stays, the audit event,
 //! version numbers never reused, the file shrinking, and an existing
 //! database migrating to the numbering table.
 
 use serde_json::json;
-use serval_registry::{AuditFilter, ChangeContext, NewVersion, Registry, RegistryError, TrafficChange};
+use serval_registry::testing::TestDatabase;
+use serval_registry::{
+    AuditFilter, Backend, ChangeContext, NewVersion, Registry, RegistryError, TrafficChange,
+};
 
 fn new_version(model: &str, weights: Vec<u8>) -> NewVersion {
     NewVersion {
@@ -18,17 +21,11 @@ fn new_version(model: &str, weights: Vec<u8>) -> NewVersion {
     }
 }
 
-async fn open(dir: &tempfile::TempDir) -> Registry {
-    Registry::open(dir.path().join("serval.db").to_str().unwrap())
-        .await
-        .unwrap()
-}
-
 /// A registry with `n` versions of model "m", each with `weight_bytes` of
 /// weights.
-async fn with_versions(n: usize, weight_bytes: usize) -> (tempfile::TempDir, Registry) {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = open(&dir).await;
+async fn with_versions(backend: Backend, n: usize, weight_bytes: usize) -> (TestDatabase, Registry) {
+    let dir = TestDatabase::new(backend).await;
+    let registry = dir.open().await;
     for i in 0..n {
         registry
             .register_version(new_version("m", vec![i as u8; weight_bytes]))
@@ -60,9 +57,8 @@ fn refusal(error: RegistryError) -> String {
     }
 }
 
-#[tokio::test]
-async fn deleting_a_version_removes_it_and_its_weights_and_audits_it() {
-    let (_dir, registry) = with_versions(3, 64).await;
+async fn deleting_a_version_removes_it_and_its_weights_and_audits_it(backend: Backend) {
+    let (_dir, registry) = with_versions(backend, 3, 64).await;
     let deletion = registry.delete("m", Some(2), &alice("bad data")).await.unwrap();
     assert_eq!(deletion.versions, vec![2]);
     assert!(!deletion.model_deleted);
@@ -89,9 +85,8 @@ async fn deleting_a_version_removes_it_and_its_weights_and_audits_it() {
     assert_eq!(event.after, serde_json::Value::Null);
 }
 
-#[tokio::test]
-async fn unknown_models_and_versions_are_not_found() {
-    let (_dir, registry) = with_versions(1, 8).await;
+async fn unknown_models_and_versions_are_not_found(backend: Backend) {
+    let (_dir, registry) = with_versions(backend, 1, 8).await;
     assert!(matches!(
         registry.delete("ghost", None, &alice("")).await,
         Err(RegistryError::ModelNotFound(_))
@@ -103,9 +98,8 @@ async fn unknown_models_and_versions_are_not_found() {
     assert_eq!(versions_of(&registry, "m").await, vec![1]);
 }
 
-#[tokio::test]
-async fn versions_an_alias_or_the_policy_points_at_are_refused_and_kept() {
-    let (_dir, registry) = with_versions(4, 8).await;
+async fn versions_an_alias_or_the_policy_points_at_are_refused_and_kept(backend: Backend) {
+    let (_dir, registry) = with_versions(backend, 4, 8).await;
     registry
         .set_alias("m", "production", 2, &alice(""))
         .await
@@ -173,9 +167,8 @@ async fn versions_an_alias_or_the_policy_points_at_are_refused_and_kept() {
     assert_eq!(versions_of(&registry, "m").await, vec![1, 2, 3]);
 }
 
-#[tokio::test]
-async fn version_numbers_are_never_reused() {
-    let (_dir, registry) = with_versions(3, 8).await;
+async fn version_numbers_are_never_reused(backend: Backend) {
+    let (_dir, registry) = with_versions(backend, 3, 8).await;
     registry.delete("m", Some(3), &alice("")).await.unwrap();
     let next = registry
         .register_version(new_version("m", vec![9]))
@@ -214,9 +207,8 @@ async fn version_numbers_are_never_reused() {
     assert_eq!(other.version, 1);
 }
 
-#[tokio::test]
-async fn deleting_the_last_version_deletes_the_model() {
-    let (_dir, registry) = with_versions(1, 8).await;
+async fn deleting_the_last_version_deletes_the_model(backend: Backend) {
+    let (_dir, registry) = with_versions(backend, 1, 8).await;
     let deletion = registry.delete("m", Some(1), &alice("")).await.unwrap();
     assert!(deletion.model_deleted);
     assert!(registry.list_models(None).await.unwrap().is_empty());
@@ -229,10 +221,11 @@ async fn deleting_the_last_version_deletes_the_model() {
     assert_eq!(event.kind, "model_deleted");
 }
 
+/// SQLite only: PostgreSQL leaves reclaiming space to autovacuum.
 #[tokio::test]
 async fn the_file_shrinks_by_the_bytes_reported() {
-    let (dir, registry) = with_versions(3, 512 * 1024).await;
-    let path = dir.path().join("serval.db");
+    let (dir, registry) = with_versions(Backend::Sqlite, 3, 512 * 1024).await;
+    let path = std::path::PathBuf::from(dir.location());
     // Fold the log into the file first, so its size says what is stored.
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(registry.pool())
@@ -251,10 +244,11 @@ async fn the_file_shrinks_by_the_bytes_reported() {
     );
 }
 
+/// SQLite only: PostgreSQL support began with the numbering table.
 #[tokio::test]
 async fn a_database_from_before_deletes_keeps_numbering_after_migrating() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = open(&dir).await;
+    let dir = TestDatabase::sqlite();
+    let registry = dir.open().await;
     for _ in 0..3 {
         registry
             .register_version(new_version("m", vec![1]))
@@ -271,7 +265,7 @@ async fn a_database_from_before_deletes_keeps_numbering_after_migrating() {
     }
     registry.close().await;
 
-    let reopened = open(&dir).await;
+    let reopened = dir.open().await;
     reopened.delete("m", Some(3), &alice("")).await.unwrap();
     let next = reopened
         .register_version(new_version("m", vec![2]))
@@ -279,3 +273,11 @@ async fn a_database_from_before_deletes_keeps_numbering_after_migrating() {
         .unwrap();
     assert_eq!(next.version, 4);
 }
+
+on_both_backends!(
+    deleting_a_version_removes_it_and_its_weights_and_audits_it,
+    unknown_models_and_versions_are_not_found,
+    versions_an_alias_or_the_policy_points_at_are_refused_and_kept,
+    version_numbers_are_never_reused,
+    deleting_the_last_version_deletes_the_model
+);
