@@ -4,6 +4,7 @@
 use serde_json::json;
 use serval_registry::testing::TestDatabase;
 use serval_registry::{Backend, NewVersion, Registry, RegistryError};
+use sqlx::Row;
 
 fn new_version(model: &str, weights: &[u8]) -> NewVersion {
     NewVersion {
@@ -146,3 +147,30 @@ on_both_backends!(
     corrupt_weights_are_detected_on_load,
     versions_cannot_be_rewritten
 );
+
+/// SQLite only: every pooled connection is set up for durability and
+/// sharing (the pragmas are per connection, so check several at once).
+#[tokio::test]
+async fn sqlite_connections_are_durable_shared_and_checked() {
+    let (_dir, registry) = open_temp(Backend::Sqlite).await;
+    let mut connections = Vec::new();
+    for _ in 0..3 {
+        connections.push(registry.pool().acquire().await.unwrap());
+    }
+    for connection in &mut connections {
+        let mut read = async |pragma: &str| -> String {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM pragma_{pragma}()")))
+                .fetch_one(&mut **connection)
+                .await
+                .unwrap();
+            match row.try_get::<String, _>(0) {
+                Ok(text) => text,
+                Err(_) => row.get::<i64, _>(0).to_string(),
+            }
+        };
+        assert_eq!(read("journal_mode").await, "wal");
+        assert_eq!(read("synchronous").await, "2", "FULL");
+        assert_eq!(read("foreign_keys").await, "1");
+        assert_eq!(read("busy_timeout").await, "10000");
+    }
+}
