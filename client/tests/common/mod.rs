@@ -41,6 +41,25 @@ impl Fixture {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// `serval train` of model "shoppers" on the online-shoppers example,
+    /// with `extra` flags; asserts success and returns stdout.
+    pub async fn train_shoppers(&self, extra: &[&str]) -> String {
+        let data = example("online_shoppers_intention.csv");
+        let mut args = vec![
+            "train",
+            "--model",
+            "shoppers",
+            "--data",
+            &data,
+            "--label",
+            "Revenue",
+            "--positive",
+            "TRUE",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args).await
+    }
+
     pub fn write(&self, name: &str, contents: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, contents).unwrap();

@@ -8,37 +8,11 @@ async fn quickstart_train_list_and_predict() {
     let fx = Fixture::start().await;
     let data = example("online_shoppers_intention.csv");
 
-    let text = fx
-        .ok(&[
-            "train",
-            "--model",
-            "shoppers",
-            "--data",
-            &data,
-            "--label",
-            "Revenue",
-            "--positive",
-            "TRUE",
-        ])
-        .await;
+    let text = fx.train_shoppers(&[]).await;
     assert!(text.contains("Registered shoppers version 1"), "{text}");
     assert!(text.contains("AUC 0.9"), "{text}");
 
-    let trained = last_json_line(
-        &fx.ok(&[
-            "train",
-            "--model",
-            "shoppers",
-            "--data",
-            &data,
-            "--label",
-            "Revenue",
-            "--positive",
-            "TRUE",
-            "--json",
-        ])
-        .await,
-    );
+    let trained = last_json_line(&fx.train_shoppers(&["--json"]).await);
     assert_eq!(trained["model"], "shoppers");
     assert_eq!(trained["version"], 2);
     for key in ["auc", "accuracy", "precision", "recall", "f1", "log_loss"] {

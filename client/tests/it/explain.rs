@@ -7,19 +7,7 @@ use crate::common::*;
 #[tokio::test]
 async fn predict_explains_rows_and_models_show_lists_importance() {
     let fx = Fixture::start().await;
-    let data = example("online_shoppers_intention.csv");
-    fx.ok(&[
-        "train",
-        "--model",
-        "shoppers",
-        "--data",
-        &data,
-        "--label",
-        "Revenue",
-        "--positive",
-        "TRUE",
-    ])
-    .await;
+    fx.train_shoppers(&[]).await;
     let record = r#"{"Administrative": 3, "Administrative_Duration": 80, "Informational": 0,
         "Informational_Duration": 0, "ProductRelated": 40, "ProductRelated_Duration": 1500,
         "BounceRates": 0.0, "ExitRates": 0.01, "PageValues": 45.5, "SpecialDay": 0,

@@ -108,21 +108,7 @@ async fn a_running_job_is_watched_and_cancelled_and_a_finished_one_is_listed() {
 
     // A job that finished: listed with its version; watch prints it; cancel
     // is refused.
-    let shoppers = example("online_shoppers_intention.csv");
-    fx.ok(&[
-        "train",
-        "--model",
-        "shoppers",
-        "--data",
-        &shoppers,
-        "--label",
-        "Revenue",
-        "--positive",
-        "TRUE",
-        "--epochs",
-        "2",
-    ])
-    .await;
+    fx.train_shoppers(&["--epochs", "2"]).await;
     let jobs = jobs_json(&fx).await;
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     let done = &jobs[0];

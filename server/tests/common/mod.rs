@@ -90,6 +90,20 @@ pub fn small_spec(model: &str) -> pb::TrainSpec {
     }
 }
 
+/// Trains versions 1 and 2 of model "small" (other seeds, so other
+/// weights) through `client`.
+pub async fn train_two_small_versions(client: &mut ServalClient) {
+    client
+        .train(small_spec("small"), small_csv())
+        .await
+        .expect("version 1");
+    let second = pb::TrainSpec {
+        seed: Some(7),
+        ..small_spec("small")
+    };
+    client.train(second, small_csv()).await.expect("version 2");
+}
+
 pub fn number(x: f64) -> pb::Value {
     pb::Value {
         kind: Some(pb::value::Kind::NumberValue(x)),

@@ -290,12 +290,7 @@ async fn a_failed_pass_fails_only_its_own_callers() {
 #[tokio::test]
 async fn versions_batch_separately_through_the_server() {
     let mut test = TestServer::start().await;
-    test.client.train(small_spec("small"), small_csv()).await.unwrap();
-    let other = pb::TrainSpec {
-        seed: Some(7),
-        ..small_spec("small")
-    };
-    test.client.train(other, small_csv()).await.unwrap();
+    train_two_small_versions(&mut test.client).await;
 
     let request = |version: u32, x: f64| pb::PredictRequest {
         model: "small".into(),

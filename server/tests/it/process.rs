@@ -185,17 +185,7 @@ async fn sigkill_during_rollout_changes_keeps_policy_and_audit_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = spawn(dir.path(), &[]).await;
     let mut client = server.client().await;
-    client.train(small_spec("small"), small_csv()).await.unwrap();
-    client
-        .train(
-            pb::TrainSpec {
-                seed: Some(5),
-                ..small_spec("small")
-            },
-            small_csv(),
-        )
-        .await
-        .unwrap();
+    train_two_small_versions(&mut client).await;
     let mut changer = client.clone();
     let changes = tokio::spawn(async move {
         let mut made = 0u32;
@@ -278,17 +268,7 @@ async fn a_flipped_byte_in_stored_weights_is_caught_and_other_versions_serve() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = spawn(dir.path(), &[]).await;
     let mut client = server.client().await;
-    client.train(small_spec("small"), small_csv()).await.unwrap();
-    client
-        .train(
-            pb::TrainSpec {
-                seed: Some(5),
-                ..small_spec("small")
-            },
-            small_csv(),
-        )
-        .await
-        .unwrap();
+    train_two_small_versions(&mut client).await;
     server.signal("-TERM");
     server.wait().await;
     flip_stored_weights(&dir.path().join("serval.db"), "small", 1).await;

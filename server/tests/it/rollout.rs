@@ -30,12 +30,7 @@ fn promote() -> Change {
 /// A server with versions 1 and 2 of model "small".
 async fn two_versions() -> TestServer {
     let mut test = TestServer::start().await;
-    test.client.train(small_spec("small"), small_csv()).await.unwrap();
-    let second = pb::TrainSpec {
-        seed: Some(7),
-        ..small_spec("small")
-    };
-    test.client.train(second, small_csv()).await.unwrap();
+    train_two_small_versions(&mut test.client).await;
     test
 }
 
