@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, ConnectOptions, Executor, Row};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
 use crate::{RegistryError, Result, validate_model_name};
 
@@ -117,6 +117,15 @@ impl Registry {
                     .to_string()
             }
         };
+        // One plain connection first: a pool that cannot connect reports
+        // only that it timed out, this says why (refused, unknown database,
+        // bad password).
+        AnyConnection::connect(&url)
+            .await
+            .map_err(open_error)?
+            .close()
+            .await
+            .ok();
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 4,

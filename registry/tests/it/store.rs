@@ -174,3 +174,21 @@ async fn sqlite_connections_are_durable_shared_and_checked() {
         assert_eq!(read("busy_timeout").await, "10000");
     }
 }
+
+/// An unreachable PostgreSQL server is named with the reason, never with
+/// the password.
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_its_cause_and_no_password() {
+    let error = Registry::open("postgres://serval:hunter2@127.0.0.1:1/serval")
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, RegistryError::Open { .. }), "{error:?}");
+    assert!(error.is_unreachable(), "{error:?}");
+    assert!(
+        message.contains("postgres://serval:***@127.0.0.1:1/serval"),
+        "{message}"
+    );
+    assert!(message.contains("refused"), "{message}");
+    assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
+}
