@@ -35,8 +35,8 @@ impl Default for BatchConfig {
     }
 }
 
-/// Wraps a predictor in a [`Batcher`] whose worker runs on the current
-/// tokio runtime and computes on `pool`.
+/// Wraps a predictor in a [`Batcher`] whose worker runs on a thread of its
+/// own and computes on `pool`.
 #[derive(Clone)]
 pub struct BatchLayer {
     config: BatchConfig,
@@ -60,7 +60,34 @@ impl<P: BatchPredictor> Layer<Arc<P>> for BatchLayer {
     fn layer(&self, predictor: Arc<P>) -> Batcher {
         let (batcher, worker) =
             Batcher::pair(predictor, self.config, self.pool.clone(), self.metrics.clone());
-        tokio::spawn(worker.run());
+        spawn_worker(worker);
         batcher
+    }
+}
+
+/// Runs `worker` on a thread of its own (with a small runtime for its
+/// channels and timer) until its last [`Batcher`] handle is gone.
+///
+/// Why not a task on the server's runtime: measured at 4096 callers, the
+/// worker then waited behind every runnable call task each time it woke,
+/// so batches were cut every ~30 ms instead of back to back and goodput
+/// collapsed to ~8k rows/s while the refusals churned. On its own thread
+/// it is woken by the operating system as soon as rows arrive or a pass
+/// ends.
+fn spawn_worker<P: BatchPredictor>(worker: super::Worker<P>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build();
+    let spawned = match runtime {
+        Ok(runtime) => std::thread::Builder::new()
+            .name("serval-batcher".into())
+            .spawn(move || runtime.block_on(worker.run()))
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = spawned {
+        // The worker went with the failed thread; its callers are answered
+        // UNAVAILABLE when their queue closes.
+        tracing::error!(%error, "cannot start a batching thread");
     }
 }

@@ -378,3 +378,42 @@ async fn explaining_callers_share_the_batch_and_only_they_get_explanations() {
     }
     assert_eq!(metrics.batches.get(), 1, "one forward pass for all six callers");
 }
+
+/// The worker cuts batches on a thread of its own: calls are answered even
+/// while every thread of the runtime that made the batcher is busy (under
+/// overload, call tasks would otherwise queue ahead of it each time it
+/// wakes), and even after that runtime is gone.
+#[test]
+fn the_worker_needs_no_thread_of_the_servers_runtime() {
+    let predictor = Gated::new();
+    let (layer, metrics) = layer(config(256, Duration::ZERO, 1024));
+    let server_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let batcher = server_runtime.block_on(async { layer.layer(predictor.clone()) });
+    // The runtime's only thread is taken by a task that never yields.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let hog = std::thread::spawn(move || {
+        server_runtime.block_on(async move {
+            let _ = released.recv();
+        });
+        server_runtime
+    });
+
+    let callers = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let input = rows(3, 2);
+    let answer = callers
+        .block_on(async { soon(call(&batcher, input.clone())).await })
+        .unwrap();
+    assert_eq!(answer, predictor.network.predict(&input).unwrap());
+
+    release.send(()).unwrap();
+    drop(hog.join().unwrap());
+    let after = callers.block_on(async { soon(call(&batcher, rows(4, 1))).await });
+    assert_eq!(after.unwrap().len(), 1);
+    assert_eq!(metrics.batches.get(), 2);
+}
