@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
 port=${SERVAL_BENCH_PORT:-50651}
+metrics_port=$((port + 1))
 server=http://127.0.0.1:$port
 scratch=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
@@ -17,7 +18,8 @@ serval=target/release/serval
 start_server() {
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
-  target/release/serval-server --listen 127.0.0.1:$port --database "$scratch/bench.db" "$@" >"$scratch/server.log" 2>&1 &
+  target/release/serval-server --listen 127.0.0.1:$port --metrics-listen 127.0.0.1:$metrics_port \
+    --database "$scratch/bench.db" "$@" >"$scratch/server.log" 2>&1 &
   for _ in $(seq 50); do $serval --server $server models >/dev/null 2>&1 && return; sleep 0.1; done
   echo "server did not start" >&2; exit 1
 }
@@ -44,5 +46,25 @@ for c in 1 16 256; do bench "batched" --model shoppers --concurrency $c; done
 bench "batched" --model shoppers --concurrency 64 --rows-per-request 64
 bench "overload" --model shoppers --concurrency 4096
 bench "overload" --model shoppers --concurrency 4096 --rows-per-request 16
+# How long the server itself took to answer (from the call's start in the
+# service to its answer) to refuse a call, from its Prometheus histogram:
+# refusals only happen in the last run.
+python3 - "$metrics_port" <<'PY'
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
+buckets = {}
+for labels, count in re.findall(r'^serval_predict_duration_seconds_bucket\{([^}]*)\} (\S+)$', text, re.M):
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+    le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+    buckets.setdefault(labels["code"], []).append((le, float(count)))
+for code in ["RESOURCE_EXHAUSTED"]:
+    rows = sorted(buckets.get(code, []))
+    if not rows or rows[-1][1] == 0:
+        continue
+    total = rows[-1][1]
+    quantile = lambda q: next(le for le, n in rows if n >= q * total)
+    print(f"server-side Predict {code}: {int(total)} calls, p50 <= {quantile(0.5) * 1000:g} ms, "
+          f"p99 <= {quantile(0.99) * 1000:g} ms", file=sys.stderr)
+PY
 start_server --max-batch-rows 1
 for c in 1 16 256; do bench "unbatched (--max-batch-rows 1)" --model shoppers --concurrency $c; done

@@ -39,7 +39,7 @@ impl PredictMetrics {
         let version = version.to_string();
         self.requests.with_label_values(&[model, &version, code]).inc();
         self.duration
-            .with_label_values(&[model, &version])
+            .with_label_values(&[model, &version, code])
             .observe(seconds);
         self.rows
             .with_label_values(&[model, &version])
@@ -113,10 +113,11 @@ impl ServerMetrics {
                 HistogramVec::new(
                     HistogramOpts::new(
                         "serval_predict_duration_seconds",
-                        "Predict latency by model and version",
+                        "Predict latency in the server (from the call's start to its answer) by model, version \
+                         and status code",
                     )
                     .buckets(LATENCY_BUCKETS.to_vec()),
-                    &["model", "version"],
+                    &["model", "version", "code"],
                 )?,
             )?,
             rows: register(

@@ -145,6 +145,7 @@ async fn metrics_count_calls_batches_versions_and_jobs() {
         "serval_grpc_requests_total{code=\"NOT_FOUND\",rpc=\"ListModels\"} 1",
         "serval_grpc_request_duration_seconds_bucket{rpc=\"Predict\"",
         "serval_predict_requests_total{code=\"OK\",model=\"small\",version=\"1\"} 2",
+        "serval_predict_duration_seconds_count{code=\"OK\",model=\"small\",version=\"1\"} 2",
         "serval_predict_rows_total{model=\"small\",version=\"1\"} 2",
         "serval_batches_total{model=\"small\",version=\"1\"} 2",
         "serval_batch_rows_bucket",
