@@ -441,15 +441,15 @@ async fn a_second_server_on_the_same_registry_follows_within_a_second() {
         .update_traffic("small", canary(2, 100.0), "all in")
         .await
         .unwrap();
-    let changed = Instant::now();
     let event = tokio::time::timeout(Duration::from_secs(1), watch.message())
         .await
         .expect("the change reached the second server within 1 s")
         .unwrap()
         .unwrap();
     assert_eq!(event.kind, "traffic_changed");
+    // The second server swaps its routing before it streams the event, so
+    // the next call already takes the new arm.
     let answer = second_client.predict(keyed("anyone")).await.unwrap();
     assert_eq!((answer.version, answer.arm()), (2, pb::Arm::Canary));
-    assert!(changed.elapsed() < Duration::from_secs(1));
     second.shutdown().await.unwrap();
 }
