@@ -166,9 +166,8 @@ impl RegistrySync {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reachable = true;
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
+            if unless_stopped(&mut stop, ticker.tick()).await.is_none() {
+                return;
             }
             let result = self.sync().await;
             let now_reachable = match &result {
@@ -198,27 +197,28 @@ impl RegistrySync {
     /// Applies changes as PostgreSQL announces them (no-op on SQLite).
     async fn listen(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         loop {
-            let listener = tokio::select! {
-                listener = self.registry.listen_for_changes() => listener,
-                _ = stop.wait_for(|stopped| *stopped) => return,
+            let Some(listener) = unless_stopped(&mut stop, self.registry.listen_for_changes()).await else {
+                return;
             };
             let mut listener = match listener {
                 Ok(Some(listener)) => listener,
                 Ok(None) => return,
                 Err(error) => {
                     tracing::warn!(%error, "cannot listen for registry changes; the poller covers them");
-                    tokio::select! {
-                        _ = tokio::time::sleep(LISTEN_RETRY) => continue,
-                        _ = stop.wait_for(|stopped| *stopped) => return,
+                    if unless_stopped(&mut stop, tokio::time::sleep(LISTEN_RETRY))
+                        .await
+                        .is_none()
+                    {
+                        return;
                     }
+                    continue;
                 }
             };
             // Anything committed before the listener was up is read now.
             let _ = self.sync().await;
             loop {
-                let announcement = tokio::select! {
-                    announcement = listener.next() => announcement,
-                    _ = stop.wait_for(|stopped| *stopped) => return,
+                let Some(announcement) = unless_stopped(&mut stop, listener.next()).await else {
+                    return;
                 };
                 match announcement {
                     Ok(Announcement::Event(id)) if id <= *self.applied.lock().await => {}
@@ -229,9 +229,11 @@ impl RegistrySync {
                     }
                     Err(error) => {
                         tracing::warn!(%error, "lost the registry change announcements; reconnecting");
-                        tokio::select! {
-                            _ = tokio::time::sleep(LISTEN_RETRY) => {}
-                            _ = stop.wait_for(|stopped| *stopped) => return,
+                        if unless_stopped(&mut stop, tokio::time::sleep(LISTEN_RETRY))
+                            .await
+                            .is_none()
+                        {
+                            return;
                         }
                     }
                 }
@@ -245,9 +247,8 @@ impl RegistrySync {
         let mut ticker = tokio::time::interval(JOB_HEARTBEAT_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
+            if unless_stopped(&mut stop, ticker.tick()).await.is_none() {
+                return;
             }
             if let Err(error) = self.registry.heartbeat_jobs(&replica_name).await {
                 tracing::debug!(%error, "cannot refresh the training jobs' heartbeat");
@@ -259,5 +260,17 @@ impl RegistrySync {
                 Err(error) => tracing::debug!(%error, "cannot check for abandoned training jobs"),
             }
         }
+    }
+}
+
+/// `work`'s output, or `None` when `stop` turns true first: how every
+/// background task waits.
+async fn unless_stopped<F: std::future::Future>(
+    stop: &mut watch::Receiver<bool>,
+    work: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        output = work => Some(output),
+        _ = stop.wait_for(|stopped| *stopped) => None,
     }
 }

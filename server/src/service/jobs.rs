@@ -70,32 +70,27 @@ pub async fn cancel_job(
     request: Request<pb::CancelJobRequest>,
 ) -> Result<Response<pb::TrainingJob>, Status> {
     let id = request.into_inner().job_id;
-    match state.jobs.get(&id) {
-        Some(job) => {
-            job.cancel();
-            tracing::info!(job = %id, "job cancel requested");
-        }
-        None => {
-            // Not running here: unknown (NOT_FOUND), already ended, or
-            // running on another server sharing the registry, which sees
-            // the request when it records its next epoch.
+    let running_here = state.jobs.get(&id);
+    if let Some(job) = &running_here {
+        job.cancel();
+    } else {
+        // Not running here: running on another server sharing the registry
+        // (which sees the request when it records its next epoch), already
+        // ended, or unknown (NOT_FOUND from the read below).
+        let requested = state
+            .registry
+            .request_job_cancel(&id)
+            .await
+            .map_err(ServalError::from)?;
+        if !requested {
             let record = state.registry.job(&id).await.map_err(ServalError::from)?;
-            let requested = record.state == JobState::Running
-                && state
-                    .registry
-                    .request_job_cancel(&id)
-                    .await
-                    .map_err(ServalError::from)?;
-            if !requested {
-                let record = state.registry.job(&id).await.map_err(ServalError::from)?;
-                return Err(Status::failed_precondition(format!(
-                    "job {id} already ended ({})",
-                    record.state.as_str()
-                )));
-            }
-            tracing::info!(job = %id, replica = %record.replica, "job cancel requested of another server");
+            return Err(Status::failed_precondition(format!(
+                "job {id} already ended ({})",
+                record.state.as_str()
+            )));
         }
     }
     let record = state.registry.job(&id).await.map_err(ServalError::from)?;
+    tracing::info!(job = %id, replica = %record.replica, here = running_here.is_some(), "job cancel requested");
     Ok(Response::new(job_to_proto(&record)))
 }
