@@ -268,12 +268,7 @@ async fn versions_that_serve_traffic_are_refused_and_kept() {
 #[tokio::test]
 async fn whole_models_go_and_version_numbers_are_never_reused() {
     let mut test = TestServer::start().await;
-    for seed in [1, 2] {
-        test.client
-            .train(small_spec_seeded(seed), small_csv())
-            .await
-            .unwrap();
-    }
+    train_two_small_versions(&mut test.client).await;
     let record = small_record(3.0, "red", true);
     let predict = |version: Option<u32>| pb::PredictRequest {
         model: "small".into(),
@@ -396,13 +391,7 @@ async fn only_admin_tokens_delete() {
 #[tokio::test]
 async fn a_second_server_stops_serving_a_version_deleted_through_the_first() {
     let mut first = TestServer::start().await;
-    for seed in [1, 2] {
-        first
-            .client
-            .train(small_spec_seeded(seed), small_csv())
-            .await
-            .unwrap();
-    }
+    train_two_small_versions(&mut first.client).await;
     let mut config = serval_server::ServerConfig::for_database(first.database_path().to_string_lossy());
     config.registry_poll_interval = Duration::from_millis(100);
     let second = serval_server::Server::start(&config).await.unwrap();
@@ -434,12 +423,7 @@ async fn a_second_server_stops_serving_a_version_deleted_through_the_first() {
 #[tokio::test]
 async fn a_cleared_traffic_policy_frees_the_model_for_deletion() {
     let mut test = TestServer::start().await;
-    for seed in [1, 2] {
-        test.client
-            .train(small_spec_seeded(seed), small_csv())
-            .await
-            .unwrap();
-    }
+    train_two_small_versions(&mut test.client).await;
     let canary = Change::Canary(pb::CanaryChange {
         version: 2,
         percent: 50.0,

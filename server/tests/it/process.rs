@@ -121,14 +121,21 @@ fn probe() -> pb::PredictRequest {
     }
 }
 
-#[tokio::test]
-async fn sigterm_cancels_training_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn(dir.path(), &[]).await;
+/// A server on `dir` with model "small" trained, its scores for `probe()`,
+/// and a long training under way (its events, to keep the upload open).
+async fn busy_server(dir: &Path) -> (Process, Vec<f32>, serval_client::TrainUpload) {
+    let server = spawn(dir, &[]).await;
     let mut client = server.client().await;
     client.train(small_spec("small"), small_csv()).await.unwrap();
     let before = client.predict(probe()).await.unwrap().scores;
-    let _events = start_long_training(&mut client).await;
+    let events = start_long_training(&mut client).await;
+    (server, before, events)
+}
+
+#[tokio::test]
+async fn sigterm_cancels_training_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, before, _events) = busy_server(dir.path()).await;
 
     server.signal("-TERM");
     assert!(server.wait().await.success(), "{}", server.log());
@@ -155,11 +162,7 @@ async fn sigterm_cancels_training_and_exits_cleanly() {
 #[tokio::test]
 async fn sigkill_during_training_leaves_no_partial_version() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn(dir.path(), &[]).await;
-    let mut client = server.client().await;
-    client.train(small_spec("small"), small_csv()).await.unwrap();
-    let before = client.predict(probe()).await.unwrap().scores;
-    let _events = start_long_training(&mut client).await;
+    let (mut server, before, _events) = busy_server(dir.path()).await;
     server.child.start_kill().unwrap();
     server.wait().await;
 
