@@ -6,6 +6,11 @@ use std::time::Instant;
 
 use serval_server::mlp::MlpParameters;
 
+/// The server's allocator, so these figures are the server's (see
+/// `serval-server`'s main.rs for why it matters above ~100 rows).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let network = MlpParameters::init(30, &[128, 64], 1)
         .unwrap()
