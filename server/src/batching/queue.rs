@@ -55,6 +55,11 @@ impl<T: Queued> BatchQueue<T> {
         self.rows
     }
 
+    /// Whether another batch may start while `in_flight` are computing.
+    pub fn has_free_slot(&self, in_flight: usize) -> bool {
+        in_flight < self.config.max_in_flight
+    }
+
     /// The rules, given `in_flight` batches computing:
     /// - no free compute slot: wait for one;
     /// - the compute thread idle: cut now, since waiting would only add
@@ -65,7 +70,7 @@ impl<T: Queued> BatchQueue<T> {
         let Some(oldest) = self.items.front() else {
             return Decision::Idle;
         };
-        if in_flight >= self.config.max_in_flight {
+        if !self.has_free_slot(in_flight) {
             return Decision::Idle;
         }
         if in_flight == 0 || self.rows >= self.config.max_batch_rows {

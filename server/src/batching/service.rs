@@ -99,7 +99,13 @@ impl Batcher {
             explain: request.explain,
             respond,
             permit,
-            span: tracing::Span::current(),
+            // The span only carries the worker's debug lines about this
+            // caller; capturing it costs a registry lookup per call.
+            span: if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::Span::current()
+            } else {
+                tracing::Span::none()
+            },
         };
         self.queue.send(message).map_err(|_| {
             self.metrics.queued_rows.sub(row_count as i64);

@@ -64,6 +64,7 @@ impl<P: BatchPredictor> Worker<P> {
         let mut running = FuturesUnordered::new();
         let mut open = true;
         loop {
+            open &= self.take_arrivals();
             let mut wake_at = None;
             loop {
                 match self.queue.decide(Instant::now(), running.len()) {
@@ -83,19 +84,31 @@ impl<P: BatchPredictor> Worker<P> {
             if !open && self.queue.is_empty() && running.is_empty() {
                 return;
             }
+            // Arrivals can only change the decision while a compute slot is
+            // free. While none is, the inbox is not listened to, so callers
+            // queue their rows without waking this thread (measured at 256
+            // callers: that wake was ~4 % of the server's CPU); the rows are
+            // taken when a batch finishes.
+            let listening = open && self.queue.has_free_slot(running.len());
             tokio::select! {
-                arrival = self.inbox.recv(), if open => match arrival {
-                    Some(message) => {
-                        self.queue.push(message);
-                        // Take the whole burst before deciding, so it forms one batch.
-                        while let Ok(message) = self.inbox.try_recv() {
-                            self.queue.push(message);
-                        }
-                    }
+                arrival = self.inbox.recv(), if listening => match arrival {
+                    Some(message) => self.queue.push(message),
                     None => open = false,
                 },
                 Some(()) = running.next(), if !running.is_empty() => {}
                 () = sleep_until(wake_at), if wake_at.is_some() => {}
+            }
+        }
+    }
+
+    /// Moves every waiting arrival into the queue, so a burst forms one
+    /// batch. False once every handle is gone and the inbox is empty.
+    fn take_arrivals(&mut self) -> bool {
+        loop {
+            match self.inbox.try_recv() {
+                Ok(message) => self.queue.push(message),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
     }
