@@ -24,11 +24,15 @@ start_server() {
   echo "server did not start" >&2; exit 1
 }
 
+# Prints one table row and keeps the run's JSON (labelled) for the summary.
 bench() {
   local label=$1; shift
   $serval --server $server bench --duration "$duration" --json "$@" | python3 -c "
 import json, sys
 j = json.load(sys.stdin)
+j['label'] = '$label'
+with open('$scratch/runs.jsonl', 'a') as runs:
+    runs.write(json.dumps(j) + '\\n')
 errors = ', '.join(f'{k} {v}' for k, v in j['errors'].items()) or 'none'
 if j.get('error_p50_ms') is not None:
     errors += f' (answered in p50 {j[\"error_p50_ms\"]:.1f} ms)'
@@ -41,8 +45,14 @@ $serval --server $server train --model shoppers --data examples/data/online_shop
 
 echo "| run | concurrency | rows/request | requests/s | rows/s | p50 ms | p99 ms | errors |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-bench "empty RPC (health)" --rpc health --concurrency 256
-for c in 1 16 256; do bench "batched" --model shoppers --concurrency $c; done
+# The empty-RPC comparison alternates three times: the load generator and
+# the server share the machine's cores, and one pair of runs can land on a
+# noisy moment for one side only.
+for round in 1 2 3; do
+  bench "empty RPC (health)" --rpc health --concurrency 256
+  bench "batched" --model shoppers --concurrency 256
+done
+for c in 1 16; do bench "batched" --model shoppers --concurrency $c; done
 bench "batched" --model shoppers --concurrency 64 --rows-per-request 64
 bench "overload" --model shoppers --concurrency 4096
 bench "overload" --model shoppers --concurrency 4096 --rows-per-request 16
@@ -68,3 +78,24 @@ for code in ["RESOURCE_EXHAUSTED"]:
 PY
 start_server --max-batch-rows 1
 for c in 1 16 256; do bench "unbatched (--max-batch-rows 1)" --model shoppers --concurrency $c; done
+
+# The targets as ratios, from the runs above.
+python3 - "$scratch/runs.jsonl" <<'PY'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+def pick(label, concurrency, rows=1):
+    return [r for r in runs if r["label"].startswith(label)
+            and r["concurrency"] == concurrency and r["rows_per_request"] == rows]
+empty, batched = pick("empty RPC", 256), pick("batched", 256)
+pairs = [b["rps"] / e["rps"] for e, b in zip(empty, batched)]
+print(f"256 one-row callers, batched / empty RPC, round by round: "
+      + ", ".join(f"{p:.2f}x" for p in pairs) + f" (median {statistics.median(pairs):.2f}x)")
+unbatched = pick("unbatched", 256)[0]["rps"]
+print(f"256 one-row callers, batched / unbatched: {statistics.median(b['rps'] for b in batched) / unbatched:.2f}x")
+for c in (1, 16):
+    b, u = pick("batched", c)[0], pick("unbatched", c)[0]
+    print(f"concurrency {c}, batched / unbatched: {b['rps'] / u['rps']:.2f}x, "
+          f"p50 {b['p50_ms']:.3f} against {u['p50_ms']:.3f} ms")
+wide = pick("batched", 64, 64)[0]["rows_per_s"]
+print(f"64-row requests: {wide / statistics.median(b['rows_per_s'] for b in batched):.1f}x the rows/s of one-row requests")
+PY
