@@ -72,8 +72,8 @@ impl<P: BatchPredictor> Layer<Arc<P>> for BatchLayer {
 /// worker then waited behind every runnable call task each time it woke,
 /// so batches were cut every ~30 ms instead of back to back and goodput
 /// collapsed to ~8k rows/s while the refusals churned. On its own thread
-/// it is woken by the operating system as soon as rows arrive or a pass
-/// ends.
+/// it is woken by the operating system as soon as a pass ends, or rows
+/// arrive while a compute slot is free.
 fn spawn_worker<P: BatchPredictor>(worker: super::Worker<P>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
