@@ -3,21 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use serval_registry::testing::TestDatabase;
-use serval_registry::{Announcement, Backend, ChangeContext, NewVersion};
+use serval_registry::{Announcement, Backend, ChangeContext};
 
-fn version(model: &str) -> NewVersion {
-    NewVersion {
-        model: model.into(),
-        recipe: json!({}),
-        encoder: json!({}),
-        metrics: json!({}),
-        dataset: json!({}),
-        weights: vec![7],
-        actor: "trainer".into(),
-    }
-}
+use super::new_version;
 
 #[tokio::test]
 async fn postgres_announces_each_committed_event_to_other_handles() {
@@ -30,7 +19,7 @@ async fn postgres_announces_each_committed_event_to_other_handles() {
         .unwrap()
         .expect("postgres listens");
 
-    writer.register_version(version("m")).await.unwrap();
+    writer.register_version(new_version("m", &[7])).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(5), listener.next())
         .await
         .expect("announced within 5 s")

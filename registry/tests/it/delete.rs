@@ -5,21 +5,9 @@
 
 use serde_json::json;
 use serval_registry::testing::TestDatabase;
-use serval_registry::{
-    AuditFilter, Backend, ChangeContext, NewVersion, Registry, RegistryError, TrafficChange,
-};
+use serval_registry::{AuditFilter, Backend, ChangeContext, Registry, RegistryError, TrafficChange};
 
-fn new_version(model: &str, weights: Vec<u8>) -> NewVersion {
-    NewVersion {
-        model: model.to_string(),
-        recipe: json!({"label_column": "y"}),
-        encoder: json!({"columns": []}),
-        metrics: json!({"auc": 0.9}),
-        dataset: json!({"rows": 10}),
-        weights,
-        actor: "trainer".to_string(),
-    }
-}
+use super::new_version;
 
 /// A registry with `n` versions of model "m", each with `weight_bytes` of
 /// weights.
@@ -28,7 +16,7 @@ async fn with_versions(backend: Backend, n: usize, weight_bytes: usize) -> (Test
     let registry = dir.open().await;
     for i in 0..n {
         registry
-            .register_version(new_version("m", vec![i as u8; weight_bytes]))
+            .register_version(new_version("m", &vec![i as u8; weight_bytes]))
             .await
             .unwrap();
     }
@@ -170,10 +158,7 @@ async fn versions_an_alias_or_the_policy_points_at_are_refused_and_kept(backend:
 async fn version_numbers_are_never_reused(backend: Backend) {
     let (_dir, registry) = with_versions(backend, 3, 8).await;
     registry.delete("m", Some(3), &alice("")).await.unwrap();
-    let next = registry
-        .register_version(new_version("m", vec![9]))
-        .await
-        .unwrap();
+    let next = registry.register_version(new_version("m", &[9])).await.unwrap();
     assert_eq!(next.version, 4);
 
     let whole = registry.delete("m", None, &alice("retired")).await.unwrap();
@@ -195,13 +180,10 @@ async fn version_numbers_are_never_reused(backend: Backend) {
     );
     assert_eq!(event.before, json!({ "versions": [1, 2, 4] }));
 
-    let reborn = registry
-        .register_version(new_version("m", vec![1]))
-        .await
-        .unwrap();
+    let reborn = registry.register_version(new_version("m", &[1])).await.unwrap();
     assert_eq!(reborn.version, 5);
     let other = registry
-        .register_version(new_version("other", vec![1]))
+        .register_version(new_version("other", &[1]))
         .await
         .unwrap();
     assert_eq!(other.version, 1);
@@ -250,10 +232,7 @@ async fn a_database_from_before_deletes_keeps_numbering_after_migrating() {
     let dir = TestDatabase::sqlite();
     let registry = dir.open().await;
     for _ in 0..3 {
-        registry
-            .register_version(new_version("m", vec![1]))
-            .await
-            .unwrap();
+        registry.register_version(new_version("m", &[1])).await.unwrap();
     }
     // Back to the state before the numbering table existed, as an older
     // release left the file.
@@ -267,10 +246,7 @@ async fn a_database_from_before_deletes_keeps_numbering_after_migrating() {
 
     let reopened = dir.open().await;
     reopened.delete("m", Some(3), &alice("")).await.unwrap();
-    let next = reopened
-        .register_version(new_version("m", vec![2]))
-        .await
-        .unwrap();
+    let next = reopened.register_version(new_version("m", &[2])).await.unwrap();
     assert_eq!(next.version, 4);
 }
 

@@ -22,6 +22,19 @@ macro_rules! on_both_backends {
     };
 }
 
+/// A version of `model` with these weights and placeholder metadata.
+fn new_version(model: &str, weights: &[u8]) -> serval_registry::NewVersion {
+    serval_registry::NewVersion {
+        model: model.to_string(),
+        recipe: serde_json::json!({"label_column": "y"}),
+        encoder: serde_json::json!({"columns": []}),
+        metrics: serde_json::json!({"auc": 0.9}),
+        dataset: serde_json::json!({"rows": 10}),
+        weights: weights.to_vec(),
+        actor: "trainer".to_string(),
+    }
+}
+
 mod changes;
 mod delete;
 mod jobs;

@@ -1,25 +1,16 @@
 //! Aliases, traffic policies and the audit log, on both engines.
 
-use serde_json::json;
 use serval_registry::testing::TestDatabase;
-use serval_registry::{
-    AuditFilter, Backend, ChangeContext, NewVersion, Registry, RegistryError, TrafficChange,
-};
+use serval_registry::{AuditFilter, Backend, ChangeContext, Registry, RegistryError, TrafficChange};
+
+use super::new_version;
 
 async fn registry_with_versions(backend: Backend, n: usize) -> (TestDatabase, Registry) {
     let dir = TestDatabase::new(backend).await;
     let registry = dir.open().await;
     for i in 0..n {
         registry
-            .register_version(NewVersion {
-                model: "m".into(),
-                recipe: json!({}),
-                encoder: json!({}),
-                metrics: json!({}),
-                dataset: json!({}),
-                weights: vec![i as u8],
-                actor: "trainer".into(),
-            })
+            .register_version(new_version("m", &[i as u8]))
             .await
             .unwrap();
     }

@@ -1,22 +1,11 @@
 //! Versions: numbering, reading back, missing names, corrupt and immutable
 //! weights; on both engines.
 
-use serde_json::json;
 use serval_registry::testing::TestDatabase;
-use serval_registry::{Backend, NewVersion, Registry, RegistryError};
+use serval_registry::{Backend, Registry, RegistryError};
 use sqlx::Row;
 
-fn new_version(model: &str, weights: &[u8]) -> NewVersion {
-    NewVersion {
-        model: model.to_string(),
-        recipe: json!({"label_column": "y"}),
-        encoder: json!({"columns": []}),
-        metrics: json!({"auc": 0.9}),
-        dataset: json!({"rows": 10}),
-        weights: weights.to_vec(),
-        actor: "test".to_string(),
-    }
-}
+use super::new_version;
 
 async fn open_temp(backend: Backend) -> (TestDatabase, Registry) {
     let database = TestDatabase::new(backend).await;

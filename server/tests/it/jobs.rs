@@ -22,6 +22,20 @@ pub(crate) fn long_spec(model: &str) -> pb::TrainSpec {
     }
 }
 
+/// Reads a training stream to its end (at most 30 s between events): Ok
+/// when it closed cleanly, otherwise the status it ended with.
+pub(crate) async fn stream_end(events: &mut serval_client::TrainUpload) -> Result<(), tonic::Status> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), events.message())
+            .await
+            .expect("the training stream went quiet for 30 s")?
+        {
+            Some(_) => continue,
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Starts training and returns the job id from the Accepted event.
 async fn start(
     test: &mut TestServer,
@@ -148,15 +162,7 @@ async fn cancelling_a_job_leaves_no_version() {
         .unwrap()
         .into_inner();
     assert_eq!(cancelled.id, id);
-    let end = loop {
-        match tokio::time::timeout(Duration::from_secs(30), events.message())
-            .await
-            .unwrap()
-        {
-            Ok(Some(_)) => continue,
-            other => break other,
-        }
-    };
+    let end = stream_end(&mut events).await;
     let status = end.expect_err("the stream ends with the cancellation");
     assert_eq!(status.code(), tonic::Code::Cancelled, "{status:?}");
 

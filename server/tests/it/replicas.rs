@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::jobs::long_spec;
+use crate::jobs::{long_spec, stream_end};
 use crate::process::spawn_on;
 use serval_client::{ClientError, ConnectOptions, ServalClient, proto as pb};
 use serval_registry::testing::TestDatabase;
@@ -198,15 +198,7 @@ async fn a_job_running_on_one_replica_is_cancelled_through_another() {
         matches!(asked.state(), pb::JobState::Running | pb::JobState::Cancelled),
         "{asked:?}"
     );
-    let end = loop {
-        match tokio::time::timeout(Duration::from_secs(30), events.message())
-            .await
-            .unwrap()
-        {
-            Ok(Some(_)) => continue,
-            other => break other,
-        }
-    };
+    let end = stream_end(&mut events).await;
     assert_eq!(end.unwrap_err().code(), tonic::Code::Cancelled);
     let job = b.list_jobs(None, 10).await.unwrap().remove(0);
     assert_eq!(
