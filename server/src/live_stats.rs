@@ -88,33 +88,15 @@ pub struct LiveStats {
     windows: RwLock<Windows>,
 }
 
-fn now_second() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// One version's window: records calls without a map lookup.
+#[derive(Clone)]
+pub struct VersionStats(Arc<Mutex<Window>>);
 
-impl LiveStats {
-    /// Records one call answered by `version` of `model`.
-    pub fn record(&self, model: &str, version: u32, code: Code, latency: Duration, scores: &[f32]) {
-        let window = {
-            let windows = self.windows.read().expect("stats lock poisoned");
-            windows.get(model).and_then(|v| v.get(&version)).cloned()
-        };
-        let window = match window {
-            Some(window) => window,
-            None => self
-                .windows
-                .write()
-                .expect("stats lock poisoned")
-                .entry(model.to_string())
-                .or_default()
-                .entry(version)
-                .or_default()
-                .clone(),
-        };
+impl VersionStats {
+    /// Records one call answered by this version.
+    pub fn record(&self, code: Code, latency: Duration, scores: &[f32]) {
         let second = now_second();
-        let mut window = window.lock().expect("stats lock poisoned");
+        let mut window = self.0.lock().expect("stats lock poisoned");
         if window.seconds.back().is_none_or(|b| b.second != second) {
             window.seconds.push_back(SecondBucket::new(second));
         }
@@ -133,6 +115,41 @@ impl LiveStats {
         bucket.latency[latency_bucket(latency)] += 1;
         bucket.score_sum += scores.iter().map(|&s| f64::from(s)).sum::<f64>();
         bucket.scored_rows += scores.len() as u64;
+    }
+}
+
+fn now_second() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl LiveStats {
+    /// Records one call answered by `version` of `model`.
+    pub fn record(&self, model: &str, version: u32, code: Code, latency: Duration, scores: &[f32]) {
+        self.for_version(model, version).record(code, latency, scores);
+    }
+
+    /// The window of `version` of `model`, to record into without looking
+    /// it up again (a loaded version keeps its handle).
+    pub fn for_version(&self, model: &str, version: u32) -> VersionStats {
+        let window = {
+            let windows = self.windows.read().expect("stats lock poisoned");
+            windows.get(model).and_then(|v| v.get(&version)).cloned()
+        };
+        let window = match window {
+            Some(window) => window,
+            None => self
+                .windows
+                .write()
+                .expect("stats lock poisoned")
+                .entry(model.to_string())
+                .or_default()
+                .entry(version)
+                .or_default()
+                .clone(),
+        };
+        VersionStats(window)
     }
 
     /// Every version of `model` seen within the last `window_seconds`.

@@ -3,7 +3,7 @@
 //! (weights verified) and shared by every call.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use serval_registry::Registry;
@@ -17,7 +17,9 @@ use crate::catalog::VersionDocuments;
 use crate::encoder::Encoder;
 use crate::error::ServalError;
 use crate::explain::Scorer;
+use crate::live_stats::VersionStats;
 use crate::mlp::Mlp;
+use crate::telemetry::VersionPredictMetrics;
 
 /// How loaded versions batch their forward passes.
 #[derive(Clone)]
@@ -39,6 +41,16 @@ pub struct LoadedVersion {
     pub threshold: f64,
     /// The batching layer around this version's network.
     pub batcher: Batcher,
+    /// Where this version's calls are counted, set by the first call.
+    recorders: OnceLock<CallRecorders>,
+}
+
+/// A version's live statistics window and Prometheus series. Performance:
+/// kept with the loaded version, so a call records itself without the map
+/// and label lookups (and the version's `to_string`) each would cost.
+pub struct CallRecorders {
+    pub stats: VersionStats,
+    pub metrics: VersionPredictMetrics,
 }
 
 impl LoadedVersion {
@@ -84,7 +96,13 @@ impl LoadedVersion {
             threshold,
             batcher: layer.layer(scorer),
             network,
+            recorders: OnceLock::new(),
         })
+    }
+
+    /// This version's recorders, made by `make` on first use.
+    pub fn recorders(&self, make: impl FnOnce() -> CallRecorders) -> &CallRecorders {
+        self.recorders.get_or_init(make)
     }
 
     /// Scores encoded rows through this version's batching queue, with
@@ -149,6 +167,18 @@ impl ModelStore {
         if let Some(loaded) = slot.get() {
             return Ok(loaded.clone());
         }
+        // Performance: the load (registry reads, weight checks, warm-up) is
+        // boxed, so its large future is not part of every Predict call's
+        // future, which is allocated and moved on every call.
+        Box::pin(self.load_into(slot, model, version)).await
+    }
+
+    async fn load_into(
+        &self,
+        slot: Slot,
+        model: &str,
+        version: u32,
+    ) -> Result<Arc<LoadedVersion>, ServalError> {
         // Correctness: a failed load is not cached, so a later call retries,
         // and its empty slot is removed, so unknown versions cannot grow the
         // map.

@@ -3,7 +3,9 @@
 //! Labels are RPC names, status codes, model names, versions and job
 //! states: never request contents, feature values or routing keys.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 use crate::batching::BatchMetricsFamily;
 
@@ -44,6 +46,46 @@ impl PredictMetrics {
         self.rows
             .with_label_values(&[model, &version])
             .inc_by(rows as u64);
+    }
+
+    /// The series of `version` of `model`, looked up once: a loaded
+    /// version keeps them, so a successful call costs no label lookups.
+    pub fn for_version(&self, model: &str, version: u32) -> VersionPredictMetrics {
+        let label = version.to_string();
+        let ok = serval_proto::code_name(tonic::Code::Ok);
+        VersionPredictMetrics {
+            ok_requests: self.requests.with_label_values(&[model, &label, ok]),
+            ok_duration: self.duration.with_label_values(&[model, &label, ok]),
+            rows: self.rows.with_label_values(&[model, &label]),
+            all: self.clone(),
+            model: model.to_string(),
+            version,
+        }
+    }
+}
+
+/// One version's Predict series (see [`PredictMetrics::for_version`]).
+#[derive(Clone)]
+pub struct VersionPredictMetrics {
+    ok_requests: IntCounter,
+    ok_duration: Histogram,
+    rows: IntCounter,
+    /// For the other status codes, which are rare.
+    all: PredictMetrics,
+    model: String,
+    version: u32,
+}
+
+impl VersionPredictMetrics {
+    pub fn observe(&self, code: tonic::Code, seconds: f64, rows: usize) {
+        if code == tonic::Code::Ok {
+            self.ok_requests.inc();
+            self.ok_duration.observe(seconds);
+            self.rows.inc_by(rows as u64);
+        } else {
+            let name = serval_proto::code_name(code);
+            self.all.observe(&self.model, self.version, name, seconds, rows);
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use super::{ServiceState, explanation, invalid};
 use crate::encoder::Encoder;
 use crate::error::ServalError;
 use crate::routing::Route;
+use crate::serving::CallRecorders;
 
 pub async fn predict(
     state: &ServiceState,
@@ -60,16 +61,14 @@ pub async fn predict(
         Err(status) => (status.code(), &[][..]),
     };
     let elapsed = started.elapsed();
-    state
-        .stats
-        .record(&request.model, route.version, code, elapsed, scores);
-    state.metrics.predict.observe(
-        &request.model,
-        route.version,
-        serval_proto::code_name(code),
-        elapsed.as_secs_f64(),
-        scores.len(),
-    );
+    let recorders = loaded.recorders(|| CallRecorders {
+        stats: state.stats.for_version(&request.model, route.version),
+        metrics: state.metrics.predict.for_version(&request.model, route.version),
+    });
+    recorders.stats.record(code, elapsed, scores);
+    recorders
+        .metrics
+        .observe(code, elapsed.as_secs_f64(), scores.len());
     let scored = outcome?;
     let explanations = scored
         .explanations
@@ -114,7 +113,8 @@ async fn route(state: &ServiceState, request: &pb::PredictRequest) -> Result<Rou
     };
     match route(state) {
         Err(ServalError::NotFound(_)) if state.routing.state(&request.model).is_none() => {
-            state.sync.sync().await?;
+            // Boxed: the re-read's large future stays out of every call's.
+            Box::pin(state.sync.sync()).await?;
             Ok(route(state)?)
         }
         other => Ok(other?),
