@@ -1,33 +1,44 @@
 #!/usr/bin/env bash
 # Measures the predict path as README "Performance" reports it: builds the
-# release binaries, starts a server on a scratch registry, trains the
-# online_shoppers model, and runs `serval bench` for each comparison.
+# release binaries, starts a batched and an unbatched server on scratch
+# registries, trains the online_shoppers model on each, and runs
+# `serval bench` for each comparison.
 #   scripts/bench-predict.sh [duration, default 10s]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
 port=${SERVAL_BENCH_PORT:-50651}
 metrics_port=$((port + 1))
+unbatched_port=$((port + 2))
 server=http://127.0.0.1:$port
+unbatched=http://127.0.0.1:$unbatched_port
 scratch=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
 
 cargo build --release --bin serval --bin serval-server >&2
 serval=target/release/serval
 
+# Two servers side by side, batched and unbatched (--max-batch-rows 1), each
+# with its own scratch registry and the same model: only the one being
+# measured is busy, and the comparisons alternate between them.
 start_server() {
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  target/release/serval-server --listen 127.0.0.1:$port --metrics-listen 127.0.0.1:$metrics_port \
-    --database "$scratch/bench.db" "$@" >"$scratch/server.log" 2>&1 &
-  for _ in $(seq 50); do $serval --server $server models >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "server did not start" >&2; exit 1
+  local name=$1 listen=$2; shift 2
+  target/release/serval-server --listen "$listen" --database "$scratch/$name.db" "$@" \
+    >"$scratch/$name.log" 2>&1 &
+  local up=false
+  for _ in $(seq 50); do
+    $serval --server "http://$listen" models >/dev/null 2>&1 && { up=true; break; }
+    sleep 0.1
+  done
+  $up || { echo "the $name server did not start: $(cat "$scratch/$name.log")" >&2; exit 1; }
+  $serval --server "http://$listen" train --model shoppers --data examples/data/online_shoppers_intention.csv \
+    --label Revenue --positive TRUE --json >/dev/null
 }
 
 # Prints one table row and keeps the run's JSON (labelled) for the summary.
 bench() {
-  local label=$1; shift
-  $serval --server $server bench --duration "$duration" --json "$@" | python3 -c "
+  local label=$1 target=$2; shift 2
+  $serval --server "$target" bench --duration "$duration" --json "$@" | python3 -c "
 import json, sys
 j = json.load(sys.stdin)
 j['label'] = '$label'
@@ -39,23 +50,28 @@ if j.get('error_p50_ms') is not None:
 print(f\"| $label | {j['concurrency']} | {j['rows_per_request']} | {j['rps']:.0f} | {j['rows_per_s']:.0f} | {j['p50_ms']:.3f} | {j['p99_ms']:.3f} | {errors} |\")"
 }
 
-start_server
-$serval --server $server train --model shoppers --data examples/data/online_shoppers_intention.csv \
-  --label Revenue --positive TRUE --json >/dev/null
+start_server batched 127.0.0.1:$port --metrics-listen 127.0.0.1:$metrics_port
+start_server unbatched 127.0.0.1:$unbatched_port --max-batch-rows 1
 
 echo "| run | concurrency | rows/request | requests/s | rows/s | p50 ms | p99 ms | errors |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-# The empty-RPC comparison alternates three times: the load generator and
-# the server share the machine's cores, and one pair of runs can land on a
-# noisy moment for one side only.
+# Every comparison alternates three times: the load generator and the
+# server share the machine's cores, and one run can land on a noisy moment
+# that the run it is compared with does not see.
 for round in 1 2 3; do
-  bench "empty RPC (health)" --rpc health --concurrency 256
-  bench "batched" --model shoppers --concurrency 256
+  bench "empty RPC (health)" $server --rpc health --concurrency 256
+  bench "batched" $server --model shoppers --concurrency 256
+  bench "unbatched (--max-batch-rows 1)" $unbatched --model shoppers --concurrency 256
 done
-for c in 1 16; do bench "batched" --model shoppers --concurrency $c; done
-bench "batched" --model shoppers --concurrency 64 --rows-per-request 64
-bench "overload" --model shoppers --concurrency 4096
-bench "overload" --model shoppers --concurrency 4096 --rows-per-request 16
+for c in 1 16; do
+  for round in 1 2 3; do
+    bench "batched" $server --model shoppers --concurrency $c
+    bench "unbatched (--max-batch-rows 1)" $unbatched --model shoppers --concurrency $c
+  done
+done
+bench "batched" $server --model shoppers --concurrency 64 --rows-per-request 64
+bench "overload" $server --model shoppers --concurrency 4096
+bench "overload" $server --model shoppers --concurrency 4096 --rows-per-request 16
 # How long the server itself took to answer (from the call's start in the
 # service to its answer) to refuse a call, from its Prometheus histogram:
 # refusals only happen in the last run.
@@ -76,26 +92,27 @@ for code in ["RESOURCE_EXHAUSTED"]:
     print(f"server-side Predict {code}: {int(total)} calls, p50 <= {quantile(0.5) * 1000:g} ms, "
           f"p99 <= {quantile(0.99) * 1000:g} ms", file=sys.stderr)
 PY
-start_server --max-batch-rows 1
-for c in 1 16 256; do bench "unbatched (--max-batch-rows 1)" --model shoppers --concurrency $c; done
 
-# The targets as ratios, from the runs above.
+# The targets as ratios of runs next to each other, round by round, with
+# their medians.
 python3 - "$scratch/runs.jsonl" <<'PY'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 def pick(label, concurrency, rows=1):
     return [r for r in runs if r["label"].startswith(label)
             and r["concurrency"] == concurrency and r["rows_per_request"] == rows]
-empty, batched = pick("empty RPC", 256), pick("batched", 256)
-pairs = [b["rps"] / e["rps"] for e, b in zip(empty, batched)]
-print(f"256 one-row callers, batched / empty RPC, round by round: "
-      + ", ".join(f"{p:.2f}x" for p in pairs) + f" (median {statistics.median(pairs):.2f}x)")
-unbatched = pick("unbatched", 256)[0]["rps"]
-print(f"256 one-row callers, batched / unbatched: {statistics.median(b['rps'] for b in batched) / unbatched:.2f}x")
+def rounds(name, numerators, denominators, key="rps"):
+    ratios = [n[key] / d[key] for n, d in zip(numerators, denominators)]
+    print(f"{name}, round by round: " + ", ".join(f"{r:.2f}x" for r in ratios)
+          + f" (median {statistics.median(ratios):.2f}x)")
+batched = pick("batched", 256)
+rounds("256 one-row callers, batched / empty RPC", batched, pick("empty RPC", 256))
+rounds("256 one-row callers, batched / unbatched", batched, pick("unbatched", 256))
 for c in (1, 16):
-    b, u = pick("batched", c)[0], pick("unbatched", c)[0]
-    print(f"concurrency {c}, batched / unbatched: {b['rps'] / u['rps']:.2f}x, "
-          f"p50 {b['p50_ms']:.3f} against {u['p50_ms']:.3f} ms")
+    b, u = pick("batched", c), pick("unbatched", c)
+    rounds(f"concurrency {c}, batched / unbatched", b, u)
+    p50 = statistics.median(x["p50_ms"] - y["p50_ms"] for x, y in zip(b, u))
+    print(f"concurrency {c}, p50 batched minus unbatched: median {p50:+.3f} ms")
 wide = pick("batched", 64, 64)[0]["rows_per_s"]
 print(f"64-row requests: {wide / statistics.median(b['rows_per_s'] for b in batched):.1f}x the rows/s of one-row requests")
 PY
