@@ -101,8 +101,8 @@ runs = [json.loads(line) for line in open(sys.argv[1])]
 def pick(label, concurrency, rows=1):
     return [r for r in runs if r["label"].startswith(label)
             and r["concurrency"] == concurrency and r["rows_per_request"] == rows]
-def rounds(name, numerators, denominators, key="rps"):
-    ratios = [n[key] / d[key] for n, d in zip(numerators, denominators)]
+def rounds(name, numerators, denominators):
+    ratios = [n["rps"] / d["rps"] for n, d in zip(numerators, denominators)]
     print(f"{name}, round by round: " + ", ".join(f"{r:.2f}x" for r in ratios)
           + f" (median {statistics.median(ratios):.2f}x)")
 batched = pick("batched", 256)

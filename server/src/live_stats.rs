@@ -89,7 +89,6 @@ pub struct LiveStats {
 }
 
 /// One version's window: records calls without a map lookup.
-#[derive(Clone)]
 pub struct VersionStats(Arc<Mutex<Window>>);
 
 impl VersionStats {
@@ -125,13 +124,8 @@ fn now_second() -> u64 {
 }
 
 impl LiveStats {
-    /// Records one call answered by `version` of `model`.
-    pub fn record(&self, model: &str, version: u32, code: Code, latency: Duration, scores: &[f32]) {
-        self.for_version(model, version).record(code, latency, scores);
-    }
-
-    /// The window of `version` of `model`, to record into without looking
-    /// it up again (a loaded version keeps its handle).
+    /// The window of `version` of `model`, to record its calls into; a
+    /// loaded version keeps the handle, so a call needs no lookup.
     pub fn for_version(&self, model: &str, version: u32) -> VersionStats {
         let window = {
             let windows = self.windows.read().expect("stats lock poisoned");
@@ -235,12 +229,13 @@ mod tests {
     #[test]
     fn counts_errors_latency_and_scores_per_version() {
         let stats = LiveStats::default();
+        let (one, two) = (stats.for_version("m", 1), stats.for_version("m", 2));
         for i in 0..98 {
-            stats.record("m", 1, Code::Ok, Duration::from_micros(1000 + i), &[0.25, 0.75]);
+            one.record(Code::Ok, Duration::from_micros(1000 + i), &[0.25, 0.75]);
         }
-        stats.record("m", 1, Code::Internal, Duration::from_millis(40), &[]);
-        stats.record("m", 1, Code::InvalidArgument, Duration::from_millis(80), &[]);
-        stats.record("m", 2, Code::Ok, Duration::from_micros(50), &[1.0]);
+        one.record(Code::Internal, Duration::from_millis(40), &[]);
+        one.record(Code::InvalidArgument, Duration::from_millis(80), &[]);
+        two.record(Code::Ok, Duration::from_micros(50), &[1.0]);
         let summary = stats.summary("m", 60);
         assert_eq!(summary.len(), 2);
         let (version, one) = &summary[0];

@@ -65,7 +65,6 @@ impl PredictMetrics {
 }
 
 /// One version's Predict series (see [`PredictMetrics::for_version`]).
-#[derive(Clone)]
 pub struct VersionPredictMetrics {
     ok_requests: IntCounter,
     ok_duration: Histogram,
