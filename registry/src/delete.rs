@@ -10,7 +10,35 @@ use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::rollout::append_audit;
 use crate::store::Backend;
-use crate::{ChangeContext, Registry, RegistryError, Result};
+use crate::{AuditEvent, ChangeContext, Registry, RegistryError, Result};
+
+/// The audit event of a one-version delete; `before` holds the version.
+const VERSION_DELETED: &str = "version_deleted";
+/// The audit event of a delete that took the model (a whole-model delete,
+/// or its last version); `before` holds every version removed.
+const MODEL_DELETED: &str = "model_deleted";
+
+impl AuditEvent {
+    /// The versions this event deleted; none for any other kind of event.
+    pub fn deleted_versions(&self) -> Vec<u32> {
+        let as_version = |value: &Value| value.as_u64().and_then(|v| u32::try_from(v).ok());
+        match self.kind.as_str() {
+            VERSION_DELETED => self
+                .before
+                .get("version")
+                .and_then(as_version)
+                .into_iter()
+                .collect(),
+            MODEL_DELETED => self
+                .before
+                .get("versions")
+                .and_then(Value::as_array)
+                .map(|versions| versions.iter().filter_map(as_version).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// What a delete removed.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,11 +115,11 @@ impl Registry {
                 .bind(model_id)
                 .execute(&mut *tx)
                 .await?;
-            ("model_deleted", json!({ "versions": versions }))
+            (MODEL_DELETED, json!({ "versions": versions }))
         } else {
             let only = doomed[0];
             (
-                "version_deleted",
+                VERSION_DELETED,
                 json!({
                     "version": only.version,
                     "weights_sha256": only.weights_sha256,

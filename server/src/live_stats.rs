@@ -173,10 +173,15 @@ impl LiveStats {
         summaries
     }
 
-    /// Forgets a version (after it is deleted).
+    /// Forgets a version (after it is deleted), and the model once it has
+    /// no version left.
     pub fn forget(&self, model: &str, version: u32) {
-        if let Some(versions) = self.windows.write().expect("stats lock poisoned").get_mut(model) {
+        let mut windows = self.windows.write().expect("stats lock poisoned");
+        if let Some(versions) = windows.get_mut(model) {
             versions.remove(&version);
+            if versions.is_empty() {
+                windows.remove(model);
+            }
         }
     }
 }
@@ -251,5 +256,30 @@ mod tests {
         assert_eq!(one.mean_score, 0.5);
         assert_eq!(summary[1].1.mean_score, 1.0);
         assert!(stats.summary("other", 60).is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_version_leaves_the_summary_and_an_empty_model_the_map() {
+        let stats = LiveStats::default();
+        let one = stats.for_version("m", 1);
+        let two = stats.for_version("m", 2);
+        one.record(Code::Ok, Duration::from_micros(100), &[0.5]);
+        two.record(Code::Ok, Duration::from_micros(100), &[0.5]);
+        stats.forget("m", 1);
+        let versions: Vec<u32> = stats.summary("m", 60).iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, vec![2]);
+        // A late call through a handle taken before the delete changes
+        // nothing that is reported.
+        one.record(Code::Ok, Duration::from_micros(100), &[0.5]);
+        assert_eq!(stats.summary("m", 60).len(), 1);
+        stats.forget("m", 2);
+        assert!(stats.summary("m", 60).is_empty());
+        assert!(
+            stats.windows.read().unwrap().is_empty(),
+            "the model's entry is gone too"
+        );
+        // Forgetting what is not there is a no-op.
+        stats.forget("m", 2);
+        stats.forget("ghost", 1);
     }
 }

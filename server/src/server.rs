@@ -142,6 +142,7 @@ impl Server {
             metrics.clone(),
             config.replica_name.clone(),
         ));
+        crate::service::spawn_deleted_version_follower(state.clone());
 
         let metrics_addr = match config.metrics_listen {
             Some(address) => {

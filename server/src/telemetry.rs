@@ -48,6 +48,18 @@ impl PredictMetrics {
             .inc_by(rows as u64);
     }
 
+    /// Removes every series of `version` of `model` (after it is deleted),
+    /// whatever status codes it answered with.
+    pub fn remove_version(&self, model: &str, version: u32) {
+        let version = version.to_string();
+        let _ = self.rows.remove_label_values(&[model, &version]);
+        for code in (0..=16).map(tonic::Code::from) {
+            let labels = [model, &version, serval_proto::code_name(code)];
+            let _ = self.requests.remove_label_values(&labels);
+            let _ = self.duration.remove_label_values(&labels);
+        }
+    }
+
     /// The series of `version` of `model`, looked up once: a loaded
     /// version keeps them, so a successful call costs no label lookups.
     pub fn for_version(&self, model: &str, version: u32) -> VersionPredictMetrics {

@@ -16,7 +16,6 @@ use common::*;
 use serval_client::{ClientError, proto as pb};
 use serval_server::encoder::MAX_CATEGORIES;
 use serval_server::privacy::routing_key_hash;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 fn status_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> tonic::Status {
@@ -285,15 +284,6 @@ fn keyed(key: &str, records: Vec<pb::Record>) -> pb::PredictRequest {
         routing_key: key.to_string(),
         ..Default::default()
     }
-}
-
-async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: serval\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }
 
 #[tokio::test]

@@ -71,6 +71,13 @@ async fn deleting_a_version_removes_it_and_its_weights_and_audits_it(backend: Ba
     );
     assert_eq!(event.before["version"], 2);
     assert_eq!(event.after, serde_json::Value::Null);
+    assert_eq!(event.deleted_versions(), vec![2]);
+    // Events of other kinds deleted nothing.
+    assert!(
+        events[..events.len() - 1]
+            .iter()
+            .all(|e| e.deleted_versions().is_empty())
+    );
 }
 
 async fn unknown_models_and_versions_are_not_found(backend: Backend) {
@@ -179,6 +186,7 @@ async fn version_numbers_are_never_reused(backend: Backend) {
         ("model_deleted", "retired")
     );
     assert_eq!(event.before, json!({ "versions": [1, 2, 4] }));
+    assert_eq!(event.deleted_versions(), vec![1, 2, 4]);
 
     let reborn = registry.register_version(new_version("m", &[1])).await.unwrap();
     assert_eq!(reborn.version, 5);
@@ -201,6 +209,7 @@ async fn deleting_the_last_version_deletes_the_model(backend: Backend) {
         .pop()
         .unwrap();
     assert_eq!(event.kind, "model_deleted");
+    assert_eq!(event.deleted_versions(), vec![1]);
 }
 
 /// SQLite only: PostgreSQL leaves reclaiming space to autovacuum.

@@ -1,10 +1,14 @@
 //! DeleteModel: removes a version or a whole model through the registry
 //! (which refuses while an alias or the traffic policy still points at it),
-//! then stops this server serving what was deleted at once. Other servers
-//! on the same registry stop when their poller reads the audit event.
+//! then stops this server serving what was deleted at once, and forgets the
+//! deleted versions' live statistics and Predict series. Other servers on
+//! the same registry do both when their poller reads the audit event.
+
+use std::sync::Arc;
 
 use serval_proto::v1 as pb;
-use serval_registry::ChangeContext;
+use serval_registry::{AuditEvent, AuditFilter, ChangeContext};
+use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::{ServiceState, actor_of};
@@ -35,6 +39,7 @@ pub async fn delete_model(
     // NOT_FOUND; calls already holding it finish.
     for &version in &deletion.versions {
         state.models.unload(&deletion.model, version);
+        forget_version(state, &deletion.model, version);
     }
     tracing::info!(
         model = %deletion.model,
@@ -48,4 +53,59 @@ pub async fn delete_model(
         versions: deletion.versions,
         bytes_reclaimed: deletion.bytes_reclaimed,
     }))
+}
+
+/// What this server keeps about a deleted version besides the version
+/// itself: its live-statistics window and its Predict series, which would
+/// otherwise stay listed (and held) for the life of the process.
+fn forget_version(state: &ServiceState, model: &str, version: u32) {
+    state.stats.forget(model, version);
+    state.metrics.predict.remove_version(model, version);
+}
+
+/// Forgets the versions deleted through any server on the registry as this
+/// server's poller applies the events, until the server stops. Events
+/// missed while lagging are read back from the registry's audit log.
+pub fn spawn_deleted_version_follower(state: Arc<ServiceState>) {
+    let mut events = state.sync.subscribe();
+    let mut stopping = state.stopping.clone();
+    tokio::spawn(async move {
+        let forget = |event: &AuditEvent| {
+            for version in event.deleted_versions() {
+                forget_version(&state, &event.model, version);
+            }
+        };
+        let mut last_seen = state.registry.latest_audit_id().await.ok();
+        loop {
+            tokio::select! {
+                received = events.recv() => match received {
+                    Ok(event) => {
+                        last_seen = Some(event.id);
+                        forget(&event);
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        let filter = AuditFilter {
+                            after_id: last_seen,
+                            ..Default::default()
+                        };
+                        match state.registry.audit_events(&filter).await {
+                            Ok(backlog) => {
+                                for event in &backlog {
+                                    forget(event);
+                                }
+                                last_seen = backlog.last().map(|e| e.id).or(last_seen);
+                            }
+                            Err(error) => tracing::warn!(
+                                missed,
+                                %error,
+                                "missed audit events; deleted versions' statistics may stay listed"
+                            ),
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                () = async { let _ = stopping.wait_for(|stopping| *stopping).await; } => return,
+            }
+        }
+    });
 }

@@ -109,6 +109,7 @@ impl ModelServiceImpl {
 }
 
 pub use crate::jobs::JobEventStream as TrainEventStream;
+pub use delete::spawn_deleted_version_follower;
 
 fn invalid(message: impl Into<String>) -> Status {
     ServalError::InvalidArgument(message.into()).into()

@@ -134,3 +134,15 @@ pub fn small_record(x: f64, colour: &str, member: bool) -> pb::Record {
         .collect(),
     }
 }
+
+/// One plain HTTP/1.1 GET (the metrics endpoint): the whole response,
+/// status line and headers included.
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: serval\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}

@@ -69,6 +69,12 @@ async fn versions_listed(client: &mut ServalClient) -> Vec<u32> {
 
 /// The registry file and its write-ahead log together: what the registry
 /// occupies on disk.
+/// The versions of "shoppers" in the server's live statistics.
+async fn live_versions(client: &mut ServalClient) -> Vec<u32> {
+    let stats = client.live_stats("shoppers", 600).await.unwrap();
+    stats.versions.iter().map(|v| v.version).collect()
+}
+
 fn bytes_on_disk(test: &TestServer) -> u64 {
     let database = test.database_path();
     let wal = database.with_extension("db-wal");
@@ -98,6 +104,7 @@ async fn a_deleted_version_stops_serving_and_its_space_is_reclaimed() {
     let input_width = u64::from(test.client.list_models(None).await.unwrap()[0].versions[1].input_width);
     let doomed_weights = 4 * (input_width * 128 + 128 + 128 * 64 + 64 + 64 + 1);
     let disk_before = bytes_on_disk(&test);
+    assert_eq!(live_versions(&mut test.client).await, vec![1, 2, 3]);
 
     let deleted = alice
         .delete_model("shoppers", Some(2), "trained on a bad export")
@@ -131,6 +138,8 @@ async fn a_deleted_version_stops_serving_and_its_space_is_reclaimed() {
     }
     let default = test.client.predict(pinned(None, &records)).await.unwrap();
     assert_eq!(default.version, 3);
+    // The deleted version's live statistics went with it.
+    assert_eq!(live_versions(&mut test.client).await, vec![1, 3]);
     assert_eq!(versions_listed(&mut test.client).await, vec![1, 3]);
 
     let history = test.client.rollout_history("shoppers", None).await.unwrap();
@@ -394,6 +403,7 @@ async fn a_second_server_stops_serving_a_version_deleted_through_the_first() {
     train_two_small_versions(&mut first.client).await;
     let mut config = serval_server::ServerConfig::for_database(first.database_path().to_string_lossy());
     config.registry_poll_interval = Duration::from_millis(100);
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let second = serval_server::Server::start(&config).await.unwrap();
     let mut second_client = ServalClient::connect(&second.url()).await.unwrap();
     let pinned_to_one = pb::PredictRequest {
@@ -402,8 +412,29 @@ async fn a_second_server_stops_serving_a_version_deleted_through_the_first() {
         records: vec![small_record(3.0, "red", true)],
         ..Default::default()
     };
-    // Loaded on the second server before the delete.
+    // Loaded on the second server before the delete, and answered once
+    // with an error, so it has a series for a second status code.
     second_client.predict(pinned_to_one.clone()).await.unwrap();
+    let mut bad = pinned_to_one.clone();
+    bad.records[0].fields.remove("x");
+    assert!(second_client.predict(bad).await.is_err());
+    let version_one = "model=\"small\",version=\"1\"";
+    let metrics = metrics_text(&second).await;
+    for series in [
+        "serval_predict_requests_total{code=\"OK\",",
+        "serval_predict_requests_total{code=\"INVALID_ARGUMENT\",",
+        "serval_predict_rows_total{",
+    ] {
+        assert!(
+            metrics.contains(&format!("{series}{version_one}")),
+            "missing {series} in\n{metrics}"
+        );
+    }
+    let live = second_client.live_stats("small", 600).await.unwrap();
+    assert_eq!(
+        live.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1]
+    );
 
     first.client.delete_model("small", Some(1), "").await.unwrap();
     let deleted_at = Instant::now();
@@ -417,7 +448,27 @@ async fn a_second_server_stops_serving_a_version_deleted_through_the_first() {
         }
         tokio::task::yield_now().await;
     }
+    // Its live statistics and Predict series go too, once the second
+    // server has applied the event.
+    loop {
+        let live = second_client.live_stats("small", 600).await.unwrap();
+        let metrics = metrics_text(&second).await;
+        if live.versions.is_empty() && !metrics.contains(version_one) {
+            break;
+        }
+        assert!(
+            deleted_at.elapsed() < Duration::from_secs(5),
+            "still kept 5 s after the delete: {live:?}\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     second.shutdown().await.unwrap();
+}
+
+async fn metrics_text(server: &serval_server::Server) -> String {
+    let response = http_get(server.metrics_addr().unwrap(), "/metrics").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
 }
 
 #[tokio::test]

@@ -9,21 +9,11 @@ use crate::common::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
 use serval_client::{CallMetadata, ClientError, ConnectOptions, ServalClient, proto as pb};
 use serval_server::{Server, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 fn config(dir: &tempfile::TempDir) -> ServerConfig {
     ServerConfig::for_database(dir.path().join("serval.db").to_string_lossy())
-}
-
-async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: serval\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }
 
 fn status_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> tonic::Status {
