@@ -36,7 +36,9 @@ pub async fn delete_model(
     // Correctness: the sync above unloads versions nothing routes to, but a
     // failed sync must not leave a deleted version loaded. Once unloaded, a
     // pinned call reloads it from the registry, finds it gone and answers
-    // NOT_FOUND; calls already holding it finish.
+    // NOT_FOUND; calls already holding it finish. Its statistics go here
+    // too, before the answer: the follower below would forget them only
+    // once it gets round to the event.
     for &version in &deletion.versions {
         state.models.unload(&deletion.model, version);
         forget_version(state, &deletion.model, version);
