@@ -67,14 +67,14 @@ async fn versions_listed(client: &mut ServalClient) -> Vec<u32> {
         .collect()
 }
 
-/// The registry file and its write-ahead log together: what the registry
-/// occupies on disk.
-/// The versions of "shoppers" in the server's live statistics.
-async fn live_versions(client: &mut ServalClient) -> Vec<u32> {
-    let stats = client.live_stats("shoppers", 600).await.unwrap();
+/// The versions of `model` in the server's live statistics.
+async fn live_versions(client: &mut ServalClient, model: &str) -> Vec<u32> {
+    let stats = client.live_stats(model, 600).await.unwrap();
     stats.versions.iter().map(|v| v.version).collect()
 }
 
+/// The registry file and its write-ahead log together: what the registry
+/// occupies on disk.
 fn bytes_on_disk(test: &TestServer) -> u64 {
     let database = test.database_path();
     let wal = database.with_extension("db-wal");
@@ -104,7 +104,7 @@ async fn a_deleted_version_stops_serving_and_its_space_is_reclaimed() {
     let input_width = u64::from(test.client.list_models(None).await.unwrap()[0].versions[1].input_width);
     let doomed_weights = 4 * (input_width * 128 + 128 + 128 * 64 + 64 + 64 + 1);
     let disk_before = bytes_on_disk(&test);
-    assert_eq!(live_versions(&mut test.client).await, vec![1, 2, 3]);
+    assert_eq!(live_versions(&mut test.client, "shoppers").await, vec![1, 2, 3]);
 
     let deleted = alice
         .delete_model("shoppers", Some(2), "trained on a bad export")
@@ -139,7 +139,7 @@ async fn a_deleted_version_stops_serving_and_its_space_is_reclaimed() {
     let default = test.client.predict(pinned(None, &records)).await.unwrap();
     assert_eq!(default.version, 3);
     // The deleted version's live statistics went with it.
-    assert_eq!(live_versions(&mut test.client).await, vec![1, 3]);
+    assert_eq!(live_versions(&mut test.client, "shoppers").await, vec![1, 3]);
     assert_eq!(versions_listed(&mut test.client).await, vec![1, 3]);
 
     let history = test.client.rollout_history("shoppers", None).await.unwrap();
@@ -430,11 +430,7 @@ async fn a_second_server_stops_serving_a_version_deleted_through_the_first() {
             "missing {series} in\n{metrics}"
         );
     }
-    let live = second_client.live_stats("small", 600).await.unwrap();
-    assert_eq!(
-        live.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
-        vec![1]
-    );
+    assert_eq!(live_versions(&mut second_client, "small").await, vec![1]);
 
     first.client.delete_model("small", Some(1), "").await.unwrap();
     let deleted_at = Instant::now();
@@ -451,9 +447,9 @@ async fn a_second_server_stops_serving_a_version_deleted_through_the_first() {
     // Its live statistics and Predict series go too, once the second
     // server has applied the event.
     loop {
-        let live = second_client.live_stats("small", 600).await.unwrap();
+        let live = live_versions(&mut second_client, "small").await;
         let metrics = metrics_text(&second).await;
-        if live.versions.is_empty() && !metrics.contains(version_one) {
+        if live.is_empty() && !metrics.contains(version_one) {
             break;
         }
         assert!(
