@@ -3,7 +3,7 @@
 //! buckets so the rollout tool can compare a canary with its stable
 //! version.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -79,8 +79,17 @@ impl WindowSummary {
     }
 }
 
-/// Model → version → its window.
-type Windows = HashMap<String, HashMap<u32, Arc<Mutex<Window>>>>;
+/// Every version's window, and the versions forgotten.
+#[derive(Default)]
+struct Windows {
+    /// Model → version → its window.
+    by_model: HashMap<String, HashMap<u32, Arc<Mutex<Window>>>>,
+    /// Model → versions forgotten after their deletion. Correctness:
+    /// version numbers are never reused, so a call still in flight across
+    /// the delete must not bring its version back. One entry per version
+    /// deleted while this server ran.
+    forgotten: HashMap<String, HashSet<u32>>,
+}
 
 /// The statistics of every version this server answered for.
 #[derive(Default)]
@@ -129,20 +138,23 @@ impl LiveStats {
     pub fn for_version(&self, model: &str, version: u32) -> VersionStats {
         let window = {
             let windows = self.windows.read().expect("stats lock poisoned");
-            windows.get(model).and_then(|v| v.get(&version)).cloned()
+            windows.by_model.get(model).and_then(|v| v.get(&version)).cloned()
         };
-        let window = match window {
-            Some(window) => window,
-            None => self
-                .windows
-                .write()
-                .expect("stats lock poisoned")
-                .entry(model.to_string())
-                .or_default()
-                .entry(version)
-                .or_default()
-                .clone(),
-        };
+        if let Some(window) = window {
+            return VersionStats(window);
+        }
+        let mut windows = self.windows.write().expect("stats lock poisoned");
+        if windows.forgotten.get(model).is_some_and(|v| v.contains(&version)) {
+            // A window no summary reads: the version is deleted.
+            return VersionStats(Arc::default());
+        }
+        let window = windows
+            .by_model
+            .entry(model.to_string())
+            .or_default()
+            .entry(version)
+            .or_default()
+            .clone();
         VersionStats(window)
     }
 
@@ -152,6 +164,7 @@ impl LiveStats {
         let versions: Vec<(u32, Arc<Mutex<Window>>)> = {
             let windows = self.windows.read().expect("stats lock poisoned");
             windows
+                .by_model
                 .get(model)
                 .map(|v| v.iter().map(|(k, w)| (*k, w.clone())).collect())
                 .unwrap_or_default()
@@ -174,15 +187,21 @@ impl LiveStats {
     }
 
     /// Forgets a version (after it is deleted), and the model once it has
-    /// no version left.
+    /// no version left. Calls of that version still in flight record
+    /// nowhere that is reported.
     pub fn forget(&self, model: &str, version: u32) {
         let mut windows = self.windows.write().expect("stats lock poisoned");
-        if let Some(versions) = windows.get_mut(model) {
+        if let Some(versions) = windows.by_model.get_mut(model) {
             versions.remove(&version);
             if versions.is_empty() {
-                windows.remove(model);
+                windows.by_model.remove(model);
             }
         }
+        windows
+            .forgotten
+            .entry(model.to_string())
+            .or_default()
+            .insert(version);
     }
 }
 
@@ -275,11 +294,33 @@ mod tests {
         stats.forget("m", 2);
         assert!(stats.summary("m", 60).is_empty());
         assert!(
-            stats.windows.read().unwrap().is_empty(),
+            stats.windows.read().unwrap().by_model.is_empty(),
             "the model's entry is gone too"
         );
         // Forgetting what is not there is a no-op.
         stats.forget("m", 2);
         stats.forget("ghost", 1);
+        assert!(stats.windows.read().unwrap().by_model.is_empty());
+    }
+
+    #[test]
+    fn a_call_in_flight_across_the_delete_does_not_bring_its_version_back() {
+        let stats = LiveStats::default();
+        stats
+            .for_version("m", 1)
+            .record(Code::Ok, Duration::from_micros(100), &[0.5]);
+        stats.forget("m", 1);
+        // The version's first call on this server ends after the delete:
+        // its window is made only now, and is not listed.
+        let late = stats.for_version("m", 1);
+        late.record(Code::Unavailable, Duration::from_micros(100), &[]);
+        assert!(stats.summary("m", 60).is_empty());
+        assert!(stats.windows.read().unwrap().by_model.is_empty());
+        // Other versions of the model are kept as before.
+        stats
+            .for_version("m", 2)
+            .record(Code::Ok, Duration::from_micros(100), &[0.5]);
+        let versions: Vec<u32> = stats.summary("m", 60).iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, vec![2]);
     }
 }

@@ -3,6 +3,9 @@
 //! Labels are RPC names, status codes, model names, versions and job
 //! states: never request contents, feature values or routing keys.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -34,10 +37,21 @@ pub struct PredictMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     rows: IntCounterVec,
+    /// Model → versions whose series were removed after their deletion.
+    /// Correctness: version numbers are never reused, so a call still in
+    /// flight across the delete must not bring a series back. One entry per
+    /// version deleted while this server ran.
+    deleted: Arc<RwLock<HashMap<String, HashSet<u32>>>>,
 }
 
 impl PredictMetrics {
+    /// Counts a call, unless its version was deleted.
     pub fn observe(&self, model: &str, version: u32, code: &str, seconds: f64, rows: usize) {
+        // Held while counting, so that a removal cannot come in between.
+        let deleted = self.deleted.read().expect("metrics lock poisoned");
+        if is_deleted(&deleted, model, version) {
+            return;
+        }
         let version = version.to_string();
         self.requests.with_label_values(&[model, &version, code]).inc();
         self.duration
@@ -51,6 +65,8 @@ impl PredictMetrics {
     /// Removes every series of `version` of `model` (after it is deleted),
     /// whatever status codes it answered with.
     pub fn remove_version(&self, model: &str, version: u32) {
+        let mut deleted = self.deleted.write().expect("metrics lock poisoned");
+        deleted.entry(model.to_string()).or_default().insert(version);
         let version = version.to_string();
         let _ = self.rows.remove_label_values(&[model, &version]);
         for code in (0..=16).map(tonic::Code::from) {
@@ -63,12 +79,18 @@ impl PredictMetrics {
     /// The series of `version` of `model`, looked up once: a loaded
     /// version keeps them, so a successful call costs no label lookups.
     pub fn for_version(&self, model: &str, version: u32) -> VersionPredictMetrics {
-        let label = version.to_string();
-        let ok = serval_proto::code_name(tonic::Code::Ok);
+        let deleted = self.deleted.read().expect("metrics lock poisoned");
+        let ok_series = (!is_deleted(&deleted, model, version)).then(|| {
+            let label = version.to_string();
+            let ok = serval_proto::code_name(tonic::Code::Ok);
+            OkSeries {
+                requests: self.requests.with_label_values(&[model, &label, ok]),
+                duration: self.duration.with_label_values(&[model, &label, ok]),
+                rows: self.rows.with_label_values(&[model, &label]),
+            }
+        });
         VersionPredictMetrics {
-            ok_requests: self.requests.with_label_values(&[model, &label, ok]),
-            ok_duration: self.duration.with_label_values(&[model, &label, ok]),
-            rows: self.rows.with_label_values(&[model, &label]),
+            ok: ok_series,
             all: self.clone(),
             model: model.to_string(),
             version,
@@ -76,23 +98,38 @@ impl PredictMetrics {
     }
 }
 
+fn is_deleted(deleted: &HashMap<String, HashSet<u32>>, model: &str, version: u32) -> bool {
+    deleted
+        .get(model)
+        .is_some_and(|versions| versions.contains(&version))
+}
+
 /// One version's Predict series (see [`PredictMetrics::for_version`]).
 pub struct VersionPredictMetrics {
-    ok_requests: IntCounter,
-    ok_duration: Histogram,
-    rows: IntCounter,
+    /// None when the version was deleted before its first call here ended.
+    ok: Option<OkSeries>,
     /// For the other status codes, which are rare.
     all: PredictMetrics,
     model: String,
     version: u32,
 }
 
+/// The series a successful call counts in. Once removed from their
+/// families they are no longer exported, so a late call counts nowhere.
+struct OkSeries {
+    requests: IntCounter,
+    duration: Histogram,
+    rows: IntCounter,
+}
+
 impl VersionPredictMetrics {
     pub fn observe(&self, code: tonic::Code, seconds: f64, rows: usize) {
         if code == tonic::Code::Ok {
-            self.ok_requests.inc();
-            self.ok_duration.observe(seconds);
-            self.rows.inc_by(rows as u64);
+            if let Some(ok) = &self.ok {
+                ok.requests.inc();
+                ok.duration.observe(seconds);
+                ok.rows.inc_by(rows as u64);
+            }
         } else {
             let name = serval_proto::code_name(code);
             self.all.observe(&self.model, self.version, name, seconds, rows);
@@ -180,6 +217,7 @@ impl ServerMetrics {
                     &["model", "version"],
                 )?,
             )?,
+            deleted: Arc::default(),
         };
         let jobs = JobMetrics {
             running: register(
@@ -219,5 +257,54 @@ impl ServerMetrics {
             tracing::error!(%error, "cannot encode metrics");
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    /// The exported Predict series of `version` of model "m".
+    fn series(metrics: &ServerMetrics, version: u32) -> Vec<String> {
+        let label = format!("version=\"{version}\"");
+        metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("serval_predict_") && line.contains("model=\"m\""))
+            .filter(|line| line.contains(&label))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_call_in_flight_across_the_delete_does_not_bring_its_series_back() {
+        let metrics = ServerMetrics::new().unwrap();
+        let one = metrics.predict.for_version("m", 1);
+        one.observe(Code::Ok, 0.001, 1);
+        one.observe(Code::InvalidArgument, 0.001, 0);
+        metrics.predict.for_version("m", 2).observe(Code::Ok, 0.001, 1);
+        assert!(series(&metrics, 1).iter().any(|s| s.contains("INVALID_ARGUMENT")));
+
+        metrics.predict.remove_version("m", 1);
+        assert_eq!(series(&metrics, 1), Vec::<String>::new());
+        // Calls that held the version before the delete end after it, with
+        // any status code...
+        one.observe(Code::Ok, 0.001, 1);
+        one.observe(Code::Unavailable, 0.001, 0);
+        // ...and so does the version's first call on this server.
+        let first = metrics.predict.for_version("m", 1);
+        first.observe(Code::Ok, 0.001, 1);
+        first.observe(Code::Internal, 0.001, 0);
+        assert_eq!(series(&metrics, 1), Vec::<String>::new());
+
+        // The model's other versions are kept and still count.
+        let two = series(&metrics, 2);
+        assert!(
+            two.iter()
+                .any(|s| s.starts_with("serval_predict_requests_total") && s.ends_with(" 1")),
+            "{two:?}"
+        );
     }
 }
