@@ -25,7 +25,7 @@ pub use names::{validate_alias_name, validate_model_name};
 pub use rollout::{
     Alias, AuditEvent, AuditFilter, ChangeContext, RolloutState, ServingAt, TrafficChange, TrafficPolicy,
 };
-pub use store::{Backend, ModelRecord, NewVersion, Registry, VersionRecord, redact_password};
+pub use store::{Backend, ModelRecord, NewVersion, OpenOptions, Registry, VersionRecord, redact_password};
 
 /// Result type of every registry call.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -33,6 +33,28 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// Pooled connections a registry opens at most unless told otherwise.
+    /// SQLite: a few readers beside its one writer. PostgreSQL: enough for
+    /// a replica's admin calls, trainings and sync at once, while ten
+    /// replicas (plus one change listener each) stay under the server's
+    /// default `max_connections` of 100.
+    pub fn default_max_connections(self) -> u32 {
+        match self {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 8,
+        }
+    }
+}
+
+/// How [`Registry::open_with`] connects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Pooled connections at most (at least 1); `None` for the engine's
+    /// [default](Backend::default_max_connections).
+    pub max_connections: Option<u32>,
+}
+
 /// A version to register. The registry numbers it.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -92,6 +114,11 @@ impl Registry {
     /// `sqlite:` URL or a file path selects SQLite, creating the file if
     /// needed.
     pub async fn open(location: &str) -> Result<Self> {
+        Self::open_with(location, OpenOptions::default()).await
+    }
+
+    /// [`Registry::open`], with the pool's size set by `options`.
+    pub async fn open_with(location: &str, options: OpenOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let open_error = |source| RegistryError::Open {
             location: redact_password(location),
@@ -126,11 +153,12 @@ impl Registry {
             .close()
             .await
             .ok();
+        let max_connections = options
+            .max_connections
+            .unwrap_or(backend.default_max_connections())
+            .max(1);
         let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 8,
-            })
+            .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |connection, _| {
                 Box::pin(async move {

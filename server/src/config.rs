@@ -29,6 +29,13 @@ pub struct ServerConfig {
     )]
     pub database: String,
 
+    /// Registry connections this server opens at most. Default: 4 for
+    /// SQLite, 8 for PostgreSQL. Replicas sharing a PostgreSQL server need
+    /// replicas × (this + 1 for change announcements) connections there;
+    /// lower it when that would pass the server's `max_connections`.
+    #[arg(long, env = "SERVAL_DATABASE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: Option<u32>,
+
     /// This server's name among the replicas sharing the registry; its
     /// training jobs carry it, and on start it fails the jobs it left
     /// running. Default: the host name (a Kubernetes pod's name).
@@ -192,5 +199,24 @@ impl ServerConfig {
             max_predict_rows: self.max_predict_rows,
             max_training_jobs: self.max_training_jobs,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_pool_size_is_optional_and_at_least_one() {
+        let parse = |args: &[&str]| {
+            ServerConfig::try_parse_from(["serval-server"].iter().chain(args))
+                .map(|config| config.database_max_connections)
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        assert_eq!(parse(&["--database-max-connections", "3"]).unwrap(), Some(3));
+        let refused = parse(&["--database-max-connections", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("--database-max-connections"), "{refused}");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serval_proto::v1::model_service_server::ModelServiceServer;
-use serval_registry::Registry;
+use serval_registry::{OpenOptions, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -99,7 +99,13 @@ impl Server {
         }
         let tls = tls_config(config)?;
 
-        let registry = Registry::open(&config.database).await?;
+        let registry = Registry::open_with(
+            &config.database,
+            OpenOptions {
+                max_connections: config.database_max_connections,
+            },
+        )
+        .await?;
         let abandoned = registry
             .fail_abandoned_jobs(Some(&config.replica_name), JOB_STALE_AFTER)
             .await?;

@@ -2,7 +2,7 @@
 //! weights; on both engines.
 
 use serval_registry::testing::TestDatabase;
-use serval_registry::{Backend, Registry, RegistryError};
+use serval_registry::{Backend, ChangeContext, OpenOptions, Registry, RegistryError};
 use sqlx::Row;
 
 use super::new_version;
@@ -128,7 +128,54 @@ async fn versions_cannot_be_rewritten(backend: Backend) {
     assert!(err.to_string().contains("immutable"), "{err}");
 }
 
+/// The pool holds the engine's default number of connections, or the
+/// number asked for; with one, nothing needs a second connection while it
+/// holds the first (a nested acquire would time out).
+async fn the_pool_is_sized_as_asked_and_one_connection_is_enough(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let default = database.open().await;
+    assert_eq!(
+        default.pool().options().get_max_connections(),
+        backend.default_max_connections()
+    );
+    default.close().await;
+
+    let options = OpenOptions {
+        max_connections: Some(1),
+    };
+    let registry = Registry::open_with(database.location(), options).await.unwrap();
+    assert_eq!(registry.pool().options().get_max_connections(), 1);
+    let context = ChangeContext {
+        actor: "alice".into(),
+        reason: "one connection".into(),
+    };
+    for weights in [b"one", b"two"] {
+        registry
+            .register_version(new_version("a", weights))
+            .await
+            .unwrap();
+    }
+    registry.set_alias("a", "production", 2, &context).await.unwrap();
+    let deletion = registry.delete("a", Some(1), &context).await.unwrap();
+    assert_eq!(deletion.versions, vec![1]);
+    assert_eq!(registry.weights("a", 2).await.unwrap(), b"two");
+    let kinds: Vec<String> = registry
+        .audit_events(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(
+        kinds.len(),
+        4,
+        "two registrations, the alias, the delete: {kinds:?}"
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("version_deleted"));
+}
+
 on_both_backends!(
+    the_pool_is_sized_as_asked_and_one_connection_is_enough,
     versions_are_numbered_per_model_and_survive_reopening,
     concurrent_registrations_get_distinct_numbers,
     missing_models_and_versions_are_named,

@@ -171,6 +171,81 @@ async fn concurrent_trainings_on_different_replicas_get_distinct_versions() {
     assert_eq!(events.len(), 3, "every registration is audited");
 }
 
+/// Nothing in the registry takes a second pooled connection while it holds
+/// one, so replicas limited to one each still train concurrently, roll
+/// out, delete and serve (work only queues for the connection; a nested
+/// acquire would fail these calls after the pool's acquire timeout).
+#[tokio::test]
+async fn replicas_with_one_pooled_connection_each_train_roll_out_delete_and_serve() {
+    let database = TestDatabase::postgres().await;
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let mut config = ServerConfig::for_database(database.location());
+        config.replica_name = name.to_string();
+        config.database_max_connections = Some(1);
+        let server = Server::start(&config).await.expect("replica starts");
+        let pool = server.state().registry.pool();
+        assert_eq!(pool.options().get_max_connections(), 1);
+        let client = ServalClient::connect(&server.url()).await.unwrap();
+        replicas.push((server, client));
+    }
+    let (mut a, mut b) = (replicas[0].1.clone(), replicas[1].1.clone());
+
+    let trainings: Vec<_> = [&a, &b]
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let spec = pb::TrainSpec {
+                    seed: Some(i as u64),
+                    ..small_spec("small")
+                };
+                client.train(spec, small_csv()).await.unwrap().version
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for training in trainings {
+        versions.push(training.await.unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, vec![1, 2]);
+
+    a.update_traffic("small", canary(2, 50.0), "half").await.unwrap();
+    b.update_traffic(
+        "small",
+        pb::update_traffic_request::Change::Promote(pb::PromoteChange {}),
+        "all",
+    )
+    .await
+    .unwrap();
+    let deleted = b.delete_model("small", Some(1), "superseded").await.unwrap();
+    assert_eq!(deleted.versions, vec![1]);
+    for client in [&a, &b] {
+        let mut client = client.clone();
+        within(Duration::from_secs(5), || {
+            let mut client = client.clone();
+            async move { client.predict(probe(None)).await.unwrap().version == 2 }
+        })
+        .await;
+        let gone = client.predict(probe(Some(1))).await.unwrap_err();
+        assert!(
+            matches!(&gone, ClientError::Status(status) if status.code() == tonic::Code::NotFound),
+            "{gone}"
+        );
+    }
+    let kinds: Vec<String> = a
+        .rollout_history("small", None)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert!(kinds.contains(&"version_deleted".to_string()), "{kinds:?}");
+}
+
 #[tokio::test]
 async fn a_job_running_on_one_replica_is_cancelled_through_another() {
     let database = TestDatabase::postgres().await;
