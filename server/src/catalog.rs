@@ -361,6 +361,7 @@ pub fn job_to_proto(job: &JobRecord) -> pb::TrainingJob {
         version: job.version.unwrap_or(0),
         error: job.error.clone().unwrap_or_default(),
         actor: job.actor.clone(),
+        replica: job.replica.clone(),
     }
 }
 

@@ -89,13 +89,13 @@ async fn list(client: &mut ServalClient, args: ListArgs) -> Result<(), CliError>
         return Ok(());
     }
     println!(
-        "{:<22} {:<20} {:<10} {:<24} {:>9} {:>9} {:>7} {:>7}  ERROR",
-        "JOB", "MODEL", "STATE", "STARTED", "DURATION", "ROWS", "EPOCHS", "VERSION"
+        "{:<22} {:<20} {:<10} {:<24} {:>9} {:>9} {:>7} {:>7}  {:<16} ERROR",
+        "JOB", "MODEL", "STATE", "STARTED", "DURATION", "ROWS", "EPOCHS", "VERSION", "REPLICA"
     );
     for job in &jobs {
         let started = render::timestamp(job.started_at.as_ref());
         println!(
-            "{:<22} {:<20} {:<10} {:<24} {:>8.1}s {:>9} {:>7} {:>7}  {}",
+            "{:<22} {:<20} {:<10} {:<24} {:>8.1}s {:>9} {:>7} {:>7}  {:<16} {}",
             job.id,
             job.model,
             state_name(job.state),
@@ -108,6 +108,7 @@ async fn list(client: &mut ServalClient, args: ListArgs) -> Result<(), CliError>
             } else {
                 job.version.to_string()
             },
+            job.replica,
             job.error
         );
     }
@@ -138,5 +139,6 @@ fn job_json(job: &pb::TrainingJob) -> Value {
         "version": (job.version != 0).then_some(job.version),
         "error": (!job.error.is_empty()).then_some(&job.error),
         "actor": job.actor,
+        "replica": job.replica,
     })
 }

@@ -116,6 +116,8 @@ async fn a_running_job_is_watched_and_cancelled_and_a_finished_one_is_listed() {
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["version"], 1);
     assert_eq!(done["epochs_done"], 2);
+    // The server that ran it (its --replica-name, the host name here).
+    assert!(done["replica"].as_str().is_some_and(|r| !r.is_empty()), "{done}");
     assert!(done["duration_seconds"].as_f64().unwrap() > 0.0);
     let done_id = done["id"].as_str().unwrap();
 

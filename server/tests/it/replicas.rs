@@ -281,6 +281,7 @@ async fn a_job_running_on_one_replica_is_cancelled_through_another() {
         (job_id.as_str(), pb::JobState::Cancelled)
     );
     assert!(job.epochs_done < 400, "{job:?}");
+    assert_eq!(job.replica, "a", "listed through B, run by A");
     assert!(
         b.list_models(Some("shoppers")).await.is_err(),
         "no version registered"
