@@ -23,12 +23,47 @@ use tonic_health::pb::health_client::HealthClient;
 /// Replica `name` on `database`. The poll interval is long, so anything
 /// seen within a second came through PostgreSQL's announcements.
 async fn replica(database: &str, name: &str) -> (Server, ServalClient) {
+    replica_with(database, name, |_| {}).await
+}
+
+/// [`replica`], with its config adjusted by `configure`.
+async fn replica_with(
+    database: &str,
+    name: &str,
+    configure: impl FnOnce(&mut ServerConfig),
+) -> (Server, ServalClient) {
     let mut config = ServerConfig::for_database(database);
     config.replica_name = name.to_string();
     config.registry_poll_interval = Duration::from_secs(60);
+    configure(&mut config);
     let server = Server::start(&config).await.expect("replica starts");
     let client = ServalClient::connect(&server.url()).await.unwrap();
     (server, client)
+}
+
+/// Trains model "small" through every client at once (a different seed
+/// each); returns the version numbers they got, sorted.
+async fn train_on_each<'a>(clients: impl IntoIterator<Item = &'a ServalClient>) -> Vec<u32> {
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let spec = pb::TrainSpec {
+                    seed: Some(i as u64),
+                    ..small_spec("small")
+                };
+                client.train(spec, small_csv()).await.unwrap().version
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort();
+    versions
 }
 
 fn probe(version: Option<u32>) -> pb::PredictRequest {
@@ -146,25 +181,7 @@ async fn concurrent_trainings_on_different_replicas_get_distinct_versions() {
     for name in ["a", "b", "c"] {
         replicas.push(replica(database.location(), name).await);
     }
-    let tasks: Vec<_> = replicas
-        .iter()
-        .enumerate()
-        .map(|(i, (_, client))| {
-            let mut client = client.clone();
-            tokio::spawn(async move {
-                let spec = pb::TrainSpec {
-                    seed: Some(i as u64),
-                    ..small_spec("small")
-                };
-                client.train(spec, small_csv()).await.unwrap().version
-            })
-        })
-        .collect();
-    let mut versions = Vec::new();
-    for task in tasks {
-        versions.push(task.await.unwrap());
-    }
-    versions.sort();
+    let versions = train_on_each(replicas.iter().map(|(_, client)| client)).await;
     assert_eq!(versions, vec![1, 2, 3]);
     let mut events = replicas[0].1.rollout_history("small", None).await.unwrap().events;
     events.retain(|e| e.kind == "version_registered");
@@ -178,39 +195,15 @@ async fn concurrent_trainings_on_different_replicas_get_distinct_versions() {
 #[tokio::test]
 async fn replicas_with_one_pooled_connection_each_train_roll_out_delete_and_serve() {
     let database = TestDatabase::postgres().await;
-    let mut replicas = Vec::new();
-    for name in ["a", "b"] {
-        let mut config = ServerConfig::for_database(database.location());
-        config.replica_name = name.to_string();
-        config.database_max_connections = Some(1);
-        let server = Server::start(&config).await.expect("replica starts");
+    let one_connection = |config: &mut ServerConfig| config.database_max_connections = Some(1);
+    let (server_a, mut a) = replica_with(database.location(), "a", one_connection).await;
+    let (server_b, mut b) = replica_with(database.location(), "b", one_connection).await;
+    for server in [&server_a, &server_b] {
         let pool = server.state().registry.pool();
         assert_eq!(pool.options().get_max_connections(), 1);
-        let client = ServalClient::connect(&server.url()).await.unwrap();
-        replicas.push((server, client));
     }
-    let (mut a, mut b) = (replicas[0].1.clone(), replicas[1].1.clone());
 
-    let trainings: Vec<_> = [&a, &b]
-        .into_iter()
-        .enumerate()
-        .map(|(i, client)| {
-            let mut client = client.clone();
-            tokio::spawn(async move {
-                let spec = pb::TrainSpec {
-                    seed: Some(i as u64),
-                    ..small_spec("small")
-                };
-                client.train(spec, small_csv()).await.unwrap().version
-            })
-        })
-        .collect();
-    let mut versions = Vec::new();
-    for training in trainings {
-        versions.push(training.await.unwrap());
-    }
-    versions.sort();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(train_on_each([&a, &b]).await, vec![1, 2]);
 
     a.update_traffic("small", canary(2, 50.0), "half").await.unwrap();
     b.update_traffic(
