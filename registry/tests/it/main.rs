@@ -3,7 +3,8 @@
 //! `serval_registry::testing` for how the test server is found).
 
 /// Runs each named `async fn(Backend)` as two tests, `NAME::sqlite` and
-/// `NAME::postgres`.
+/// `NAME::postgres`; the second skips when there is no PostgreSQL (see
+/// `serval_registry::testing::postgres_available`).
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         $(
@@ -15,6 +16,9 @@ macro_rules! on_both_backends {
 
                 #[tokio::test]
                 async fn postgres() {
+                    if !serval_registry::testing::postgres_available() {
+                        return;
+                    }
                     super::$name(serval_registry::Backend::Postgres).await
                 }
             }

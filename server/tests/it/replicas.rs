@@ -5,7 +5,6 @@
 //! calls when a replica is killed; and a replica rides out the database
 //! going away and coming back.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use crate::common::*;
 use crate::jobs::{long_spec, stream_end};
 use crate::process::spawn_on;
 use serval_client::{ClientError, ConnectOptions, ServalClient, proto as pb};
-use serval_registry::testing::TestDatabase;
+use serval_registry::testing::{TestCluster, TestDatabase, postgres_available};
 use serval_server::{Server, ServerConfig};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -95,6 +94,9 @@ where
 
 #[tokio::test]
 async fn a_version_trained_on_one_replica_serves_on_all_and_traffic_changes_reach_every_replica() {
+    if !postgres_available() {
+        return;
+    }
     let database = TestDatabase::postgres().await;
     let (_a, mut a) = replica(database.location(), "a").await;
     let (_b, mut b) = replica(database.location(), "b").await;
@@ -176,6 +178,9 @@ async fn a_version_trained_on_one_replica_serves_on_all_and_traffic_changes_reac
 
 #[tokio::test]
 async fn concurrent_trainings_on_different_replicas_get_distinct_versions() {
+    if !postgres_available() {
+        return;
+    }
     let database = TestDatabase::postgres().await;
     let mut replicas = Vec::new();
     for name in ["a", "b", "c"] {
@@ -194,6 +199,9 @@ async fn concurrent_trainings_on_different_replicas_get_distinct_versions() {
 /// acquire would fail these calls after the pool's acquire timeout).
 #[tokio::test]
 async fn replicas_with_one_pooled_connection_each_train_roll_out_delete_and_serve() {
+    if !postgres_available() {
+        return;
+    }
     let database = TestDatabase::postgres().await;
     let one_connection = |config: &mut ServerConfig| config.database_max_connections = Some(1);
     let (server_a, mut a) = replica_with(database.location(), "a", one_connection).await;
@@ -241,6 +249,9 @@ async fn replicas_with_one_pooled_connection_each_train_roll_out_delete_and_serv
 
 #[tokio::test]
 async fn a_job_running_on_one_replica_is_cancelled_through_another() {
+    if !postgres_available() {
+        return;
+    }
     let database = TestDatabase::postgres().await;
     let (_a, mut a) = replica(database.location(), "a").await;
     let (_b, mut b) = replica(database.location(), "b").await;
@@ -285,6 +296,9 @@ async fn a_job_running_on_one_replica_is_cancelled_through_another() {
 
 #[tokio::test]
 async fn a_balanced_client_loses_no_calls_when_a_replica_is_killed() {
+    if !postgres_available() {
+        return;
+    }
     let database = TestDatabase::postgres().await;
     let logs = tempfile::tempdir().unwrap();
     let mut processes = Vec::new();
@@ -354,50 +368,6 @@ async fn a_balanced_client_loses_no_calls_when_a_replica_is_killed() {
     );
 }
 
-/// A PostgreSQL server of this test's own, which it may stop and start.
-struct PrivatePostgres {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl PrivatePostgres {
-    fn script(&self, command: &str) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-postgres.sh");
-        let status = std::process::Command::new(script)
-            .arg(command)
-            .env("SERVAL_TEST_POSTGRES_DIR", &self.dir)
-            .env("SERVAL_TEST_POSTGRES_PORT", self.port.to_string())
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "test-postgres.sh {command}");
-    }
-
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = PrivatePostgres {
-            dir: std::env::temp_dir().join(format!("serval-test-postgres-{}-{port}", std::process::id())),
-            port,
-        };
-        server.script("start");
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        self.script("stop");
-    }
-}
-
 async fn registry_health(client: &ServalClient) -> ServingStatus {
     let mut health = HealthClient::new(client.channel().clone());
     let answer = health
@@ -412,7 +382,11 @@ async fn registry_health(client: &ServalClient) -> ServingStatus {
 
 #[tokio::test]
 async fn replicas_keep_serving_while_the_database_is_down_and_admin_calls_recover() {
-    let postgres = PrivatePostgres::start();
+    if !postgres_available() {
+        return;
+    }
+    // A server of this test's own, which it stops and starts.
+    let postgres = TestCluster::start().unwrap();
     let (_a, mut a) = replica(&postgres.url(), "a").await;
     let mut config = ServerConfig::for_database(postgres.url());
     config.replica_name = "b".into();
@@ -450,7 +424,7 @@ async fn replicas_keep_serving_while_the_database_is_down_and_admin_calls_recove
         })
     };
 
-    postgres.script("halt");
+    postgres.halt().unwrap();
     // Admin calls fail with a clear UNAVAILABLE, and the health service
     // says so, while predictions go on.
     let refused = b.list_models(None).await.unwrap_err();
@@ -469,7 +443,7 @@ async fn replicas_keep_serving_while_the_database_is_down_and_admin_calls_recove
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    postgres.script("start");
+    postgres.resume().unwrap();
     within(Duration::from_secs(20), || {
         let mut b = b.clone();
         async move { b.list_models(None).await.is_ok() }

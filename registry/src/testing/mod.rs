@@ -2,20 +2,34 @@
 //! either engine, for the tests of every crate.
 //!
 //! SQLite databases are files in a temporary directory. PostgreSQL
-//! databases are created on the server named by `SERVAL_TEST_POSTGRES_URL`
-//! (`scripts/test-postgres.sh start` runs a throwaway one and prints the
-//! line to export); each test gets its own database, dropped when the
-//! [`TestDatabase`] is.
+//! databases are created on one server per test process: the one named by
+//! `SERVAL_TEST_POSTGRES_URL` when it is set, else a throwaway cluster
+//! started on first use from the installed binaries ([`TestCluster`]) and
+//! removed when the process ends. Each test gets its own database, dropped
+//! when the [`TestDatabase`] is. Without PostgreSQL binaries, the
+//! PostgreSQL tests skip (see [`postgres_available`]) unless
+//! `SERVAL_REQUIRE_POSTGRES=1`.
 
+mod cluster;
+
+use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{Connection, Executor, PgConnection};
 
+pub use cluster::TestCluster;
+
 use crate::{Backend, Registry};
 
 /// Environment variable naming the PostgreSQL server tests create their
-/// databases on (a URL whose user may CREATE DATABASE).
+/// databases on (a URL whose user may CREATE DATABASE). Set, it wins over
+/// starting a throwaway cluster.
 pub const POSTGRES_URL_VAR: &str = "SERVAL_TEST_POSTGRES_URL";
+
+/// Environment variable that, set to `1`, makes a missing PostgreSQL a
+/// test failure instead of a skip (CI sets it).
+pub const REQUIRE_POSTGRES_VAR: &str = "SERVAL_REQUIRE_POSTGRES";
 
 /// One empty registry database that lives as long as this value.
 #[derive(Debug)]
@@ -52,14 +66,14 @@ impl TestDatabase {
     /// A new, empty database on the test PostgreSQL server.
     ///
     /// # Panics
-    /// When `SERVAL_TEST_POSTGRES_URL` is not set or the server cannot be
-    /// reached: the PostgreSQL tests are part of the suite, not optional.
+    /// When there is no PostgreSQL (check [`postgres_available`] first to
+    /// skip instead) or the server cannot be reached.
     pub async fn postgres() -> Self {
         let server = postgres_server_url();
         let name = unique_database_name();
-        let mut admin = PgConnection::connect(&server).await.unwrap_or_else(|error| {
-            panic!("cannot reach the test PostgreSQL server at {server} ({POSTGRES_URL_VAR}): {error}")
-        });
+        let mut admin = PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|error| panic!("cannot reach the test PostgreSQL server at {server}: {error}"));
         admin
             .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await
@@ -115,23 +129,67 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Whether this process has a PostgreSQL server for tests: the one named
+/// by `SERVAL_TEST_POSTGRES_URL`, or a throwaway cluster started now (once
+/// per process). Without PostgreSQL binaries it prints one line saying the
+/// PostgreSQL tests are skipped and returns false, or panics when
+/// `SERVAL_REQUIRE_POSTGRES=1`. Tests of the PostgreSQL backend start with
+/// `if !postgres_available() { return; }`.
+///
+/// # Panics
+/// When binaries are installed but a cluster cannot be started, or when
+/// PostgreSQL is required and missing.
+pub fn postgres_available() -> bool {
+    shared_server().is_some()
+}
+
 /// The test PostgreSQL server's URL.
 ///
 /// # Panics
-/// When `SERVAL_TEST_POSTGRES_URL` is not set, saying how to start one.
+/// When there is none (see [`postgres_available`]).
 pub fn postgres_server_url() -> String {
-    std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+    shared_server().map(str::to_string).unwrap_or_else(|| {
         panic!(
-            "{POSTGRES_URL_VAR} is not set: the PostgreSQL tests need a server. Start a throwaway \
-             one with `eval \"$(scripts/test-postgres.sh start)\"` (needs Debian's postgresql \
-             package), or point the variable at a server where this user may CREATE DATABASE"
+            "no PostgreSQL for the tests: install it (apt-get install postgresql) or set \
+             {POSTGRES_URL_VAR} to a server where this user may CREATE DATABASE"
         )
     })
 }
 
+/// The process's one test server URL, decided on first use.
+fn shared_server() -> Option<&'static str> {
+    /// The cluster, when this process started one: kept for the life of
+    /// the process; its watchdog removes it after the process ends.
+    static SHARED: OnceLock<Option<(String, Option<TestCluster>)>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var(POSTGRES_URL_VAR) {
+                return Some((url, None));
+            }
+            if TestCluster::binaries().is_none() {
+                let required = std::env::var(REQUIRE_POSTGRES_VAR).is_ok_and(|v| v == "1");
+                let message = format!(
+                    "PostgreSQL tests skipped: no PostgreSQL binaries on PATH or in \
+                     /usr/lib/postgresql/*/bin; install them with `apt-get install postgresql` \
+                     (or set {POSTGRES_URL_VAR} to a running server)"
+                );
+                assert!(!required, "{REQUIRE_POSTGRES_VAR}=1: {message}");
+                // Straight to the stream, past the test harness's capture:
+                // the one line a skipped half of the suite leaves.
+                let _ = writeln!(std::io::stderr(), "{message}");
+                return None;
+            }
+            let cluster = TestCluster::start()
+                .unwrap_or_else(|error| panic!("cannot start a throwaway PostgreSQL for the tests: {error}"));
+            Some((cluster.url(), Some(cluster)))
+        })
+        .as_ref()
+        .map(|(url, _)| url.as_str())
+}
+
 /// `server` (a postgres:// URL) with its database path replaced by `name`.
 pub fn with_database(server: &str, name: &str) -> String {
-    let mut url = url::Url::parse(server).expect("SERVAL_TEST_POSTGRES_URL is a URL");
+    let mut url = url::Url::parse(server).expect("the test PostgreSQL server's URL is a URL");
     url.set_path(name);
     url.to_string()
 }
