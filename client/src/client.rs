@@ -41,6 +41,44 @@ pub enum ClientError {
     Status(#[from] tonic::Status),
     #[error("{0}")]
     Protocol(String),
+    /// Reading the training data failed part-way; the call was cancelled
+    /// before the upload ended, so the server trains and registers nothing.
+    #[error(
+        "reading the training data failed after {bytes_sent} bytes: {source}; the upload was cancelled and nothing was trained"
+    )]
+    UploadRead { bytes_sent: u64, source: std::io::Error },
+}
+
+/// The chunks of `reader`, up to [`UPLOAD_CHUNK_BYTES`] each. On a read
+/// error the stream sends the error and the bytes read before it on
+/// `failed` and then stays pending, never ending.
+fn read_chunks<R>(
+    reader: R,
+    on_read: impl Fn(usize) + Send + 'static,
+    failed: tokio::sync::oneshot::Sender<(u64, std::io::Error)>,
+) -> impl Stream<Item = Vec<u8>> + Send + 'static
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let state = (reader, on_read, 0u64, Some(failed));
+    futures::stream::unfold(state, |(mut reader, on_read, sent, mut failed)| async move {
+        let mut chunk = vec![0u8; UPLOAD_CHUNK_BYTES];
+        match reader.read(&mut chunk).await {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                on_read(n);
+                Some((chunk, (reader, on_read, sent + n as u64, failed)))
+            }
+            Err(error) => {
+                if let Some(failed) = failed.take() {
+                    let _ = failed.send((sent, error));
+                }
+                std::future::pending().await
+            }
+        }
+    })
 }
 
 /// `error` and its causes, each once: "transport error: tcp connect error:
@@ -325,6 +363,30 @@ impl ServalClient {
             models.train(request).await
         })
         .await
+    }
+
+    /// Starts training from `reader` (the CSV), calling `on_read` with the
+    /// size of each chunk read, and returns the server's event stream.
+    ///
+    /// A read error fails the call with [`ClientError::UploadRead`].
+    /// Correctness: the upload then never ends normally (an ended upload is
+    /// a complete CSV to the server); the call is dropped instead, which
+    /// resets its stream, so the server sees an aborted upload.
+    pub async fn train_from_reader<R>(
+        &mut self,
+        spec: pb::TrainSpec,
+        reader: R,
+        on_read: impl Fn(usize) + Send + 'static,
+    ) -> Result<TrainUpload, ClientError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    {
+        let (failed, read_error) = tokio::sync::oneshot::channel();
+        let chunks = read_chunks(reader, on_read, failed);
+        tokio::select! {
+            upload = self.train_stream(spec, chunks) => upload,
+            Ok((bytes_sent, source)) = read_error => Err(ClientError::UploadRead { bytes_sent, source }),
+        }
     }
 
     /// Trains on an in-memory CSV and waits for the registered version.

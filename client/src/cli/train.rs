@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use futures::stream;
 use indicatif::{ProgressBar, ProgressStyle};
 use serval_client::proto as pb;
-use serval_client::{ServalClient, TrainUpload, UPLOAD_CHUNK_BYTES};
-use tokio::io::AsyncReadExt;
+use serval_client::{ServalClient, TrainUpload};
 
 use super::{CliError, json};
 
@@ -159,22 +157,9 @@ pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliErr
         ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}").expect("valid template"),
     );
     let read_bar = upload.clone();
-    let chunks = stream::unfold(Some(file), move |file| {
-        let bar = read_bar.clone();
-        async move {
-            let mut file = file?;
-            let mut chunk = vec![0u8; UPLOAD_CHUNK_BYTES];
-            match file.read(&mut chunk).await {
-                Ok(0) | Err(_) => None,
-                Ok(n) => {
-                    chunk.truncate(n);
-                    bar.inc(n as u64);
-                    Some((chunk, Some(file)))
-                }
-            }
-        }
-    });
-    let events = client.train_stream(args.spec(), chunks).await?;
+    let events = client
+        .train_from_reader(args.spec(), file, move |n| read_bar.inc(n as u64))
+        .await?;
     follow(events, args.json, upload).await
 }
 

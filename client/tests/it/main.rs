@@ -10,5 +10,7 @@ mod cli;
 mod delete;
 mod explain;
 mod jobs;
+mod quickstart;
 mod report;
 mod rollout;
+mod upload;
