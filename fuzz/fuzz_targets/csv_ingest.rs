@@ -1,5 +1,5 @@
-//! CSV ingest on arbitrary bytes: no panic, a rejection is always
-//! INVALID_ARGUMENT with a message, and an accepted table fits and encodes.
+//! CSV ingest on arbitrary bytes: no panic, a rejection is always invalid
+//! data with a message, and an accepted table fits and encodes.
 //!
 //! The first byte chooses the options (delimiter, positive label, a column
 //! type override, a dropped column, the row limit); the rest is the upload.
@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use serval_server::ServalError;
-use serval_server::dataset::{ColumnKind, IngestOptions, ingest_csv};
-use serval_server::encoder::{Encoder, EncoderState};
+use serval_model::ModelError;
+use serval_model::dataset::{ColumnKind, IngestOptions, ingest_csv};
+use serval_model::encoder::{Encoder, EncoderState};
 
 const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 const POSITIVE: [&str; 4] = ["yes", "1", "TRUE", "a"];
@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         drop_columns: &drop_columns,
         column_types: &column_types,
         max_rows,
+        max_columns: 1000,
     };
     match ingest_csv(csv, &options) {
         Ok(table) => {
@@ -52,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
             let dense = encoder.encode_table(&table, &all);
             assert_eq!(dense.len(), rows * encoder.width());
         }
-        Err(ServalError::InvalidArgument(message)) => assert!(!message.trim().is_empty()),
-        Err(other) => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        Err(ModelError::InvalidData(message)) => assert!(!message.trim().is_empty()),
+        Err(other) => panic!("expected invalid data, got {other:?}"),
     }
 });

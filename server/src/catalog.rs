@@ -1,123 +1,47 @@
 //! The documents the server stores with each version, and their protocol
 //! form: what goes into the registry and what ListModels shows.
 
-use serde::{Deserialize, Serialize};
+use serval_model::dataset::ColumnKind;
+use serval_model::documents::{DocumentsJson, VersionDocuments};
+use serval_model::encoder::Transform;
+use serval_model::training::{
+    DatasetSummary, EpochReport, LearningRateSchedule, Recipe, ThresholdObjective, TrainedVersion,
+};
 use serval_proto::v1 as pb;
 use serval_registry::{
     AuditEvent, JobRecord, JobState, ModelRecord, NewVersion, RolloutState, ServingAt, TrafficPolicy,
     VersionRecord,
 };
 
-use crate::dataset::ColumnKind;
-use crate::encoder::{EncoderState, Transform};
 use crate::error::ServalError;
-use crate::metrics::{Curves, Evaluation};
-use crate::training::{DatasetSummary, EpochReport, Recipe, TrainedVersion};
-
-/// The `metrics` document: validation quality and the per-epoch history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredMetrics {
-    pub validation: Evaluation,
-    pub history: Vec<EpochReport>,
-    #[serde(default)]
-    pub best_epoch: usize,
-    #[serde(default)]
-    pub curves: Curves,
-    /// Permutation importance of the original columns on the validation
-    /// split, most important first.
-    #[serde(default)]
-    pub importance: Vec<(String, f64)>,
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ServalError> {
-    serde_json::to_value(value).map_err(|e| ServalError::Internal(format!("cannot encode document: {e}")))
-}
-
-fn from_json<T: for<'de> Deserialize<'de>>(
-    record: &VersionRecord,
-    field: &str,
-    value: &serde_json::Value,
-) -> Result<T, ServalError> {
-    T::deserialize(value).map_err(|e| {
-        ServalError::FailedPrecondition(format!(
-            "model {:?} version {}: stored {field} is unreadable: {}",
-            record.model,
-            record.version,
-            without_values(&e.to_string())
-        ))
-    })
-}
-
-/// A serde error message with the stored values it quotes blanked out
-/// (`invalid type: string "Nov"` → `invalid type: string "…"`), keeping
-/// field names (`missing field \`baseline\``): these messages reach logs,
-/// and stored category lists are data.
-fn without_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut chars = message.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                for inner in chars.by_ref() {
-                    if inner == '"' {
-                        break;
-                    }
-                }
-                out.push_str("\"…\"");
-            }
-            '`' => {
-                let quoted: String = chars.by_ref().take_while(|&inner| inner != '`').collect();
-                let is_name = quoted.chars().all(|q| q.is_ascii_alphanumeric() || q == '_')
-                    && quoted
-                        .chars()
-                        .next()
-                        .is_some_and(|q| q.is_ascii_alphabetic() || q == '_');
-                out.push('`');
-                out.push_str(if is_name { &quoted } else { "…" });
-                out.push('`');
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The registry write for a freshly trained version of `model`.
 pub fn new_version(model: &str, trained: &TrainedVersion, actor: &str) -> Result<NewVersion, ServalError> {
+    let json = VersionDocuments::of(trained).to_json()?;
     Ok(NewVersion {
         model: model.to_string(),
-        recipe: to_json(&trained.recipe)?,
-        encoder: to_json(&trained.encoder)?,
-        metrics: to_json(&StoredMetrics {
-            validation: trained.evaluation,
-            history: trained.history.clone(),
-            best_epoch: trained.best_epoch,
-            curves: trained.curves.clone(),
-            importance: trained.importance.clone(),
-        })?,
-        dataset: to_json(&trained.dataset)?,
+        recipe: json.recipe,
+        encoder: json.encoder,
+        metrics: json.metrics,
+        dataset: json.dataset,
         weights: trained.weights.clone(),
         actor: actor.to_string(),
     })
 }
 
-/// A stored version's typed documents.
-pub struct VersionDocuments {
-    pub recipe: Recipe,
-    pub encoder: EncoderState,
-    pub metrics: StoredMetrics,
-    pub dataset: DatasetSummary,
-}
-
-impl VersionDocuments {
-    pub fn read(record: &VersionRecord) -> Result<Self, ServalError> {
-        Ok(VersionDocuments {
-            recipe: from_json(record, "recipe", &record.recipe)?,
-            encoder: from_json(record, "encoder", &record.encoder)?,
-            metrics: from_json(record, "metrics", &record.metrics)?,
-            dataset: from_json(record, "dataset", &record.dataset)?,
-        })
-    }
+/// A stored version's typed documents; the error names the version.
+pub fn documents(record: &VersionRecord) -> Result<VersionDocuments, ServalError> {
+    VersionDocuments::from_json(&DocumentsJson {
+        recipe: record.recipe.clone(),
+        encoder: record.encoder.clone(),
+        metrics: record.metrics.clone(),
+        dataset: record.dataset.clone(),
+    })
+    .map_err(|source| ServalError::Version {
+        model: record.model.clone(),
+        version: record.version,
+        source,
+    })
 }
 
 pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
@@ -137,7 +61,7 @@ fn column_type(kind: ColumnKind) -> pb::ColumnType {
 
 /// The protocol view of a stored version.
 pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, ServalError> {
-    let docs = VersionDocuments::read(record)?;
+    let docs = documents(record)?;
     let columns: Vec<pb::FeatureColumn> = docs
         .encoder
         .columns
@@ -175,7 +99,7 @@ pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, Serv
             epochs_run: docs.metrics.history.len() as u32,
         }),
         dataset: Some(dataset_to_proto(&docs.dataset)),
-        hyper_parameters: Some(docs.recipe.hyper_parameters()),
+        hyper_parameters: Some(hyper_parameters(&docs.recipe)),
         seed: docs.recipe.seed,
         label_column: docs.recipe.label_column.clone(),
         positive_label: docs.recipe.positive_label.clone(),
@@ -183,6 +107,33 @@ pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, Serv
         columns,
         weights_sha256: record.weights_sha256.clone(),
     })
+}
+
+/// The recipe's hyper-parameters as the protocol reports them.
+pub fn hyper_parameters(recipe: &Recipe) -> pb::HyperParameters {
+    pb::HyperParameters {
+        hidden_layers: recipe.hidden_layers.iter().map(|&w| w as u32).collect(),
+        learning_rate: Some(recipe.learning_rate),
+        batch_size: Some(recipe.batch_size as u32),
+        epochs: Some(recipe.epochs as u32),
+        validation_fraction: Some(recipe.validation_fraction),
+        patience: Some(recipe.patience as u32),
+        l2: Some(recipe.l2),
+        dropout: Some(recipe.dropout),
+        class_weighting: Some(recipe.class_weighting),
+        learning_rate_schedule: match recipe.learning_rate_schedule {
+            LearningRateSchedule::Constant => pb::LearningRateSchedule::Constant,
+            LearningRateSchedule::Cosine => pb::LearningRateSchedule::Cosine,
+        } as i32,
+        target_precision: match recipe.threshold {
+            ThresholdObjective::Precision(p) => Some(p),
+            _ => None,
+        },
+        target_recall: match recipe.threshold {
+            ThresholdObjective::Recall(r) => Some(r),
+            _ => None,
+        },
+    }
 }
 
 /// A column's encoding in words, for reports and `serval models`.
@@ -222,7 +173,7 @@ pub fn epoch_to_proto(report: &EpochReport) -> pb::EpochProgress {
 
 /// Everything a report draws about a stored version.
 pub fn report_to_proto(record: &VersionRecord) -> Result<pb::VersionReport, ServalError> {
-    let docs = VersionDocuments::read(record)?;
+    let docs = documents(record)?;
     let point = |p: &[f64; 3]| pb::CurvePoint {
         x: p[0],
         y: p[1],
@@ -362,26 +313,5 @@ pub fn job_to_proto(job: &JobRecord) -> pb::TrainingJob {
         error: job.error.clone().unwrap_or_default(),
         actor: job.actor.clone(),
         replica: job.replica.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_values;
-
-    #[test]
-    fn stored_values_are_blanked_and_field_names_kept() {
-        assert_eq!(
-            without_values("invalid type: string \"Nov\", expected f64"),
-            "invalid type: string \"…\", expected f64"
-        );
-        assert_eq!(
-            without_values("invalid value: integer `5`, expected u8"),
-            "invalid value: integer `…`, expected u8"
-        );
-        assert_eq!(
-            without_values("missing field `baseline`"),
-            "missing field `baseline`"
-        );
     }
 }

@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::batching::BatchConfig;
 use crate::service::ServiceLimits;
-use crate::training::TrainingLimits;
+use serval_model::training::TrainingLimits;
 
 /// Serval's model server: trains behaviour models from CSV, keeps every
 /// version in a registry, and serves predictions over gRPC.
@@ -91,6 +91,12 @@ pub struct ServerConfig {
     /// Data rows one training upload may hold.
     #[arg(long, env = "SERVAL_MAX_TRAINING_ROWS", default_value_t = 5_000_000)]
     pub max_training_rows: usize,
+
+    /// Columns one training upload may have (label and dropped columns
+    /// included); wider uploads are refused with INVALID_ARGUMENT. Training
+    /// cost grows with rows × columns; see docs/performance.md "Wide data".
+    #[arg(long, env = "SERVAL_MAX_TRAINING_COLUMNS", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_training_columns: u32,
 
     /// Bytes one training upload may hold.
     #[arg(long, env = "SERVAL_MAX_TRAINING_BYTES", default_value_t = 2 << 30)]
@@ -194,8 +200,9 @@ impl ServerConfig {
             training: TrainingLimits {
                 max_epochs: self.max_epochs,
                 max_rows: self.max_training_rows,
-                max_upload_bytes: self.max_training_bytes,
+                max_columns: self.max_training_columns as usize,
             },
+            max_upload_bytes: self.max_training_bytes,
             max_predict_rows: self.max_predict_rows,
             max_training_jobs: self.max_training_jobs,
         }

@@ -1,5 +1,8 @@
-//! The server's one error type and its mapping to gRPC status codes.
+//! The server's one error type and its mapping to gRPC status codes: the
+//! one place where the model crate's and the registry's errors, named by
+//! cause, become codes a caller can act on.
 
+use serval_model::ModelError;
 use serval_registry::RegistryError;
 use tonic::{Code, Status};
 
@@ -18,8 +21,6 @@ pub enum ServalError {
     ResourceExhausted(String),
     #[error("{0}")]
     Unavailable(String),
-    #[error("{0}")]
-    Cancelled(String),
     /// A concurrent change won; re-read and retry.
     #[error("{0}")]
     Aborted(String),
@@ -30,12 +31,15 @@ pub enum ServalError {
     Internal(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-}
-
-impl From<candle_core::Error> for ServalError {
-    fn from(error: candle_core::Error) -> Self {
-        ServalError::Internal(format!("tensor computation failed: {error}"))
-    }
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A model error about one stored version, which the message names.
+    #[error("model {model:?} version {version}: {source}")]
+    Version {
+        model: String,
+        version: u32,
+        source: ModelError,
+    },
 }
 
 impl From<ServalError> for Status {
@@ -46,16 +50,45 @@ impl From<ServalError> for Status {
             ServalError::FailedPrecondition(m) => (Code::FailedPrecondition, m),
             ServalError::ResourceExhausted(m) => (Code::ResourceExhausted, m),
             ServalError::Unavailable(m) => (Code::Unavailable, m),
-            ServalError::Cancelled(m) => (Code::Cancelled, m),
             ServalError::Aborted(m) => (Code::Aborted, m),
             ServalError::DeadlineExceeded(m) => (Code::DeadlineExceeded, m),
-            ServalError::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                (Code::Internal, m)
-            }
+            ServalError::Internal(m) => (Code::Internal, m),
             ServalError::Registry(error) => registry_status(error),
+            ServalError::Model(error) => (model_code(&error), error.to_string()),
+            ServalError::Version {
+                model,
+                version,
+                source,
+            } => (
+                model_code(&source),
+                ServalError::Version {
+                    model,
+                    version,
+                    source,
+                }
+                .to_string(),
+            ),
         };
+        if code == Code::Internal {
+            tracing::error!(error = %message, "internal error");
+        }
         Status::new(code, message)
+    }
+}
+
+/// What a caller can do about a model error.
+fn model_code(error: &ModelError) -> Code {
+    match error {
+        ModelError::InvalidData(_)
+        | ModelError::InvalidSetting(_)
+        | ModelError::MissingColumn { .. }
+        | ModelError::InvalidCell { .. }
+        | ModelError::InvalidDenseRow { .. }
+        | ModelError::Diverged { .. }
+        | ModelError::ExplanationsUnavailable => Code::InvalidArgument,
+        ModelError::Cancelled => Code::Cancelled,
+        ModelError::CorruptWeights(_) | ModelError::CorruptDocument { .. } => Code::FailedPrecondition,
+        ModelError::ShapeMismatch(_) | ModelError::Compute(_) => Code::Internal,
     }
 }
 

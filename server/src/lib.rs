@@ -1,25 +1,24 @@
-//! Serval's server: trains behaviour models (candle MLPs) from CSV uploads,
-//! registers every version in the registry, and serves predictions over
-//! gRPC.
+//! Serval's server: the gRPC edge around the model crate (`serval-model`)
+//! and the registry. It trains versions from CSV uploads, registers them,
+//! and serves predictions.
 //!
-//! Data flows `dataset` → `encoder` → `training` (→ `mlp`, `metrics`) →
-//! registry on Train, and `service` → `serving` → `batching` → `mlp` on
-//! Predict.
+//! On Train, `service::train` checks the spec (`service::train_spec`),
+//! runs `serval_model::training` on a blocking thread and registers the
+//! documents (`catalog`); on Predict, `service::predict` routes
+//! (`routing`), finds the loaded version (`serving`), encodes its records
+//! with the model crate's encoder and scores them through the version's
+//! `batching` queue. Errors of every crate become status codes in `error`.
 
 pub mod auth;
 pub mod batching;
 pub mod catalog;
 pub mod config;
-pub mod dataset;
 pub mod deadline;
-pub mod encoder;
+pub mod encoding;
 pub mod error;
-pub mod explain;
 pub mod jobs;
 pub mod live_stats;
-pub mod metrics;
 pub mod metrics_http;
-pub mod mlp;
 pub mod privacy;
 pub mod registry_sync;
 pub mod request_context;
@@ -28,7 +27,6 @@ pub mod server;
 pub mod service;
 pub mod serving;
 pub mod telemetry;
-pub mod training;
 
 pub use config::ServerConfig;
 pub use error::ServalError;

@@ -13,12 +13,13 @@ use tower::Layer;
 use crate::batching::{
     BatchConfig, BatchLayer, BatchMetricsFamily, Batcher, ComputePool, PredictRows, Scored,
 };
-use crate::catalog::VersionDocuments;
-use crate::encoder::Encoder;
+use serval_model::encoder::Encoder;
+use serval_model::explain::{EncodedExplanation, Scorer};
+use serval_model::network::Mlp;
+
+use crate::catalog::documents;
 use crate::error::ServalError;
-use crate::explain::Scorer;
 use crate::live_stats::VersionStats;
-use crate::mlp::Mlp;
 use crate::telemetry::VersionPredictMetrics;
 
 /// How loaded versions batch their forward passes.
@@ -40,7 +41,7 @@ pub struct LoadedVersion {
     /// Scores at or above it are labelled positive.
     pub threshold: f64,
     /// The batching layer around this version's network.
-    pub batcher: Batcher,
+    pub batcher: Batcher<EncodedExplanation>,
     /// Where this version's calls are counted, set by the first call.
     recorders: OnceLock<CallRecorders>,
 }
@@ -61,9 +62,13 @@ impl LoadedVersion {
         version: u32,
     ) -> Result<Self, ServalError> {
         let record = registry.version(model, Some(version)).await?;
-        let docs = VersionDocuments::read(&record)?;
+        let docs = documents(&record)?;
         let weights = registry.weights(model, version).await?;
-        let network = Mlp::from_safetensors(&weights)?;
+        let network = Mlp::from_safetensors(&weights).map_err(|source| ServalError::Version {
+            model: model.to_string(),
+            version,
+            source,
+        })?;
         let threshold = docs.metrics.validation.threshold;
         let encoder = Encoder::new(docs.encoder);
         if network.input_width() != encoder.width() {
@@ -112,7 +117,7 @@ impl LoadedVersion {
         rows: Vec<f32>,
         deadline: Option<Instant>,
         explain: bool,
-    ) -> Result<Scored, ServalError> {
+    ) -> Result<Scored<EncodedExplanation>, ServalError> {
         self.batcher
             .submit(PredictRows {
                 rows,

@@ -13,17 +13,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::*;
-use serval_client::{ClientError, proto as pb};
-use serval_server::encoder::MAX_CATEGORIES;
+use serval_client::proto as pb;
+use serval_model::encoder::MAX_CATEGORIES;
 use serval_server::privacy::routing_key_hash;
 use tonic::Code;
-
-fn status_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> tonic::Status {
-    match result {
-        Err(ClientError::Status(status)) => status,
-        other => panic!("expected a status, got {other:?}"),
-    }
-}
 
 /// Which of `markers` occur in `haystack`, in one pass per marker length.
 fn occurring<'a>(haystack: &[u8], markers: &'a [String]) -> BTreeSet<&'a str> {

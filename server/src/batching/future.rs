@@ -12,15 +12,15 @@ use crate::error::ServalError;
 /// Resolves to the caller's scores (and explanations, when asked), in the
 /// order of its rows.
 #[derive(Debug)]
-pub enum BatchFuture {
+pub enum BatchFuture<E> {
     /// Refused before queueing (full queue, bad shape, worker gone).
     Refused(Option<ServalError>),
     /// Queued; the worker answers on the channel.
-    Queued(oneshot::Receiver<Result<Scored, ServalError>>),
+    Queued(oneshot::Receiver<Result<Scored<E>, ServalError>>),
 }
 
-impl Future for BatchFuture {
-    type Output = Result<Scored, ServalError>;
+impl<E> Future for BatchFuture<E> {
+    type Output = Result<Scored<E>, ServalError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {

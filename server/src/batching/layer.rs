@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tower::Layer;
 
-use super::{BatchMetrics, BatchPredictor, Batcher, ComputePool};
+use super::{BatchMetrics, BatchScorer, Batcher, ComputePool};
 
 /// When batches are cut and how much may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +54,11 @@ impl BatchLayer {
     }
 }
 
-impl<P: BatchPredictor> Layer<Arc<P>> for BatchLayer {
-    type Service = Batcher;
+impl<S: BatchScorer> Layer<Arc<S>> for BatchLayer {
+    type Service = Batcher<S::Explanation>;
 
-    fn layer(&self, predictor: Arc<P>) -> Batcher {
-        let (batcher, worker) =
-            Batcher::pair(predictor, self.config, self.pool.clone(), self.metrics.clone());
+    fn layer(&self, scorer: Arc<S>) -> Batcher<S::Explanation> {
+        let (batcher, worker) = Batcher::pair(scorer, self.config, self.pool.clone(), self.metrics.clone());
         spawn_worker(worker);
         batcher
     }
@@ -74,7 +73,7 @@ impl<P: BatchPredictor> Layer<Arc<P>> for BatchLayer {
 /// collapsed to ~8k rows/s while the refusals churned. On its own thread
 /// it is woken by the operating system as soon as a pass ends, or rows
 /// arrive while a compute slot is free.
-fn spawn_worker<P: BatchPredictor>(worker: super::Worker<P>) {
+fn spawn_worker<S: BatchScorer>(worker: super::Worker<S>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build();

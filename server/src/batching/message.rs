@@ -6,7 +6,6 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::queue::Queued;
 use crate::error::ServalError;
-use crate::explain::EncodedExplanation;
 
 /// A request to the batcher: encoded rows, and when the caller stops
 /// caring.
@@ -32,22 +31,22 @@ impl PredictRows {
 }
 
 /// What a caller gets back: one score per row, in order, and one
-/// explanation per row when it asked for them.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Scored {
+/// explanation (`E`, the scorer's kind) per row when it asked for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored<E> {
     pub scores: Vec<f32>,
-    pub explanations: Vec<EncodedExplanation>,
+    pub explanations: Vec<E>,
 }
 
 /// A request waiting in the queue.
 #[derive(Debug)]
-pub struct Message {
+pub struct Message<E> {
     pub rows: Vec<f32>,
     pub row_count: usize,
     pub deadline: Option<Instant>,
     pub enqueued_at: Instant,
     pub explain: bool,
-    pub respond: oneshot::Sender<Result<Scored, ServalError>>,
+    pub respond: oneshot::Sender<Result<Scored<E>, ServalError>>,
     /// Correctness: the queue-room permit travels with the rows and is
     /// released when they leave the queue, so waiting rows never exceed
     /// `max_queued_rows`.
@@ -56,7 +55,7 @@ pub struct Message {
     pub span: tracing::Span,
 }
 
-impl Queued for Message {
+impl<E> Queued for Message<E> {
     fn rows(&self) -> usize {
         self.row_count
     }

@@ -8,7 +8,9 @@
 //! compute threads) and `metrics`.
 //!
 //! It does not encode records or choose versions: callers hand it rows
-//! already encoded and checked, so one bad request never spoils a batch.
+//! already encoded and checked, so one bad request never spoils a batch. It
+//! is generic over the model crate's [`BatchScorer`], so it knows nothing of
+//! networks or of what an explanation holds.
 
 mod compute;
 mod future;
@@ -28,32 +30,4 @@ pub use queue::{BatchQueue, Decision, Queued};
 pub use service::Batcher;
 pub use worker::Worker;
 
-use crate::error::ServalError;
-use crate::explain::EncodedExplanation;
-
-/// What the layer wraps: something that scores a stacked batch of encoded
-/// rows in one pass. Called on a compute thread, never on the runtime.
-pub trait BatchPredictor: Send + Sync + 'static {
-    /// Values per row.
-    fn width(&self) -> usize;
-    /// Scores `rows` (row-major, a whole number of rows): one per row.
-    fn predict_batch(&self, rows: &[f32]) -> Result<Vec<f32>, ServalError>;
-    /// Explains `rows`: one explanation per row. Runs in the same compute
-    /// job as the batch's forward pass, over the rows whose callers asked.
-    fn explain_batch(&self, rows: &[f32]) -> Result<Vec<EncodedExplanation>, ServalError> {
-        let _ = rows;
-        Err(ServalError::InvalidArgument(
-            "this predictor cannot explain its scores".into(),
-        ))
-    }
-}
-
-impl BatchPredictor for crate::mlp::Mlp {
-    fn width(&self) -> usize {
-        self.input_width()
-    }
-
-    fn predict_batch(&self, rows: &[f32]) -> Result<Vec<f32>, ServalError> {
-        self.predict(rows)
-    }
-}
+pub use serval_model::BatchScorer;

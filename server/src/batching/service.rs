@@ -9,28 +9,40 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tower::Service;
 
 use super::message::{Message, Scored};
-use super::{BatchConfig, BatchFuture, BatchMetrics, BatchPredictor, ComputePool, PredictRows, Worker};
+use super::{BatchConfig, BatchFuture, BatchMetrics, BatchScorer, ComputePool, PredictRows, Worker};
 use crate::error::ServalError;
 
-/// Handle to one version's batching queue; clones share the queue.
-#[derive(Clone)]
-pub struct Batcher {
-    queue: mpsc::UnboundedSender<Message>,
+/// Handle to one version's batching queue; clones share the queue. `E` is
+/// what an explanation of one row is.
+pub struct Batcher<E> {
+    queue: mpsc::UnboundedSender<Message<E>>,
     room: Arc<Semaphore>,
     width: usize,
     config: BatchConfig,
     metrics: BatchMetrics,
 }
 
-impl Batcher {
+impl<E> Clone for Batcher<E> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+            room: self.room.clone(),
+            width: self.width,
+            config: self.config,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<E: Send + 'static> Batcher<E> {
     /// The handle and its worker, separately, so tests can hold the worker
     /// back and fill the queue first. Run the worker with `worker.run()`.
-    pub fn pair<P: BatchPredictor>(
-        predictor: Arc<P>,
+    pub fn pair<S: BatchScorer<Explanation = E>>(
+        scorer: Arc<S>,
         config: BatchConfig,
         pool: ComputePool,
         metrics: BatchMetrics,
-    ) -> (Batcher, Worker<P>) {
+    ) -> (Batcher<E>, Worker<S>) {
         let config = BatchConfig {
             max_batch_rows: config.max_batch_rows.max(1),
             max_in_flight: config.max_in_flight.max(1),
@@ -40,11 +52,11 @@ impl Batcher {
         let batcher = Batcher {
             queue,
             room: Arc::new(Semaphore::new(config.max_queued_rows)),
-            width: predictor.width(),
+            width: scorer.width(),
             config,
             metrics: metrics.clone(),
         };
-        (batcher, Worker::new(inbox, predictor, config, pool, metrics))
+        (batcher, Worker::new(inbox, scorer, config, pool, metrics))
     }
 
     pub fn metrics(&self) -> &BatchMetrics {
@@ -57,7 +69,7 @@ impl Batcher {
 
     /// Queues `request` (or refuses it at once) without needing `&mut`:
     /// what `Service::call` does, for callers sharing one handle.
-    pub fn submit(&self, request: PredictRows) -> BatchFuture {
+    pub fn submit(&self, request: PredictRows) -> BatchFuture<E> {
         match self.admit(request) {
             Ok(answer) => BatchFuture::Queued(answer),
             Err(error) => BatchFuture::Refused(Some(error)),
@@ -67,7 +79,7 @@ impl Batcher {
     fn admit(
         &self,
         request: PredictRows,
-    ) -> Result<oneshot::Receiver<Result<Scored, ServalError>>, ServalError> {
+    ) -> Result<oneshot::Receiver<Result<Scored<E>, ServalError>>, ServalError> {
         if request.rows.is_empty() || !request.rows.len().is_multiple_of(self.width) {
             return Err(ServalError::InvalidArgument(format!(
                 "{} values are not a whole number of rows of {}",
@@ -115,10 +127,10 @@ impl Batcher {
     }
 }
 
-impl Service<PredictRows> for Batcher {
-    type Response = Scored;
+impl<E: Send + 'static> Service<PredictRows> for Batcher<E> {
+    type Response = Scored<E>;
     type Error = ServalError;
-    type Future = BatchFuture;
+    type Future = BatchFuture<E>;
 
     /// Always ready: admission is decided in `call`, which fails fast when
     /// the queue is full instead of making callers wait for room.
@@ -126,7 +138,7 @@ impl Service<PredictRows> for Batcher {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: PredictRows) -> BatchFuture {
+    fn call(&mut self, request: PredictRows) -> BatchFuture<E> {
         self.submit(request)
     }
 }

@@ -13,13 +13,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::message::{Message, Scored};
 use super::queue::{BatchQueue, Decision};
-use super::{BatchConfig, BatchMetrics, BatchPredictor, ComputePool};
+use super::{BatchConfig, BatchMetrics, BatchScorer, ComputePool};
 use crate::error::ServalError;
-use crate::explain::EncodedExplanation;
 
 /// Who waits for which rows of a batch.
-struct Responder {
-    respond: oneshot::Sender<Result<Scored, ServalError>>,
+struct Responder<E> {
+    respond: oneshot::Sender<Result<Scored<E>, ServalError>>,
     rows: usize,
     explain: bool,
     /// The caller's own input buffer, which comes back to it holding its
@@ -32,26 +31,26 @@ struct Responder {
 }
 
 /// A batch's scores, and the explanations of its rows whose callers asked.
-type BatchOutput = (Vec<f32>, Vec<EncodedExplanation>);
+type BatchOutput<E> = (Vec<f32>, Vec<E>);
 
 /// A batch handed to a compute thread, and who waits for which rows.
-struct Running {
-    responders: Vec<Responder>,
-    output: oneshot::Receiver<Result<BatchOutput, String>>,
+struct Running<E> {
+    responders: Vec<Responder<E>>,
+    output: oneshot::Receiver<Result<BatchOutput<E>, String>>,
 }
 
-pub struct Worker<P> {
-    inbox: mpsc::UnboundedReceiver<Message>,
-    queue: BatchQueue<Message>,
-    predictor: Arc<P>,
+pub struct Worker<S: BatchScorer> {
+    inbox: mpsc::UnboundedReceiver<Message<S::Explanation>>,
+    queue: BatchQueue<Message<S::Explanation>>,
+    scorer: Arc<S>,
     pool: ComputePool,
     metrics: BatchMetrics,
 }
 
-impl<P: BatchPredictor> Worker<P> {
+impl<S: BatchScorer> Worker<S> {
     pub(super) fn new(
-        inbox: mpsc::UnboundedReceiver<Message>,
-        predictor: Arc<P>,
+        inbox: mpsc::UnboundedReceiver<Message<S::Explanation>>,
+        scorer: Arc<S>,
         config: BatchConfig,
         pool: ComputePool,
         metrics: BatchMetrics,
@@ -59,7 +58,7 @@ impl<P: BatchPredictor> Worker<P> {
         Worker {
             inbox,
             queue: BatchQueue::new(config),
-            predictor,
+            scorer,
             pool,
             metrics,
         }
@@ -123,7 +122,7 @@ impl<P: BatchPredictor> Worker<P> {
     /// Drops callers who left or whose deadline passed, stacks the rest into
     /// one input and submits one forward pass (plus one explanation pass
     /// over the rows of callers who asked for explanations).
-    fn start(&self, batch: Vec<Message>) -> Option<Running> {
+    fn start(&self, batch: Vec<Message<S::Explanation>>) -> Option<Running<S::Explanation>> {
         let now = Instant::now();
         let mut rows = Vec::with_capacity(batch.iter().map(|m| m.rows.len()).sum());
         let mut explain_rows = Vec::new();
@@ -172,20 +171,19 @@ impl<P: BatchPredictor> Worker<P> {
         self.metrics.batch_rows.observe(row_count as f64);
 
         let (send_output, output) = oneshot::channel();
-        let predictor = self.predictor.clone();
+        let scorer = self.scorer.clone();
         let submitted = self.pool.submit(move || {
-            let compute = || -> Result<BatchOutput, ServalError> {
-                let scores = predictor.predict_batch(&rows)?;
+            let compute = || -> Result<BatchOutput<S::Explanation>, String> {
+                let scores = scorer.score(&rows).map_err(|e| e.to_string())?;
                 let explanations = if explain_rows.is_empty() {
                     Vec::new()
                 } else {
-                    predictor.explain_batch(&explain_rows)?
+                    scorer.explain(&explain_rows).map_err(|e| e.to_string())?
                 };
                 Ok((scores, explanations))
             };
             let result = std::panic::catch_unwind(AssertUnwindSafe(compute))
-                .unwrap_or_else(|_| Err(ServalError::Internal("the forward pass panicked".into())))
-                .map_err(|e| e.to_string());
+                .unwrap_or_else(|_| Err("the forward pass panicked".to_string()));
             let _ = send_output.send(result);
         });
         if !submitted {
@@ -202,7 +200,7 @@ impl<P: BatchPredictor> Worker<P> {
 
 /// Waits for a batch's scores and answers each caller with its own rows;
 /// a failed pass fails only this batch's callers.
-async fn finish(run: Running) {
+async fn finish<E>(run: Running<E>) {
     let total: usize = run.responders.iter().map(|r| r.rows).sum();
     let explained: usize = run.responders.iter().filter(|r| r.explain).map(|r| r.rows).sum();
     let outcome = match run.output.await {

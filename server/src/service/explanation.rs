@@ -5,8 +5,8 @@
 
 use serval_proto::v1 as pb;
 
-use crate::encoder::Encoder;
-use crate::explain::EncodedExplanation;
+use serval_model::encoder::Encoder;
+use serval_model::explain::EncodedExplanation;
 
 /// Rows one explaining call may carry: each costs at least 64 extra
 /// forward-and-backward passes.

@@ -9,6 +9,7 @@ mod jobs;
 mod predict;
 mod rollout;
 mod train;
+mod train_spec;
 
 use std::sync::Arc;
 
@@ -28,12 +29,14 @@ use crate::registry_sync::RegistrySync;
 use crate::routing::RoutingTable;
 use crate::serving::ModelStore;
 use crate::telemetry::ServerMetrics;
-use crate::training::TrainingLimits;
+use serval_model::training::TrainingLimits;
 
 /// Limits on what one call may ask for.
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
     pub training: TrainingLimits,
+    /// Bytes one training upload may hold.
+    pub max_upload_bytes: usize,
     /// Rows one Predict call may carry.
     pub max_predict_rows: usize,
     /// Training runs at once; more are refused with RESOURCE_EXHAUSTED.
@@ -44,6 +47,7 @@ impl Default for ServiceLimits {
     fn default() -> Self {
         ServiceLimits {
             training: TrainingLimits::default(),
+            max_upload_bytes: 2 << 30,
             max_predict_rows: 4096,
             max_training_jobs: 2,
         }

@@ -7,7 +7,6 @@ use serval_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{ServiceState, explanation, invalid};
-use crate::encoder::Encoder;
 use crate::error::ServalError;
 use crate::routing::Route;
 use crate::serving::CallRecorders;
@@ -49,7 +48,7 @@ pub async fn predict(
 
     // From here on the call counts in the version's live statistics.
     let dense_rows = std::mem::take(&mut request.dense_rows);
-    let outcome = match encode_rows(&loaded.encoder, &request.records, dense_rows) {
+    let outcome = match crate::encoding::encode_rows(&loaded.encoder, &request.records, dense_rows) {
         Ok(input) => loaded
             .score(input, deadline, request.explain)
             .await
@@ -119,33 +118,4 @@ async fn route(state: &ServiceState, request: &pb::PredictRequest) -> Result<Rou
         }
         other => Ok(other?),
     }
-}
-
-/// The request's rows as one row-major input, checked: records through the
-/// version's encoder, dense rows for width and finiteness. Errors name the
-/// row and column.
-fn encode_rows(
-    encoder: &Encoder,
-    records: &[pb::Record],
-    dense_rows: Vec<pb::DenseRow>,
-) -> Result<Vec<f32>, Status> {
-    let width = encoder.width();
-    let mut input = Vec::with_capacity((records.len() + dense_rows.len()) * width);
-    for (i, record) in records.iter().enumerate() {
-        encoder
-            .encode_record(&record.fields, &mut input)
-            .map_err(|e| invalid(format!("records[{i}]: {e}")))?;
-    }
-    for (i, row) in dense_rows.into_iter().enumerate() {
-        encoder
-            .check_dense(&row.values)
-            .map_err(|e| invalid(format!("dense_rows[{i}]: {e}")))?;
-        if input.is_empty() {
-            // One dense row (the common case) is used as it is, uncopied.
-            input = row.values;
-        } else {
-            input.extend_from_slice(&row.values);
-        }
-    }
-    Ok(input)
 }

@@ -14,7 +14,8 @@ use super::{ServiceState, TrainEventStream, actor_of, invalid};
 use crate::catalog::{dataset_to_proto, epoch_to_proto, new_version, version_to_proto};
 use crate::error::ServalError;
 use crate::jobs::RunningJob;
-use crate::training::{self, EpochReport, LoopEvent, Recipe};
+use serval_model::ModelError;
+use serval_model::training::{self, EpochReport, LoopEvent};
 
 /// Longest pause between two upload messages.
 const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
@@ -38,7 +39,7 @@ pub async fn train(
         Some(_) => return Err(invalid("the first message must carry the TrainSpec")),
         None => return Err(invalid("the request stream ended before the TrainSpec")),
     };
-    let recipe = Recipe::from_spec(&spec, &state.limits.training)?;
+    let recipe = super::train_spec::recipe(&spec, &state.limits.training)?;
     let model = spec.model;
     // A slot is taken once a valid spec has arrived; an upload that stalls
     // gives it back after UPLOAD_IDLE.
@@ -49,7 +50,7 @@ pub async fn train(
         ))
     })?;
 
-    let max_bytes = state.limits.training.max_upload_bytes;
+    let max_bytes = state.limits.max_upload_bytes;
     let mut csv = Vec::new();
     while let Some(message) = tokio::time::timeout(UPLOAD_IDLE, stream.message())
         .await
@@ -77,7 +78,8 @@ pub async fn train(
     let limits = state.limits.training.clone();
     let prepared = tokio::task::spawn_blocking(move || training::prepare(recipe, &csv, &limits))
         .await
-        .map_err(|e| ServalError::Internal(format!("data preparation failed: {e}")))??;
+        .map_err(|e| ServalError::Internal(format!("data preparation failed: {e}")))?
+        .map_err(ServalError::from)?;
 
     let job = state.jobs.start();
     state
@@ -173,19 +175,21 @@ async fn run_job(
     })
     .await
     .map_err(|e| ServalError::Internal(format!("training task failed: {e}")))
-    .and_then(|result| result);
+    .and_then(|result| result.map_err(ServalError::from));
     let _ = recorder.await;
 
     // Correctness: a cancel that arrives after the last batch still
     // prevents the version from being registered.
     let outcome = match trained {
-        Ok(_) if job.is_cancelled() => Err(ServalError::Cancelled("training was cancelled".into())),
+        Ok(_) if job.is_cancelled() => Err(ModelError::Cancelled.into()),
         Ok(trained) => register(&state, &model, &trained, &actor).await,
         Err(error) => Err(error),
     };
     let (job_state, version, error) = match &outcome {
         Ok(version) => (JobState::Succeeded, Some(version.version), None),
-        Err(ServalError::Cancelled(_)) => (JobState::Cancelled, None, Some("cancelled".to_string())),
+        Err(ServalError::Model(ModelError::Cancelled)) => {
+            (JobState::Cancelled, None, Some("cancelled".to_string()))
+        }
         Err(error) => (JobState::Failed, None, Some(error.to_string())),
     };
     state.metrics.jobs.running.dec();

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use serval_client::{ServalClient, proto as pb};
+use serval_client::{ClientError, ServalClient, proto as pb};
 use serval_server::{Server, ServerConfig};
 
 pub struct TestServer {
@@ -145,4 +145,65 @@ pub async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// The status a call failed with.
+///
+/// # Panics
+/// When the call succeeded or failed without a status (a transport error).
+pub fn status_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> tonic::Status {
+    match result {
+        Err(ClientError::Status(status)) => status,
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+/// A training of shoppers that runs for minutes (500 epochs of small
+/// batches, no early stopping), for tests that need one under way.
+pub fn long_shoppers_spec(model: &str) -> pb::TrainSpec {
+    pb::TrainSpec {
+        hyper_parameters: Some(pb::HyperParameters {
+            epochs: Some(500),
+            patience: Some(0),
+            batch_size: Some(32),
+            ..Default::default()
+        }),
+        ..spec(model, "Revenue", "TRUE")
+    }
+}
+
+/// Starts training `spec` on `csv` and returns the job's id and its events
+/// once the server has accepted it.
+pub async fn start_training(
+    client: &mut ServalClient,
+    spec: pb::TrainSpec,
+    csv: Vec<u8>,
+) -> (String, serval_client::TrainUpload) {
+    let chunks: Vec<Vec<u8>> = csv.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    let mut events = client
+        .train_stream(spec, futures::stream::iter(chunks))
+        .await
+        .expect("training starts");
+    match events
+        .message()
+        .await
+        .expect("an event")
+        .expect("not ended")
+        .event
+    {
+        Some(pb::train_event::Event::Accepted(accepted)) => (accepted.job_id, events),
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+}
+
+/// Starts a [`long_shoppers_spec`] training of model "shoppers" and returns
+/// its job id and events once its first epoch has ended.
+pub async fn start_long_training(client: &mut ServalClient) -> (String, serval_client::TrainUpload) {
+    let (id, mut events) = start_training(client, long_shoppers_spec("shoppers"), dataset(SHOPPERS)).await;
+    loop {
+        let event = events.message().await.expect("an event").expect("not ended");
+        if let Some(pb::train_event::Event::Epoch(_)) = event.event {
+            return (id, events);
+        }
+    }
 }

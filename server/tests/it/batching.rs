@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use futures::future::join_all;
 use serval_client::proto as pb;
+use serval_model::network::{Mlp, MlpParameters};
+use serval_model::{BatchScorer, ModelError};
 use serval_server::ServalError;
-use serval_server::batching::{
-    BatchConfig, BatchLayer, BatchMetrics, BatchPredictor, Batcher, ComputePool, PredictRows,
-};
-use serval_server::mlp::{Mlp, MlpParameters};
+use serval_server::batching::{BatchConfig, BatchLayer, BatchMetrics, Batcher, ComputePool, PredictRows};
 use tower::{Layer, Service, ServiceExt};
 
 const WIDTH: usize = 6;
@@ -66,12 +65,14 @@ impl Gated {
     }
 }
 
-impl BatchPredictor for Gated {
+impl BatchScorer for Gated {
+    type Explanation = ();
+
     fn width(&self) -> usize {
         WIDTH
     }
 
-    fn predict_batch(&self, rows: &[f32]) -> Result<Vec<f32>, ServalError> {
+    fn score(&self, rows: &[f32]) -> Result<Vec<f32>, ModelError> {
         self.started.fetch_add(1, Ordering::SeqCst);
         let mut closed = self.closed.lock().unwrap();
         while *closed {
@@ -80,7 +81,7 @@ impl BatchPredictor for Gated {
         drop(closed);
         self.sizes.lock().unwrap().push(rows.len() / WIDTH);
         if rows[0] == POISON {
-            return Err(ServalError::Internal("poisoned batch".into()));
+            return Err(ModelError::ShapeMismatch("poisoned batch".into()));
         }
         self.network.predict(rows)
     }
@@ -107,7 +108,10 @@ fn rows(seed: usize, count: usize) -> Vec<f32> {
         .collect()
 }
 
-fn call(batcher: &Batcher, rows: Vec<f32>) -> impl Future<Output = Result<Vec<f32>, ServalError>> + use<> {
+fn call(
+    batcher: &Batcher<()>,
+    rows: Vec<f32>,
+) -> impl Future<Output = Result<Vec<f32>, ServalError>> + use<> {
     let answer = batcher.submit(PredictRows::scores_of(rows));
     async move { answer.await.map(|scored| scored.scores) }
 }
@@ -333,7 +337,7 @@ async fn explaining_callers_share_the_batch_and_only_they_get_explanations() {
             .unwrap(),
     );
     let baseline = vec![0.25; WIDTH];
-    let scorer = Arc::new(serval_server::explain::Scorer {
+    let scorer = Arc::new(serval_model::explain::Scorer {
         network: network.clone(),
         baseline: baseline.clone(),
     });
@@ -367,7 +371,7 @@ async fn explaining_callers_share_the_batch_and_only_they_get_explanations() {
             assert!(scored.explanations.is_empty());
             continue;
         }
-        let alone = serval_server::explain::integrated_gradients(&network, &baseline, &input).unwrap();
+        let alone = serval_model::explain::integrated_gradients(&network, &baseline, &input).unwrap();
         assert_eq!(scored.explanations.len(), input.len() / WIDTH);
         for (batched, alone) in scored.explanations.iter().zip(&alone) {
             assert_eq!(batched.steps, alone.steps);

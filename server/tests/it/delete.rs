@@ -50,13 +50,6 @@ fn pinned(version: Option<u32>, records: &[pb::Record]) -> pb::PredictRequest {
     }
 }
 
-fn status_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> tonic::Status {
-    match result {
-        Err(ClientError::Status(status)) => status,
-        other => panic!("expected a status, got {other:?}"),
-    }
-}
-
 async fn versions_listed(client: &mut ServalClient) -> Vec<u32> {
     client
         .list_models(None)

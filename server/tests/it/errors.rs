@@ -5,15 +5,8 @@ use crate::common::*;
 use serval_client::{ClientError, ServalClient, proto as pb};
 use tonic::Code;
 
-fn status(result: Result<impl std::fmt::Debug, ClientError>) -> tonic::Status {
-    match result {
-        Err(ClientError::Status(status)) => status,
-        other => panic!("expected a status, got {other:?}"),
-    }
-}
-
 fn assert_status(result: Result<impl std::fmt::Debug, ClientError>, code: Code, needle: &str) {
-    let status = status(result);
+    let status = status_of(result);
     assert_eq!(status.code(), code, "{status:?}");
     assert!(
         status.message().contains(needle),

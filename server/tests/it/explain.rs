@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::common::*;
 use serval_client::proto as pb;
-use serval_server::explain::completeness_tolerance;
+use serval_model::explain::completeness_tolerance;
 
 fn shoppers_records(count: usize) -> Vec<pb::Record> {
     let records = serval_client::records::records_from_csv(dataset(SHOPPERS).as_slice(), b',').unwrap();
@@ -138,17 +138,16 @@ async fn attributions_add_up_by_original_column_and_leave_scores_unchanged() {
         .await
         .unwrap();
     let docs =
-        serval_server::catalog::VersionDocuments::read(&registry.version("shoppers", Some(1)).await.unwrap())
-            .unwrap();
+        serval_server::catalog::documents(&registry.version("shoppers", Some(1)).await.unwrap()).unwrap();
     registry.close().await;
     assert_eq!(
         docs.encoder.baseline.len(),
         trained.input_width as usize,
         "the training mean is stored"
     );
-    let encoder = serval_server::encoder::Encoder::new(docs.encoder);
+    let encoder = serval_model::encoder::Encoder::new(docs.encoder);
     let mut dense = Vec::new();
-    encoder.encode_record(&records[7].fields, &mut dense).unwrap();
+    serval_server::encoding::encode_record(&encoder, 7, &records[7], &mut dense).unwrap();
     let dense_answer = test
         .client
         .predict(pb::PredictRequest {

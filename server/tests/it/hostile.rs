@@ -153,7 +153,7 @@ fn judge(expect: &Expect, outcome: &Result<Reply, Status>) -> Result<(), String>
     }
 }
 
-fn status_of(error: ClientError) -> Status {
+fn as_status(error: ClientError) -> Status {
     match error {
         ClientError::Status(status) => status,
         other => Status::unknown(format!("client error: {other}")),
@@ -171,7 +171,7 @@ impl Calls {
     fn predict(&self, request: pb::PredictRequest) -> Call {
         let mut client = self.client.clone();
         Box::pin(async move {
-            let response = client.predict(request).await.map_err(status_of)?;
+            let response = client.predict(request).await.map_err(as_status)?;
             Ok(Reply::Scores(response.scores))
         })
     }
@@ -179,7 +179,7 @@ impl Calls {
     fn train(&self, spec: pb::TrainSpec, csv: Vec<u8>) -> Call {
         let mut client = self.client.clone();
         Box::pin(async move {
-            client.train(spec, csv).await.map_err(status_of)?;
+            client.train(spec, csv).await.map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -202,7 +202,7 @@ impl Calls {
         let mut client = self.client.clone();
         let model = model.to_string();
         Box::pin(async move {
-            client.list_models(Some(&model)).await.map_err(status_of)?;
+            client.list_models(Some(&model)).await.map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -214,7 +214,7 @@ impl Calls {
             client
                 .set_alias(&model, &alias, version, "hostile")
                 .await
-                .map_err(status_of)?;
+                .map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -226,7 +226,7 @@ impl Calls {
             client
                 .delete_alias(&model, &alias, "hostile")
                 .await
-                .map_err(status_of)?;
+                .map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -249,7 +249,7 @@ impl Calls {
         let mut client = self.client.clone();
         let model = model.to_string();
         Box::pin(async move {
-            client.rollout_state(&model).await.map_err(status_of)?;
+            client.rollout_state(&model).await.map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -258,7 +258,7 @@ impl Calls {
         let mut client = self.client.clone();
         let model = model.to_string();
         Box::pin(async move {
-            client.rollout_history(&model, at).await.map_err(status_of)?;
+            client.rollout_history(&model, at).await.map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -270,7 +270,7 @@ impl Calls {
             client
                 .live_stats(&model, window_seconds)
                 .await
-                .map_err(status_of)?;
+                .map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -280,7 +280,7 @@ impl Calls {
         let mut client = self.client.clone();
         let model = model.to_string();
         Box::pin(async move {
-            client.watch(Some(&model), 0).await.map_err(status_of)?;
+            client.watch(Some(&model), 0).await.map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -324,7 +324,7 @@ impl Calls {
         let mut client = self.client.clone();
         let model = model.to_string();
         Box::pin(async move {
-            client.version_report(&model, version).await.map_err(status_of)?;
+            client.version_report(&model, version).await.map_err(as_status)?;
             Ok(Reply::Done)
         })
     }
@@ -496,14 +496,23 @@ fn absurd_name_lookup(rpc: &str, label: &str, call: Call) -> Case {
 }
 
 // ------------------------------------------------------------------- table --
-
-/// Every hostile case. `width` is the baseline's input width, `probe` its
-/// scores for `probe_records()`.
+/// Every hostile case, RPC by RPC. `width` is the baseline's input width,
+/// `probe` its scores for `probe_records()`.
 fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
+    let mut cases = predict_cases(calls, width, probe);
+    cases.extend(train_spec_cases(calls));
+    cases.extend(train_upload_cases(calls));
+    cases.extend(registry_read_cases(calls));
+    cases.extend(rollout_change_cases(calls));
+    cases.extend(job_cases(calls));
+    cases
+}
+
+/// Predict: names, versions, aliases, record values, row counts and dense rows.
+fn predict_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
     let mut cases = Vec::new();
     let invalid = Code::InvalidArgument;
     let not_found = Code::NotFound;
-    let precondition = Code::FailedPrecondition;
 
     // Predict: names, versions and aliases.
     cases.push(Case::refused(
@@ -747,6 +756,13 @@ fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
         too_large(oversize.encoded_len()),
         calls.predict(oversize),
     ));
+    cases
+}
+
+/// Train: model names, the rest of the spec, hyper-parameters.
+fn train_spec_cases(calls: &Calls) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let invalid = Code::InvalidArgument;
 
     // Train: model names.
     for (label, name) in absurd_names() {
@@ -945,6 +961,13 @@ fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
             calls.train(hyper(change), small_csv()),
         ));
     }
+    cases
+}
+
+/// Train: CSV contents and the shape of the request stream.
+fn train_upload_cases(calls: &Calls) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let invalid = Code::InvalidArgument;
 
     // Train: CSV contents.
     let header_absent_label = small_text().replacen("label\n", "outcome\n", 1).into_bytes();
@@ -1178,6 +1201,14 @@ fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
             calls.train_messages(messages),
         ));
     }
+    cases
+}
+
+/// ListModels, GetRolloutState, GetRolloutHistory, GetLiveStats, WatchModels, ListJobs, GetVersionReport.
+fn registry_read_cases(calls: &Calls) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let invalid = Code::InvalidArgument;
+    let not_found = Code::NotFound;
 
     // ListModels.
     for label in ["SQL fragment", "10 KB", "RTL override"] {
@@ -1193,6 +1224,121 @@ fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
         "model \"ghost\" not found",
         calls.list_models("ghost"),
     ));
+
+    // GetRolloutState.
+    for label in ["empty", "RTL override", "newline"] {
+        cases.push(absurd_name_lookup(
+            "GetRolloutState",
+            label,
+            calls.rollout_state(&absurd(label)),
+        ));
+    }
+    cases.push(Case::refused(
+        "GetRolloutState: unknown model",
+        not_found,
+        "model \"ghost\" not found",
+        calls.rollout_state("ghost"),
+    ));
+
+    // GetRolloutHistory.
+    cases.push(Case::refused(
+        "GetRolloutHistory: unknown model",
+        not_found,
+        "model \"ghost\" not found",
+        calls.rollout_history("ghost", None),
+    ));
+    cases.push(Case::refused(
+        "GetRolloutHistory: time beyond any calendar",
+        invalid,
+        "at: not a valid timestamp",
+        calls.rollout_history(
+            "small",
+            Some(prost_types::Timestamp {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
+        ),
+    ));
+    for label in ["path traversal", "10 KB"] {
+        cases.push(absurd_name_lookup(
+            "GetRolloutHistory",
+            label,
+            calls.rollout_history(&absurd(label), None),
+        ));
+    }
+
+    // GetLiveStats.
+    for window in [601, u32::MAX] {
+        cases.push(Case::refused(
+            format!("GetLiveStats: window of {window} s"),
+            invalid,
+            "window_seconds: at most 600",
+            calls.live_stats("small", window),
+        ));
+    }
+    cases.push(Case::answered(
+        "GetLiveStats: window of 600 s (the limit) answers",
+        calls.live_stats("small", 600),
+    ));
+    cases.push(Case::refused(
+        "GetLiveStats: unknown model",
+        not_found,
+        "model \"ghost\" not found",
+        calls.live_stats("ghost", 60),
+    ));
+    for label in ["path separator", "SQL fragment"] {
+        cases.push(absurd_name_lookup(
+            "GetLiveStats",
+            label,
+            calls.live_stats(&absurd(label), 60),
+        ));
+    }
+
+    // WatchModels.
+    cases.push(Case::refused(
+        "WatchModels: model name path traversal",
+        invalid,
+        "invalid model name",
+        calls.watch_models(&absurd("path traversal")),
+    ));
+
+    // ListJobs.
+    cases.push(Case::answered(
+        "ListJobs: limit u32::MAX answers",
+        calls.list_jobs("", u32::MAX),
+    ));
+
+    // GetVersionReport.
+    for version in [0, 9, u32::MAX] {
+        cases.push(Case::refused(
+            format!("GetVersionReport: unknown version {version}"),
+            not_found,
+            format!("model \"small\" has no version {version}"),
+            calls.version_report("small", Some(version)),
+        ));
+    }
+    cases.push(Case::refused(
+        "GetVersionReport: unknown model",
+        not_found,
+        "model \"ghost\" not found",
+        calls.version_report("ghost", None),
+    ));
+    for label in ["empty", "10 KB", "NUL"] {
+        cases.push(absurd_name_lookup(
+            "GetVersionReport",
+            label,
+            calls.version_report(&absurd(label), Some(1)),
+        ));
+    }
+    cases
+}
+
+/// SetAlias, DeleteAlias, UpdateTraffic.
+fn rollout_change_cases(calls: &Calls) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let invalid = Code::InvalidArgument;
+    let not_found = Code::NotFound;
+    let precondition = Code::FailedPrecondition;
 
     // SetAlias.
     for (label, alias) in [
@@ -1334,89 +1480,14 @@ fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
         "model \"ghost\" not found",
         calls.update_traffic("ghost", promote(), None),
     ));
+    cases
+}
 
-    // GetRolloutState.
-    for label in ["empty", "RTL override", "newline"] {
-        cases.push(absurd_name_lookup(
-            "GetRolloutState",
-            label,
-            calls.rollout_state(&absurd(label)),
-        ));
-    }
-    cases.push(Case::refused(
-        "GetRolloutState: unknown model",
-        not_found,
-        "model \"ghost\" not found",
-        calls.rollout_state("ghost"),
-    ));
-
-    // GetRolloutHistory.
-    cases.push(Case::refused(
-        "GetRolloutHistory: unknown model",
-        not_found,
-        "model \"ghost\" not found",
-        calls.rollout_history("ghost", None),
-    ));
-    cases.push(Case::refused(
-        "GetRolloutHistory: time beyond any calendar",
-        invalid,
-        "at: not a valid timestamp",
-        calls.rollout_history(
-            "small",
-            Some(prost_types::Timestamp {
-                seconds: i64::MAX,
-                nanos: 0,
-            }),
-        ),
-    ));
-    for label in ["path traversal", "10 KB"] {
-        cases.push(absurd_name_lookup(
-            "GetRolloutHistory",
-            label,
-            calls.rollout_history(&absurd(label), None),
-        ));
-    }
-
-    // GetLiveStats.
-    for window in [601, u32::MAX] {
-        cases.push(Case::refused(
-            format!("GetLiveStats: window of {window} s"),
-            invalid,
-            "window_seconds: at most 600",
-            calls.live_stats("small", window),
-        ));
-    }
-    cases.push(Case::answered(
-        "GetLiveStats: window of 600 s (the limit) answers",
-        calls.live_stats("small", 600),
-    ));
-    cases.push(Case::refused(
-        "GetLiveStats: unknown model",
-        not_found,
-        "model \"ghost\" not found",
-        calls.live_stats("ghost", 60),
-    ));
-    for label in ["path separator", "SQL fragment"] {
-        cases.push(absurd_name_lookup(
-            "GetLiveStats",
-            label,
-            calls.live_stats(&absurd(label), 60),
-        ));
-    }
-
-    // WatchModels.
-    cases.push(Case::refused(
-        "WatchModels: model name path traversal",
-        invalid,
-        "invalid model name",
-        calls.watch_models(&absurd("path traversal")),
-    ));
-
-    // ListJobs.
-    cases.push(Case::answered(
-        "ListJobs: limit u32::MAX answers",
-        calls.list_jobs("", u32::MAX),
-    ));
+/// WatchJob and CancelJob.
+fn job_cases(calls: &Calls) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let invalid = Code::InvalidArgument;
+    let not_found = Code::NotFound;
 
     // WatchJob and CancelJob.
     for (label, id) in [
@@ -1449,30 +1520,6 @@ fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
             calls.cancel_job(&id),
         ));
     }
-
-    // GetVersionReport.
-    for version in [0, 9, u32::MAX] {
-        cases.push(Case::refused(
-            format!("GetVersionReport: unknown version {version}"),
-            not_found,
-            format!("model \"small\" has no version {version}"),
-            calls.version_report("small", Some(version)),
-        ));
-    }
-    cases.push(Case::refused(
-        "GetVersionReport: unknown model",
-        not_found,
-        "model \"ghost\" not found",
-        calls.version_report("ghost", None),
-    ));
-    for label in ["empty", "10 KB", "NUL"] {
-        cases.push(absurd_name_lookup(
-            "GetVersionReport",
-            label,
-            calls.version_report(&absurd(label), Some(1)),
-        ));
-    }
-
     cases
 }
 

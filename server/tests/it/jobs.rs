@@ -10,18 +10,6 @@ use serval_client::{ClientError, proto as pb};
 use serval_registry::{JobState, Registry};
 
 /// A long training run on the real dataset (early stopping off).
-pub(crate) fn long_spec(model: &str) -> pb::TrainSpec {
-    pb::TrainSpec {
-        hyper_parameters: Some(pb::HyperParameters {
-            epochs: Some(400),
-            patience: Some(0),
-            batch_size: Some(32),
-            ..Default::default()
-        }),
-        ..spec(model, "Revenue", "TRUE")
-    }
-}
-
 /// Reads a training stream to its end (at most 30 s between events): Ok
 /// when it closed cleanly, otherwise the status it ended with.
 pub(crate) async fn stream_end(events: &mut serval_client::TrainUpload) -> Result<(), tonic::Status> {
@@ -33,24 +21,6 @@ pub(crate) async fn stream_end(events: &mut serval_client::TrainUpload) -> Resul
             Some(_) => continue,
             None => return Ok(()),
         }
-    }
-}
-
-/// Starts training and returns the job id from the Accepted event.
-async fn start(
-    test: &mut TestServer,
-    spec: pb::TrainSpec,
-    csv: Vec<u8>,
-) -> (String, serval_client::TrainUpload) {
-    let chunks: Vec<Vec<u8>> = csv.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
-    let mut events = test
-        .client
-        .train_stream(spec, futures::stream::iter(chunks))
-        .await
-        .unwrap();
-    match events.message().await.unwrap().unwrap().event {
-        Some(pb::train_event::Event::Accepted(accepted)) => (accepted.job_id, events),
-        other => panic!("expected Accepted, got {other:?}"),
     }
 }
 
@@ -67,7 +37,7 @@ async fn jobs(test: &mut TestServer) -> Vec<pb::TrainingJob> {
 #[tokio::test]
 async fn a_finished_job_is_listed_with_its_version() {
     let mut test = TestServer::start().await;
-    let (id, mut events) = start(&mut test, small_spec("small"), small_csv()).await;
+    let (id, mut events) = start_training(&mut test.client, small_spec("small"), small_csv()).await;
     assert!(id.starts_with("job-"), "{id}");
     let mut epochs = 0;
     let mut version = None;
@@ -101,7 +71,7 @@ async fn a_job_outlives_its_client_and_can_be_reattached() {
         }),
         ..spec("shoppers", "Revenue", "TRUE")
     };
-    let (id, events) = start(&mut test, spec, dataset(SHOPPERS)).await;
+    let (id, events) = start_training(&mut test.client, spec, dataset(SHOPPERS)).await;
     drop(events);
 
     let mut watched = test
@@ -146,14 +116,7 @@ async fn a_job_outlives_its_client_and_can_be_reattached() {
 #[tokio::test]
 async fn cancelling_a_job_leaves_no_version() {
     let mut test = TestServer::start().await;
-    let (id, mut events) = start(&mut test, long_spec("shoppers"), dataset(SHOPPERS)).await;
-    // Let it get going.
-    loop {
-        match events.message().await.unwrap().unwrap().event {
-            Some(pb::train_event::Event::Epoch(_)) => break,
-            _ => continue,
-        }
-    }
+    let (id, mut events) = start_long_training(&mut test.client).await;
     let cancelled = test
         .client
         .raw()

@@ -14,7 +14,6 @@ mod hostile;
 mod jobs;
 mod operations;
 mod process;
-mod properties;
 mod quality;
 mod replicas;
 mod rollout;

@@ -16,13 +16,6 @@ fn config(dir: &tempfile::TempDir) -> ServerConfig {
     ServerConfig::for_database(dir.path().join("serval.db").to_string_lossy())
 }
 
-fn status_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> tonic::Status {
-    match result {
-        Err(ClientError::Status(status)) => status,
-        other => panic!("expected a status, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn health_serves_then_drains() {
     let test = TestServer::start().await;
@@ -352,22 +345,7 @@ async fn tls_and_mutual_tls() {
 async fn excess_training_jobs_are_refused_and_shutdown_cancels_training() {
     let dir = tempfile::tempdir().unwrap();
     let mut test = TestServer::start_in(dir, |c| c.max_training_jobs = 1).await;
-    let long = pb::TrainSpec {
-        hyper_parameters: Some(pb::HyperParameters {
-            epochs: Some(500),
-            patience: Some(0),
-            batch_size: Some(32),
-            ..Default::default()
-        }),
-        ..spec("shoppers", "Revenue", "TRUE")
-    };
-    let chunks: Vec<Vec<u8>> = dataset(SHOPPERS).chunks(64 * 1024).map(<[u8]>::to_vec).collect();
-    let mut events = test
-        .client
-        .train_stream(long, futures::stream::iter(chunks))
-        .await
-        .unwrap();
-    events.message().await.unwrap().unwrap();
+    let (_, _events) = start_long_training(&mut test.client).await;
     let busy = status_of(test.client.train(small_spec("small"), small_csv()).await);
     assert_eq!(busy.code(), tonic::Code::ResourceExhausted);
     assert!(busy.message().contains("training job"), "{busy:?}");

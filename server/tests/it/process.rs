@@ -82,32 +82,19 @@ impl Process {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
-}
 
-fn long_spec() -> pb::TrainSpec {
-    pb::TrainSpec {
-        hyper_parameters: Some(pb::HyperParameters {
-            epochs: Some(500),
-            patience: Some(0),
-            batch_size: Some(32),
-            ..Default::default()
-        }),
-        ..spec("shoppers", "Revenue", "TRUE")
+    /// Kills the server (SIGKILL) and waits until it has gone.
+    async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        self.wait().await;
     }
 }
 
-/// Starts a long training run and waits for its first epoch.
-async fn start_long_training(client: &mut ServalClient) -> serval_client::TrainUpload {
-    let chunks: Vec<Vec<u8>> = dataset(SHOPPERS).chunks(64 * 1024).map(<[u8]>::to_vec).collect();
-    let mut events = client
-        .train_stream(long_spec(), futures::stream::iter(chunks))
-        .await
-        .unwrap();
-    loop {
-        if let Some(pb::train_event::Event::Epoch(_)) = events.message().await.unwrap().unwrap().event {
-            return events;
-        }
-    }
+/// A new server on the registry in `dir`, and a client of it.
+async fn restart(dir: &Path) -> (Process, ServalClient) {
+    let server = spawn(dir, &[]).await;
+    let client = server.client().await;
+    (server, client)
 }
 
 fn probe() -> pb::PredictRequest {
@@ -128,7 +115,7 @@ async fn busy_server(dir: &Path) -> (Process, Vec<f32>, serval_client::TrainUplo
     let mut client = server.client().await;
     client.train(small_spec("small"), small_csv()).await.unwrap();
     let before = client.predict(probe()).await.unwrap().scores;
-    let events = start_long_training(&mut client).await;
+    let (_, events) = start_long_training(&mut client).await;
     (server, before, events)
 }
 
@@ -140,8 +127,7 @@ async fn sigterm_cancels_training_and_exits_cleanly() {
     server.signal("-TERM");
     assert!(server.wait().await.success(), "{}", server.log());
 
-    let server = spawn(dir.path(), &[]).await;
-    let mut client = server.client().await;
+    let (_server, mut client) = restart(dir.path()).await;
     let jobs = client
         .raw()
         .list_jobs(pb::ListJobsRequest::default())
@@ -163,11 +149,9 @@ async fn sigterm_cancels_training_and_exits_cleanly() {
 async fn sigkill_during_training_leaves_no_partial_version() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, before, _events) = busy_server(dir.path()).await;
-    server.child.start_kill().unwrap();
-    server.wait().await;
+    server.kill().await;
 
-    let server = spawn(dir.path(), &[]).await;
-    let mut client = server.client().await;
+    let (_server, mut client) = restart(dir.path()).await;
     let models = client.list_models(None).await.unwrap();
     assert_eq!(
         models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
@@ -208,13 +192,11 @@ async fn sigkill_during_rollout_changes_keeps_policy_and_audit_consistent() {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    server.child.start_kill().unwrap();
-    server.wait().await;
+    server.kill().await;
     let made = changes.await.unwrap();
     assert!(made > 0);
 
-    let server = spawn(dir.path(), &[]).await;
-    let mut client = server.client().await;
+    let (_server, mut client) = restart(dir.path()).await;
     let state = client.rollout_state("small").await.unwrap();
     let policy = state.policy.expect("a policy was committed");
     let registry = Registry::open(dir.path().join("serval.db").to_str().unwrap())
@@ -276,8 +258,7 @@ async fn a_flipped_byte_in_stored_weights_is_caught_and_other_versions_serve() {
     server.wait().await;
     flip_stored_weights(&dir.path().join("serval.db"), "small", 1).await;
 
-    let server = spawn(dir.path(), &[]).await;
-    let mut client = server.client().await;
+    let (_server, mut client) = restart(dir.path()).await;
     let broken = match client.predict(probe()).await {
         Err(ClientError::Status(status)) => status,
         other => panic!("expected a failure, got {other:?}"),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::jobs::{long_spec, stream_end};
+use crate::jobs::stream_end;
 use crate::process::spawn_on;
 use serval_client::{ClientError, ConnectOptions, ServalClient, proto as pb};
 use serval_registry::testing::{TestCluster, TestDatabase, postgres_available};
@@ -255,20 +255,8 @@ async fn a_job_running_on_one_replica_is_cancelled_through_another() {
     let database = TestDatabase::postgres().await;
     let (_a, mut a) = replica(database.location(), "a").await;
     let (_b, mut b) = replica(database.location(), "b").await;
-    let chunks: Vec<Vec<u8>> = dataset(SHOPPERS).chunks(64 * 1024).map(<[u8]>::to_vec).collect();
-    let mut events = a
-        .train_stream(long_spec("shoppers"), futures::stream::iter(chunks))
-        .await
-        .unwrap();
-    let mut job_id = String::new();
     // Until the first epoch: the job is under way on A.
-    loop {
-        match events.message().await.unwrap().unwrap().event {
-            Some(pb::train_event::Event::Accepted(accepted)) => job_id = accepted.job_id,
-            Some(pb::train_event::Event::Epoch(_)) => break,
-            _ => {}
-        }
-    }
+    let (job_id, mut events) = start_long_training(&mut a).await;
 
     let asked = b.cancel_job(&job_id).await.unwrap();
     // Answered at once by B: A sees the request at its next epoch, which

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use serval_client::{ClientError, ServalClient, proto as pb};
+use serval_client::{ServalClient, proto as pb};
 use tonic::Code;
 
 use pb::update_traffic_request::Change;
@@ -63,13 +63,6 @@ async fn arms(client: &ServalClient, keys: &[String]) -> HashMap<String, (u32, p
         all.extend(task.await.unwrap());
     }
     all
-}
-
-fn status_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> tonic::Status {
-    match result {
-        Err(ClientError::Status(status)) => status,
-        other => panic!("expected a status, got {other:?}"),
-    }
 }
 
 #[tokio::test]

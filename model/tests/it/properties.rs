@@ -9,13 +9,52 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use serval_client::proto as pb;
-use serval_server::ServalError;
-use serval_server::dataset::{
+use serval_model::dataset::{
     ColumnKind, ColumnValues, IngestOptions, NumericCell, TrainingTable, boolean_token, ingest_csv,
     parse_number,
 };
-use serval_server::encoder::{Encoder, EncoderState, Transform};
+use serval_model::encoder::{Encoder, EncoderState, Transform};
+use serval_model::{Cell, ModelError};
+
+/// A record value as a caller sends it, owned.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+    Missing,
+}
+
+impl Value {
+    fn cell(&self) -> Cell<'_> {
+        match self {
+            Value::Number(x) => Cell::Number(*x),
+            Value::Text(s) => Cell::Text(s),
+            Value::Bool(b) => Cell::Bool(*b),
+            Value::Missing => Cell::Missing,
+        }
+    }
+}
+
+type Record = HashMap<String, Value>;
+
+/// Encodes a record by column name, as a server does: a column the record
+/// lacks is an error naming it.
+fn encode_record(encoder: &Encoder, record: &Record, out: &mut Vec<f32>) -> Result<(), ModelError> {
+    let cells = encoder
+        .column_names()
+        .map(|name| {
+            record
+                .get(name)
+                .map(Value::cell)
+                .ok_or_else(|| ModelError::MissingColumn {
+                    record: 0,
+                    column: name.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    encoder.encode_cells(0, &cells, out)
+}
 
 const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 
@@ -216,6 +255,7 @@ impl Options {
             drop_columns: &self.drop_columns,
             column_types: &self.column_types,
             max_rows: self.max_rows,
+            max_columns: 1000,
         }
     }
 }
@@ -253,7 +293,7 @@ fn options(delimiter: u8) -> impl Strategy<Value = Options> {
 fn check_ingest(bytes: &[u8], options: &Options) -> Result<(), TestCaseError> {
     match ingest_csv(bytes, &options.get()) {
         Ok(table) => check_table(&table, options),
-        Err(ServalError::InvalidArgument(message)) => {
+        Err(ModelError::InvalidData(message)) => {
             prop_assert!(!message.trim().is_empty(), "empty INVALID_ARGUMENT message");
             Ok(())
         }
@@ -439,21 +479,16 @@ impl TableSpec {
     }
 
     /// Row `row` as a Predict record of text values, as the CSV spells it.
-    fn record(&self, row: usize) -> HashMap<String, pb::Value> {
+    fn record(&self, row: usize) -> Record {
         self.columns
             .iter()
-            .map(|(name, cells)| {
-                let value = pb::Value {
-                    kind: Some(pb::value::Kind::StringValue(cells[row].clone())),
-                };
-                (name.clone(), value)
-            })
+            .map(|(name, cells)| (name.clone(), Value::Text(cells[row].clone())))
             .collect()
     }
 
     /// The same row with typed values where the fitted column allows:
     /// numbers, bools, and nulls for blanks; categorical cells stay text.
-    fn typed_record(&self, row: usize, encoder: &Encoder) -> HashMap<String, pb::Value> {
+    fn typed_record(&self, row: usize, encoder: &Encoder) -> Record {
         let mut fields = self.record(row);
         for column in &encoder.state().columns {
             let (_, cells) = self
@@ -462,21 +497,21 @@ impl TableSpec {
                 .find(|(name, _)| *name == column.name)
                 .unwrap();
             let text = cells[row].trim();
-            let kind = match &column.transform {
+            let value = match &column.transform {
                 Transform::Categorical { .. } => continue,
-                _ if text.is_empty() => pb::value::Kind::NullValue(true),
+                _ if text.is_empty() => Value::Missing,
                 Transform::Numeric { .. } => match parse_number(text) {
-                    NumericCell::Value(x) => pb::value::Kind::NumberValue(x),
+                    NumericCell::Value(x) => Value::Number(x),
                     other => panic!("numeric column {:?} holds {text:?} ({other:?})", column.name),
                 },
-                Transform::Boolean { .. } => pb::value::Kind::BoolValue(boolean_token(text).unwrap()),
+                Transform::Boolean { .. } => Value::Bool(boolean_token(text).unwrap()),
             };
-            fields.insert(column.name.clone(), pb::Value { kind: Some(kind) });
+            fields.insert(column.name.clone(), value);
         }
         fields
     }
 
-    fn ingest(&self) -> Result<TrainingTable, ServalError> {
+    fn ingest(&self) -> Result<TrainingTable, ModelError> {
         ingest_csv(
             &self.csv(),
             &IngestOptions {
@@ -486,6 +521,7 @@ impl TableSpec {
                 drop_columns: &[],
                 column_types: &HashMap::new(),
                 max_rows: 10_000,
+                max_columns: 1000,
             },
         )
     }
@@ -569,9 +605,9 @@ proptest! {
         let mut text = Vec::with_capacity(dense.len());
         let mut typed = Vec::with_capacity(dense.len());
         for &row in &kept {
-            let result = encoder.encode_record(&spec.record(row), &mut text);
+            let result = encode_record(&encoder, &spec.record(row), &mut text);
             prop_assert!(result.is_ok(), "row {} as text: {:?}", row, result);
-            let result = encoder.encode_record(&spec.typed_record(row, &encoder), &mut typed);
+            let result = encode_record(&encoder, &spec.typed_record(row, &encoder), &mut typed);
             prop_assert!(result.is_ok(), "row {} typed: {:?}", row, result);
         }
         for (how, records) in [("text", &text), ("typed", &typed)] {
@@ -638,21 +674,17 @@ fn text() -> impl Strategy<Value = String> {
     ]
 }
 
-fn value_kind() -> impl Strategy<Value = pb::value::Kind> {
+fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
-        number().prop_map(pb::value::Kind::NumberValue),
-        text().prop_map(pb::value::Kind::StringValue),
-        any::<bool>().prop_map(pb::value::Kind::BoolValue),
-        any::<bool>().prop_map(pb::value::Kind::NullValue),
+        number().prop_map(Value::Number),
+        text().prop_map(Value::Text),
+        any::<bool>().prop_map(Value::Bool),
+        Just(Value::Missing),
     ]
 }
 
-fn value() -> impl Strategy<Value = pb::Value> {
-    prop::option::weighted(0.95, value_kind()).prop_map(|kind| pb::Value { kind })
-}
-
 /// A record: most real columns set, plus some unknown names.
-fn fields() -> impl Strategy<Value = HashMap<String, pb::Value>> {
+fn fields() -> impl Strategy<Value = Record> {
     let known = TABLE_NAMES
         .iter()
         .map(|&name| {
@@ -690,7 +722,7 @@ proptest! {
         let names: Vec<String> = encoder.state().columns.iter().map(|c| format!("{:?}", c.name)).collect();
         for fields in &records {
             let mut out = vec![42.0f32; 3];
-            match encoder.encode_record(fields, &mut out) {
+            match encode_record(&encoder, fields, &mut out) {
                 Ok(()) => {
                     prop_assert_eq!(&out[..3], &[42.0f32; 3][..]);
                     prop_assert_eq!(out.len(), 3 + encoder.width());
@@ -701,7 +733,8 @@ proptest! {
                         fields
                     );
                 }
-                Err(message) => {
+                Err(error) => {
+                    let message = error.to_string();
                     prop_assert!(
                         names.iter().any(|name| message.contains(name.as_str())),
                         "message {:?} names no column of {:?}",
@@ -725,10 +758,10 @@ proptest! {
             let len = (width as i64 + offset).max(0) as usize;
             let row: Vec<f32> = (0..len).map(|i| values.get(i).copied().unwrap_or(0.5)).collect();
             let expected = len == width && row.iter().all(|x| x.is_finite());
-            let result = encoder.check_dense(&row);
+            let result = encoder.check_dense(0, &row);
             prop_assert_eq!(result.is_ok(), expected, "{:?} for {:?}", result, row);
-            if let Err(message) = result {
-                prop_assert!(!message.is_empty());
+            if let Err(error) = result {
+                prop_assert!(error.to_string().starts_with("dense_rows[0]: "), "{}", error);
             }
         }
     }
@@ -748,6 +781,7 @@ fn ingest_text(csv: &str) -> TrainingTable {
             drop_columns: &[],
             column_types: &HashMap::new(),
             max_rows: 100,
+            max_columns: 1000,
         },
     )
     .expect("the example ingests")
@@ -759,21 +793,16 @@ fn ingest_text(csv: &str) -> TrainingTable {
 fn huge_record_numbers_are_rejected_or_finite() {
     let table = ingest_text("x,y\n1,yes\n2,no\n3,no\n");
     let encoder = Encoder::new(EncoderState::fit(&table, &[0, 1, 2]));
-    for kind in [
-        pb::value::Kind::NumberValue(1e300),
-        pb::value::Kind::NumberValue(-1e39),
-        pb::value::Kind::StringValue("1e300".to_string()),
+    for value in [
+        Value::Number(1e300),
+        Value::Number(-1e39),
+        Value::Text("1e300".to_string()),
     ] {
-        let fields = HashMap::from([(
-            "x".to_string(),
-            pb::Value {
-                kind: Some(kind.clone()),
-            },
-        )]);
+        let fields = HashMap::from([("x".to_string(), value.clone())]);
         let mut out = Vec::new();
-        match encoder.encode_record(&fields, &mut out) {
-            Ok(()) => assert!(out.iter().all(|x| x.is_finite()), "{kind:?} encodes to {out:?}"),
-            Err(message) => assert!(message.contains("\"x\""), "{message}"),
+        match encode_record(&encoder, &fields, &mut out) {
+            Ok(()) => assert!(out.iter().all(|x| x.is_finite()), "{value:?} encodes to {out:?}"),
+            Err(error) => assert!(error.to_string().contains("\"x\""), "{error}"),
         }
     }
 }

@@ -11,9 +11,9 @@ use super::recipe::{Recipe, TrainingLimits};
 use super::trainer::{EncodedData, EpochReport, LoopEvent, LoopSettings, run_loop};
 use crate::dataset::{IngestOptions, ingest_csv, refuse_identifier_columns, stratified_split};
 use crate::encoder::{Encoder, EncoderState};
-use crate::error::ServalError;
-use crate::metrics::{Curves, Evaluation, choose_threshold, curves, evaluate};
-use crate::mlp::Mlp;
+use crate::error::ModelError;
+use crate::evaluation::{Curves, Evaluation, choose_threshold, curves, evaluate};
+use crate::network::Mlp;
 
 /// Fingerprint and shape of the training data, stored with the version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,7 +55,7 @@ pub struct TrainedVersion {
 /// Parses and encodes `csv` for `recipe`. Errors are INVALID_ARGUMENT and
 /// name the line, column or setting at fault; identifier-like categorical
 /// columns are refused unless the recipe allows them.
-pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<PreparedTraining, ServalError> {
+pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<PreparedTraining, ModelError> {
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
     let table = ingest_csv(
         csv,
@@ -66,6 +66,7 @@ pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<Pr
             drop_columns: &recipe.drop_columns,
             column_types: &column_types,
             max_rows: limits.max_rows,
+            max_columns: limits.max_columns,
         },
     )?;
     if !recipe.allow_identifier_columns {
@@ -105,7 +106,7 @@ pub fn train(
     prepared: PreparedTraining,
     cancel: &AtomicBool,
     on_event: impl FnMut(LoopEvent<'_>),
-) -> Result<TrainedVersion, ServalError> {
+) -> Result<TrainedVersion, ModelError> {
     let recipe = prepared.recipe;
     let settings = LoopSettings {
         hidden_layers: recipe.hidden_layers.clone(),
@@ -141,7 +142,7 @@ pub fn train(
         recipe.seed,
         || {
             if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(ServalError::Cancelled("training was cancelled".into()));
+                return Err(ModelError::Cancelled);
             }
             on_event(LoopEvent::Batch {
                 epoch: epochs_run,

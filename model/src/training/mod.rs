@@ -1,6 +1,7 @@
-//! Training: from a spec and CSV bytes to a version ready to register.
+//! Training: from a recipe and CSV bytes to a trained version, ready to
+//! store.
 //!
-//! `recipe` resolves and checks the spec, `pipeline` prepares the data and
+//! `recipe` holds and checks the settings, `pipeline` prepares the data and
 //! packages the result, `trainer` runs the optimisation loop, `importance`
 //! measures which columns the trained network relies on.
 
@@ -11,5 +12,7 @@ mod recipe;
 mod trainer;
 
 pub use pipeline::{DatasetSummary, PreparedTraining, TrainedVersion, prepare, train};
-pub use recipe::{Recipe, ThresholdObjective, TrainingLimits};
+pub use recipe::{
+    MAX_BATCH_SIZE, MAX_HIDDEN_LAYERS, MAX_LAYER_WIDTH, Recipe, ThresholdObjective, TrainingLimits, defaults,
+};
 pub use trainer::{EpochReport, LearningRateSchedule, LoopEvent};

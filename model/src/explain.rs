@@ -1,6 +1,6 @@
 //! Row explanations: integrated gradients of the network's logit with
 //! respect to its encoded inputs, from the training mean, and the network
-//! scorer the batching layer runs (scores, plus explanations when asked).
+//! [`Scorer`] a batching layer runs (scores, plus explanations when asked).
 //!
 //! Integrated gradients (Sundararajan et al., 2017) attribute
 //! `logit(x) - logit(baseline)` to the inputs: `(x - b) * mean over the
@@ -22,9 +22,9 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::batching::BatchPredictor;
-use crate::error::ServalError;
-use crate::mlp::Mlp;
+use crate::BatchScorer;
+use crate::error::ModelError;
+use crate::network::Mlp;
 
 /// Rows whose paths are cut and integrated together; bounds the size of
 /// one tensor computation (each row's path typically has a few hundred
@@ -94,7 +94,7 @@ impl Mlp {
     }
 
     /// Logits of row-major `rows`.
-    pub fn logits_of(&self, rows: &[f32]) -> Result<Vec<f32>, ServalError> {
+    pub fn logits_of(&self, rows: &[f32]) -> Result<Vec<f32>, ModelError> {
         let width = self.input_width();
         let input = Tensor::from_slice(rows, (rows.len() / width, width), &Device::Cpu)?;
         Ok(self.logits(&input)?.flatten_all()?.to_vec1::<f32>()?)
@@ -106,10 +106,10 @@ pub fn integrated_gradients(
     network: &Mlp,
     baseline: &[f32],
     rows: &[f32],
-) -> Result<Vec<EncodedExplanation>, ServalError> {
+) -> Result<Vec<EncodedExplanation>, ModelError> {
     let width = network.input_width();
     if baseline.len() != width || !rows.len().is_multiple_of(width) {
-        return Err(ServalError::Internal(format!(
+        return Err(ModelError::ShapeMismatch(format!(
             "explaining rows of {width} values with a baseline of {} and {} values",
             baseline.len(),
             rows.len()
@@ -146,7 +146,7 @@ fn path_points(baseline: &[f32], row: &[f32], alphas: impl Iterator<Item = f32>,
 
 /// For each row, the sorted α in [0, 1] that cut its path into pieces on
 /// which every hidden unit keeps its sign, so the network is linear on each.
-fn linear_segments(network: &Mlp, baseline: &[f32], rows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ServalError> {
+fn linear_segments(network: &Mlp, baseline: &[f32], rows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError> {
     let width = baseline.len();
     let mut cuts: Vec<Vec<f32>> = vec![vec![0.0, 1.0]; rows.len()];
     for layer in 0..network.layers().len() - 1 {
@@ -194,7 +194,7 @@ fn exact_path_integral(
     baseline: &[f32],
     rows: &[&[f32]],
     cuts: &[Vec<f32>],
-) -> Result<Vec<Vec<f32>>, ServalError> {
+) -> Result<Vec<Vec<f32>>, ModelError> {
     let width = baseline.len();
     let mut points = Vec::new();
     for (row, alphas) in rows.iter().zip(cuts) {
@@ -230,23 +230,25 @@ fn exact_path_integral(
         .collect())
 }
 
-/// What the batching layer runs for a loaded version: the network, and the
+/// What a batching layer runs for a loaded version: the network, and the
 /// baseline its explanations start from.
 pub struct Scorer {
     pub network: std::sync::Arc<Mlp>,
     pub baseline: Vec<f32>,
 }
 
-impl BatchPredictor for Scorer {
+impl BatchScorer for Scorer {
+    type Explanation = EncodedExplanation;
+
     fn width(&self) -> usize {
         self.network.input_width()
     }
 
-    fn predict_batch(&self, rows: &[f32]) -> Result<Vec<f32>, ServalError> {
+    fn score(&self, rows: &[f32]) -> Result<Vec<f32>, ModelError> {
         self.network.predict(rows)
     }
 
-    fn explain_batch(&self, rows: &[f32]) -> Result<Vec<EncodedExplanation>, ServalError> {
+    fn explain(&self, rows: &[f32]) -> Result<Vec<EncodedExplanation>, ModelError> {
         integrated_gradients(&self.network, &self.baseline, rows)
     }
 }
@@ -254,7 +256,7 @@ impl BatchPredictor for Scorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mlp::MlpParameters;
+    use crate::network::MlpParameters;
 
     fn rows(count: usize, width: usize, seed: usize) -> Vec<f32> {
         (0..count * width)

@@ -1,10 +1,10 @@
 //! Cost of one forward pass of the default network (30 → 128 → 64 → 1) by
 //! batch size, on the calling thread: the numbers behind the batching
-//! layer's thread arrangement. Run with `cargo bench -p serval-server`.
+//! layer's thread arrangement. Run with `cargo bench -p serval-model`.
 
 use std::time::Instant;
 
-use serval_server::mlp::MlpParameters;
+use serval_model::network::MlpParameters;
 
 /// The server's allocator, so these figures are the server's (see
 /// `serval-server`'s main.rs for why it matters above ~100 rows).

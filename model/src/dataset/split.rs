@@ -4,7 +4,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::ServalError;
+use crate::error::ModelError;
 
 /// Row indices of each side, ascending.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,14 +15,14 @@ pub struct Split {
 
 /// Holds back `validation_fraction` of each class (at least one row of
 /// each), chosen by a seeded shuffle, so both sides keep the class balance.
-pub fn stratified_split(labels: &[f32], validation_fraction: f64, seed: u64) -> Result<Split, ServalError> {
+pub fn stratified_split(labels: &[f32], validation_fraction: f64, seed: u64) -> Result<Split, ModelError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut train = Vec::with_capacity(labels.len());
     let mut validation = Vec::new();
     for (class, name) in [(1.0f32, "positive"), (0.0, "negative")] {
         let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
         if rows.len() < 2 {
-            return Err(ServalError::InvalidArgument(format!(
+            return Err(ModelError::InvalidData(format!(
                 "only {} {name} row(s): at least 2 of each class are needed to train and validate",
                 rows.len()
             )));

@@ -11,9 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::optimizer::Adam;
-use crate::error::ServalError;
-use crate::metrics::{log_loss, roc_auc};
-use crate::mlp::{Mlp, MlpParameters, sigmoid};
+use crate::error::ModelError;
+use crate::evaluation::{log_loss, roc_auc};
+use crate::network::{Mlp, MlpParameters, sigmoid};
 
 /// Encoded training and validation rows.
 pub struct EncodedData {
@@ -142,13 +142,13 @@ fn training_logits(
 
 /// Runs the loop. `on_event` sees progress within epochs and each epoch's
 /// report as it ends; `cancel` stops the run between batches with
-/// [`ServalError::Cancelled`].
+/// [`ModelError::Cancelled`].
 pub fn run_loop(
     data: &EncodedData,
     settings: &LoopSettings,
     cancel: &AtomicBool,
     mut on_event: impl FnMut(LoopEvent<'_>),
-) -> Result<LoopOutcome, ServalError> {
+) -> Result<LoopOutcome, ModelError> {
     let started = Instant::now();
     let width = data.width;
     let rows = data.y_train.len();
@@ -193,7 +193,7 @@ pub fn run_loop(
                 });
             }
             if cancel.load(Ordering::Relaxed) {
-                return Err(ServalError::Cancelled("training was cancelled".into()));
+                return Err(ModelError::Cancelled);
             }
             optimizer.learning_rate = match settings.schedule {
                 LearningRateSchedule::Constant => settings.learning_rate,
@@ -235,9 +235,10 @@ pub fn run_loop(
         }
         let train_loss = loss_sum / rows as f64;
         if !train_loss.is_finite() {
-            return Err(ServalError::InvalidArgument(format!(
-                "training diverged in epoch {epoch} (loss {train_loss}); lower the learning rate"
-            )));
+            return Err(ModelError::Diverged {
+                epoch,
+                loss: train_loss,
+            });
         }
 
         let logits = network
@@ -370,6 +371,6 @@ mod tests {
         let err = run_loop(&toy_data(), &settings(), &AtomicBool::new(true), |_| {})
             .err()
             .unwrap();
-        assert!(matches!(err, ServalError::Cancelled(_)));
+        assert!(matches!(err, ModelError::Cancelled));
     }
 }

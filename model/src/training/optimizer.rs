@@ -9,7 +9,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-use crate::error::ServalError;
+use crate::error::ModelError;
 
 pub struct Adam {
     parameters: Vec<Var>,
@@ -26,7 +26,7 @@ const BETA2: f32 = 0.999;
 const EPSILON: f32 = 1e-7;
 
 impl Adam {
-    pub fn new(parameters: Vec<Var>, learning_rate: f64, l2: f64) -> Result<Self, ServalError> {
+    pub fn new(parameters: Vec<Var>, learning_rate: f64, l2: f64) -> Result<Self, ModelError> {
         let values = parameters
             .iter()
             .map(|p| p.as_tensor().flatten_all()?.to_vec1::<f32>())
@@ -44,7 +44,7 @@ impl Adam {
     }
 
     /// Applies one update from `gradients`.
-    pub fn step(&mut self, gradients: &GradStore) -> Result<(), ServalError> {
+    pub fn step(&mut self, gradients: &GradStore) -> Result<(), ModelError> {
         self.step += 1;
         let correction1 = 1.0 - BETA1.powi(self.step);
         let correction2 = 1.0 - BETA2.powi(self.step);

@@ -12,9 +12,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::encoder::Encoder;
-use crate::error::ServalError;
-use crate::metrics::roc_auc;
-use crate::mlp::Mlp;
+use crate::error::ModelError;
+use crate::evaluation::roc_auc;
+use crate::network::Mlp;
 
 /// Shuffles per column.
 pub const REPEATS: usize = 3;
@@ -33,8 +33,8 @@ pub fn permutation_importance(
     x_validation: &[f32],
     y_validation: &[f32],
     seed: u64,
-    mut after_column: impl FnMut() -> Result<(), ServalError>,
-) -> Result<Vec<(String, f64)>, ServalError> {
+    mut after_column: impl FnMut() -> Result<(), ModelError>,
+) -> Result<Vec<(String, f64)>, ModelError> {
     let width = encoder.width();
     if y_validation.is_empty() || x_validation.len() != y_validation.len() * width {
         return Ok(Vec::new());
@@ -100,7 +100,7 @@ pub fn mean_row(x: &[f32], width: usize) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::encoder::{ColumnState, EncoderState, Transform};
-    use crate::mlp::MlpParameters;
+    use crate::network::MlpParameters;
 
     fn numeric(name: &str) -> ColumnState {
         ColumnState {

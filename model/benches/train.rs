@@ -1,17 +1,16 @@
 //! Training speed and quality on the three example datasets with default
 //! settings: wall time of data preparation and of the training loop, epochs
-//! run, validation AUC and F1. Run with `cargo bench -p serval-server --bench
+//! run, validation AUC and F1. Run with `cargo bench -p serval-model --bench
 //! train` (add a dataset name to run only that one).
 //!
-//! `cargo bench -p serval-server --bench train -- scale 20` instead trains on
+//! `cargo bench -p serval-model --bench train -- scale 20` instead trains on
 //! online_shoppers grown 20 times (rows resampled with jittered numbers) and
 //! reports the peak memory and the longest gap between progress reports.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use serval_proto::v1 as pb;
-use serval_server::training::{Recipe, TrainingLimits, prepare, train};
+use serval_model::training::{LearningRateSchedule, Recipe, TrainingLimits, prepare, train};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -47,35 +46,37 @@ fn main() {
             .map(|text| serde_json::from_str(&text).expect("SERVAL_BENCH_HYPER is JSON"))
             .unwrap_or_default();
         let number = |key: &str| overrides.get(key).and_then(|v| v.as_f64());
-        let spec = pb::TrainSpec {
-            model: "bench".into(),
-            label_column: label.into(),
-            positive_label: positive.into(),
-            drop_columns: drop,
-            hyper_parameters: Some(pb::HyperParameters {
-                epochs: number("epochs").map(|v| v as u32),
-                batch_size: number("batch_size").map(|v| v as u32),
-                learning_rate: number("learning_rate"),
-                patience: number("patience").map(|v| v as u32),
-                l2: number("l2"),
-                dropout: number("dropout"),
-                class_weighting: overrides.get("class_weighting").and_then(|v| v.as_bool()),
-                learning_rate_schedule: match overrides.get("schedule").and_then(|v| v.as_str()) {
-                    Some("constant") => pb::LearningRateSchedule::Constant as i32,
-                    _ => 0,
-                },
-                hidden_layers: overrides
-                    .get("hidden")
-                    .and_then(|v| v.as_array())
-                    .map(|a| a.iter().filter_map(|w| w.as_u64()).map(|w| w as u32).collect())
-                    .unwrap_or_default(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let mut recipe = Recipe::new(label, positive);
+        recipe.drop_columns = drop;
+        if let Some(epochs) = number("epochs") {
+            recipe.epochs = epochs as usize;
+        }
+        if let Some(batch_size) = number("batch_size") {
+            recipe.batch_size = batch_size as usize;
+        }
+        if let Some(patience) = number("patience") {
+            recipe.patience = patience as usize;
+        }
+        recipe.learning_rate = number("learning_rate").unwrap_or(recipe.learning_rate);
+        recipe.l2 = number("l2").unwrap_or(recipe.l2);
+        recipe.dropout = number("dropout").unwrap_or(recipe.dropout);
+        if let Some(weighting) = overrides.get("class_weighting").and_then(|v| v.as_bool()) {
+            recipe.class_weighting = weighting;
+        }
+        if overrides.get("schedule").and_then(|v| v.as_str()) == Some("constant") {
+            recipe.learning_rate_schedule = LearningRateSchedule::Constant;
+        }
+        if let Some(hidden) = overrides.get("hidden").and_then(|v| v.as_array()) {
+            recipe.hidden_layers = hidden
+                .iter()
+                .filter_map(|w| w.as_u64())
+                .map(|w| w as usize)
+                .collect();
+        }
         let limits = TrainingLimits::default();
         let started = Instant::now();
-        let prepared = prepare(Recipe::from_spec(&spec, &limits).unwrap(), &csv, &limits).unwrap();
+        recipe.check(&limits).unwrap();
+        let prepared = prepare(recipe, &csv, &limits).unwrap();
         let prepared_in = started.elapsed();
         let trained = train(prepared, &AtomicBool::new(false), |_| {}).unwrap();
         let total = started.elapsed();
@@ -139,15 +140,9 @@ fn grown_shoppers(factor: usize) -> Vec<u8> {
 fn scaled(factor: usize) {
     let before = peak_rss_mib();
     let csv = grown_shoppers(factor);
-    let spec = pb::TrainSpec {
-        model: "bench".into(),
-        label_column: "Revenue".into(),
-        positive_label: "TRUE".into(),
-        ..Default::default()
-    };
     let limits = TrainingLimits::default();
     let started = Instant::now();
-    let prepared = prepare(Recipe::from_spec(&spec, &limits).unwrap(), &csv, &limits).unwrap();
+    let prepared = prepare(Recipe::new("Revenue", "TRUE"), &csv, &limits).unwrap();
     let rows = prepared.dataset.rows;
     let mut last = Instant::now();
     let mut longest_gap = std::time::Duration::ZERO;

@@ -8,7 +8,7 @@ use candle_nn::{Linear, Module};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::ServalError;
+use crate::error::ModelError;
 
 /// An MLP `input → hidden… → 1`; the output is a logit.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ pub struct MlpParameters {
 impl MlpParameters {
     /// Glorot-uniform weights and zero biases from a seeded generator, so a
     /// seed fixes the initial network bit for bit.
-    pub fn init(input_width: usize, hidden: &[usize], seed: u64) -> Result<Self, ServalError> {
+    pub fn init(input_width: usize, hidden: &[usize], seed: u64) -> Result<Self, ModelError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut vars = Vec::new();
         let mut fan_in = input_width;
@@ -65,16 +65,16 @@ impl MlpParameters {
 
     /// A network with these shapes and the given flattened values (one
     /// vector per parameter, in order).
-    pub fn snapshot_of(&self, values: &[Vec<f32>]) -> Result<Mlp, ServalError> {
+    pub fn snapshot_of(&self, values: &[Vec<f32>]) -> Result<Mlp, ModelError> {
         let tensor = |i: usize| Tensor::from_slice(&values[i], self.vars[i].shape(), &Device::Cpu);
         let layers = (0..self.vars.len() / 2)
             .map(|l| Ok(Linear::new(tensor(2 * l)?, Some(tensor(2 * l + 1)?))))
-            .collect::<Result<Vec<_>, ServalError>>()?;
+            .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(Mlp { layers })
     }
 
     /// A copy of the current values, detached from training.
-    pub fn snapshot(&self) -> Result<Mlp, ServalError> {
+    pub fn snapshot(&self) -> Result<Mlp, ModelError> {
         let layers = self
             .vars
             .chunks(2)
@@ -84,7 +84,7 @@ impl MlpParameters {
                     Some(pair[1].as_tensor().copy()?),
                 ))
             })
-            .collect::<Result<Vec<_>, ServalError>>()?;
+            .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(Mlp { layers })
     }
 }
@@ -122,10 +122,10 @@ impl Mlp {
     }
 
     /// Probabilities for `rows` row-major rows of `input_width` values.
-    pub fn predict(&self, rows: &[f32]) -> Result<Vec<f32>, ServalError> {
+    pub fn predict(&self, rows: &[f32]) -> Result<Vec<f32>, ModelError> {
         let width = self.input_width();
         if width == 0 || !rows.len().is_multiple_of(width) {
-            return Err(ServalError::Internal(format!(
+            return Err(ModelError::ShapeMismatch(format!(
                 "input of {} values is not a whole number of rows of {width}",
                 rows.len()
             )));
@@ -136,7 +136,7 @@ impl Mlp {
     }
 
     /// The weights as safetensors bytes.
-    pub fn to_safetensors(&self) -> Result<Vec<u8>, ServalError> {
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, ModelError> {
         let mut tensors = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             tensors.push((weight_name(i), layer.weight().clone()));
@@ -144,14 +144,14 @@ impl Mlp {
                 tensors.push((bias_name(i), bias.clone()));
             }
         }
-        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
-            .map_err(|e| ServalError::Internal(format!("cannot serialise weights: {e}")))
+        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None).map_err(|e| {
+            ModelError::Compute(candle_core::Error::Msg(format!("cannot serialise weights: {e}")))
+        })
     }
 
     /// Reads weights written by [`Mlp::to_safetensors`], checking shapes.
-    pub fn from_safetensors(bytes: &[u8]) -> Result<Self, ServalError> {
-        let corrupt =
-            |what: String| ServalError::FailedPrecondition(format!("stored weights are unusable: {what}"));
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Self, ModelError> {
+        let corrupt = |what: String| ModelError::CorruptWeights(what);
         let mut tensors: HashMap<String, Tensor> =
             candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
         let mut layers = Vec::new();

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use super::inference::{ColumnKind, NumericCell, boolean_token, infer_kind, parse_number};
-use crate::error::ServalError;
+use crate::error::ModelError;
 
 /// What the trainer asked for.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct IngestOptions<'a> {
     pub column_types: &'a HashMap<String, ColumnKind>,
     /// Data rows accepted at most (header excluded).
     pub max_rows: usize,
+    /// Columns accepted at most (label and dropped columns included).
+    pub max_columns: usize,
 }
 
 /// The parsed, labelled data a model is trained on.
@@ -97,13 +99,13 @@ impl InternedColumn {
     }
 }
 
-fn invalid(message: impl Into<String>) -> ServalError {
-    ServalError::InvalidArgument(message.into())
+fn invalid(message: impl Into<String>) -> ModelError {
+    ModelError::InvalidData(message.into())
 }
 
 /// Parses `bytes` as a CSV with a header row and returns the labelled,
 /// typed table, or an INVALID_ARGUMENT naming the offending line or column.
-pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingTable, ServalError> {
+pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingTable, ModelError> {
     let sha256 = hex::encode(Sha256::digest(bytes));
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
@@ -116,6 +118,13 @@ pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingT
         .from_reader(bytes);
 
     let header = read_header(&mut reader)?;
+    if header.len() > options.max_columns {
+        return Err(invalid(format!(
+            "the CSV has {} columns, more than the server's limit of {} columns per training upload",
+            header.len(),
+            options.max_columns
+        )));
+    }
     let column_index = |name: &str| header.iter().position(|h| h == name);
     let label_index = column_index(options.label_column).ok_or_else(|| {
         invalid(format!(
@@ -179,7 +188,7 @@ pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingT
             )));
         }
         let line = record.position().map_or(rows_read as u64 + 1, |p| p.line());
-        let cell = |i: usize| -> Result<&str, ServalError> {
+        let cell = |i: usize| -> Result<&str, ModelError> {
             std::str::from_utf8(&record[i]).map_err(|_| {
                 invalid(format!(
                     "line {line}, column {:?}: not valid UTF-8 text",
@@ -223,7 +232,7 @@ pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingT
     })
 }
 
-fn read_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ServalError> {
+fn read_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ModelError> {
     let raw = reader.byte_headers().map_err(csv_error)?.clone();
     let mut header = Vec::with_capacity(raw.len());
     for (i, name) in raw.iter().enumerate() {
@@ -242,7 +251,7 @@ fn read_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ServalErr
     Ok(header)
 }
 
-fn csv_error(error: csv::Error) -> ServalError {
+fn csv_error(error: csv::Error) -> ModelError {
     match error.kind() {
         csv::ErrorKind::UnequalLengths {
             pos,
@@ -259,7 +268,7 @@ fn csv_error(error: csv::Error) -> ServalError {
 }
 
 /// Maps the label column to 1.0 (positive) / 0.0, insisting on two classes.
-fn binary_labels(label: &InternedColumn, options: &IngestOptions<'_>) -> Result<Vec<f32>, ServalError> {
+fn binary_labels(label: &InternedColumn, options: &IngestOptions<'_>) -> Result<Vec<f32>, ModelError> {
     let positive = options.positive_label.trim();
     let Some(&positive_id) = label.index.get(positive) else {
         return Err(invalid(format!(
@@ -286,7 +295,7 @@ fn typed_column(
     name: &str,
     column: InternedColumn,
     options: &IngestOptions<'_>,
-) -> Result<FeatureColumn, ServalError> {
+) -> Result<FeatureColumn, ModelError> {
     let kind = options
         .column_types
         .get(name)
@@ -317,7 +326,7 @@ fn typed_column(
     })
 }
 
-fn boolean_column(name: &str, column: &InternedColumn) -> Result<ColumnValues, ServalError> {
+fn boolean_column(name: &str, column: &InternedColumn) -> Result<ColumnValues, ModelError> {
     let mut true_token = None;
     let mut false_token = None;
     let mut mapped = Vec::with_capacity(column.dictionary.len());
@@ -374,7 +383,7 @@ fn list(names: &[String]) -> String {
 mod tests {
     use super::*;
 
-    fn ingest(csv: &str) -> Result<TrainingTable, ServalError> {
+    fn ingest(csv: &str) -> Result<TrainingTable, ModelError> {
         ingest_with(csv, &[], &HashMap::new())
     }
 
@@ -382,7 +391,7 @@ mod tests {
         csv: &str,
         drop: &[String],
         types: &HashMap<String, ColumnKind>,
-    ) -> Result<TrainingTable, ServalError> {
+    ) -> Result<TrainingTable, ModelError> {
         ingest_csv(
             csv.as_bytes(),
             &IngestOptions {
@@ -392,13 +401,14 @@ mod tests {
                 drop_columns: drop,
                 column_types: types,
                 max_rows: 1000,
+                max_columns: 1000,
             },
         )
     }
 
-    fn message(result: Result<TrainingTable, ServalError>) -> String {
+    fn message(result: Result<TrainingTable, ModelError>) -> String {
         match result {
-            Err(ServalError::InvalidArgument(m)) => m,
+            Err(ModelError::InvalidData(m)) => m,
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
     }
@@ -443,6 +453,7 @@ mod tests {
                 drop_columns: &[],
                 column_types: &HashMap::new(),
                 max_rows: 10,
+                max_columns: 1000,
             },
         )
         .unwrap();
@@ -483,6 +494,7 @@ mod tests {
                 drop_columns: &[],
                 column_types: &HashMap::new(),
                 max_rows: 10,
+                max_columns: 1000,
             },
         );
         assert!(message(err).contains("UTF-8"));
@@ -499,6 +511,7 @@ mod tests {
                 drop_columns: &[],
                 column_types: &HashMap::new(),
                 max_rows: 2,
+                max_columns: 1000,
             },
         );
         assert!(message(err).contains("more than 2 data rows"));

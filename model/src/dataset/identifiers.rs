@@ -7,7 +7,7 @@
 //! (`TrainSpec.allow_identifier_columns`).
 
 use super::ingest::{ColumnValues, FeatureColumn, TrainingTable};
-use crate::error::ServalError;
+use crate::error::ModelError;
 
 /// The rule: a categorical column looks like an identifier when its
 /// distinct non-blank values are more than this share of its non-blank
@@ -58,12 +58,12 @@ pub fn identifier_evidence(column: &FeatureColumn) -> Option<IdentifierEvidence>
 
 /// INVALID_ARGUMENT naming every identifier-like column of `table`, the
 /// evidence and the fix; `Ok` when there is none.
-pub fn refuse_identifier_columns(table: &TrainingTable) -> Result<(), ServalError> {
+pub fn refuse_identifier_columns(table: &TrainingTable) -> Result<(), ModelError> {
     let found: Vec<IdentifierEvidence> = table.features.iter().filter_map(identifier_evidence).collect();
     if found.is_empty() {
         return Ok(());
     }
-    Err(ServalError::InvalidArgument(refusal(&found)))
+    Err(ModelError::InvalidData(refusal(&found)))
 }
 
 fn refusal(found: &[IdentifierEvidence]) -> String {

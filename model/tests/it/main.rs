@@ -1,0 +1,4 @@
+//! The model crate's integration tests as one test binary: properties of
+//! the CSV ingest and the encoder.
+
+mod properties;
