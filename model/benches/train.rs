@@ -6,6 +6,11 @@
 //! `cargo bench -p serval-model --bench train -- scale 20` instead trains on
 //! online_shoppers grown 20 times (rows resampled with jittered numbers) and
 //! reports the peak memory and the longest gap between progress reports.
+//!
+//! `cargo bench -p serval-model --bench train -- wide 60 20000` trains on a
+//! generated numeric CSV of that many rows and columns (one column carries
+//! the signal) and reports where the time goes: preparation, the training
+//! loop, and importance with the rest.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -17,6 +22,11 @@ fn main() {
     if args.first().map(String::as_str) == Some("scale") {
         let factor = args.get(1).and_then(|f| f.parse().ok()).unwrap_or(20);
         return scaled(factor);
+    }
+    if args.first().map(String::as_str) == Some("wide") {
+        let rows = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(60);
+        let columns = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(20_000);
+        return wide(rows, columns);
     }
     let only = args.first().cloned();
     let datasets = [
@@ -163,5 +173,56 @@ fn scaled(factor: usize) {
         peak_rss_mib(),
         before,
         longest_gap.as_secs_f64(),
+    );
+}
+
+/// A numeric CSV of `rows` × `columns` features and a label that follows
+/// the first column, with values of 1 to 3 characters like a sparse export.
+fn wide_csv(rows: usize, columns: usize) -> Vec<u8> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut out = String::new();
+    for c in 0..columns {
+        out.push_str(&format!("x{c},"));
+    }
+    out.push_str("label\n");
+    for r in 0..rows {
+        let signal = r % 2;
+        for c in 0..columns {
+            let value: u32 = if c == 0 {
+                signal as u32 * 5 + rng.random_range(0..5)
+            } else {
+                rng.random_range(0..100)
+            };
+            out.push_str(&value.to_string());
+            out.push(',');
+        }
+        out.push_str(&format!("{signal}\n"));
+    }
+    out.into_bytes()
+}
+
+fn wide(rows: usize, columns: usize) {
+    let csv = wide_csv(rows, columns);
+    let limits = TrainingLimits {
+        max_columns: columns + 1,
+        ..TrainingLimits::default()
+    };
+    let started = Instant::now();
+    let prepared = prepare(Recipe::new("label", "1"), &csv, &limits).unwrap();
+    let prepared_in = started.elapsed();
+    let trained = train(prepared, &AtomicBool::new(false), |_| {}).unwrap();
+    let total = started.elapsed();
+    let loop_seconds = trained.history.last().map_or(0.0, |e| e.elapsed_seconds);
+    println!(
+        "wide {rows} x {columns} ({:.1} MB of CSV): prepare {:.2} s, training loop {:.2} s ({} epochs), \
+         importance and the rest {:.2} s, total {:.2} s; peak RSS {:.0} MiB",
+        csv.len() as f64 / 1e6,
+        prepared_in.as_secs_f64(),
+        loop_seconds,
+        trained.history.len(),
+        (total - prepared_in).as_secs_f64() - loop_seconds,
+        total.as_secs_f64(),
+        peak_rss_mib(),
     );
 }

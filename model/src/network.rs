@@ -121,6 +121,24 @@ impl Mlp {
         Ok(x)
     }
 
+    /// Logits, shape `(rows, 1)`, from the first layer's pre-activations
+    /// (before its ReLU), shape `(rows, first hidden width)`: the rest of
+    /// the network after the first linear map.
+    pub fn logits_after_first_layer(&self, pre_activations: &Tensor) -> candle_core::Result<Tensor> {
+        let last = self.layers.len() - 1;
+        if last == 0 {
+            return Ok(pre_activations.clone());
+        }
+        let mut x = pre_activations.relu()?;
+        for (i, layer) in self.layers.iter().enumerate().skip(1) {
+            x = layer.forward(&x)?;
+            if i < last {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+
     /// Probabilities for `rows` row-major rows of `input_width` values.
     pub fn predict(&self, rows: &[f32]) -> Result<Vec<f32>, ModelError> {
         let width = self.input_width();

@@ -294,3 +294,54 @@ async fn records_accept_csv_text_json_kinds_and_nulls_alike() {
         .scores;
     assert_eq!(scores[0], scores[1]);
 }
+
+/// A numeric CSV of `rows` rows, `features` feature columns and a label
+/// that follows the first feature.
+fn wide_csv(rows: usize, features: usize) -> Vec<u8> {
+    let mut csv: String = (0..features).map(|c| format!("x{c},")).collect();
+    csv.push_str("label\n");
+    for r in 0..rows {
+        let label = r % 2;
+        csv.push_str(&format!("{},", label * 5 + r % 5));
+        for c in 1..features {
+            csv.push_str(&format!("{},", (r * 31 + c * 17) % 97));
+        }
+        csv.push_str(&format!("{label}\n"));
+    }
+    csv.into_bytes()
+}
+
+#[tokio::test]
+async fn wide_uploads_train_within_the_column_limit_and_are_refused_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut test = TestServer::start_in(dir, |config| config.max_training_columns = 4001).await;
+
+    // 60 rows × 4,000 columns: 240,000 cells, as quick to train as any
+    // table of that many cells (importance was quadratic in columns).
+    let started = std::time::Instant::now();
+    let version = test
+        .client
+        .train(spec("wide", "label", "1"), wide_csv(60, 4000))
+        .await
+        .unwrap();
+    println!("60 x 4000 trained in {:?}", started.elapsed());
+    assert_eq!(version.columns.len(), 4000);
+    assert_eq!(version.input_width, 4000);
+
+    assert_status(
+        test.client
+            .train(spec("wider", "label", "1"), wide_csv(60, 4001))
+            .await,
+        Code::InvalidArgument,
+        "the CSV has 4002 columns, more than the server's limit of 4001 columns per training upload",
+    );
+    let names: Vec<String> = test
+        .client
+        .list_models(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["wide"]);
+}
