@@ -91,14 +91,16 @@ fn main() {
         let trained = train(prepared, &AtomicBool::new(false), |_| {}).unwrap();
         let total = started.elapsed();
         println!(
-            "{file:<40} prepare {:>6.3} s  train {:>6.3} s  epochs {:>3} (best {:>2})  AUC {:.4}  F1 {:.4} (threshold {:.3})",
+            "{file:<40} prepare {:>6.3} s  train {:>6.3} s  epochs {:>3} (best {:>2})  \
+             validation AUC {:.4}  test AUC {:.4}  test F1 {:.4} (threshold {:.3})",
             prepared_in.as_secs_f64(),
             (total - prepared_in).as_secs_f64(),
             trained.history.len(),
             trained.best_epoch,
-            trained.evaluation.auc,
-            trained.evaluation.f1,
-            trained.evaluation.threshold,
+            trained.validation.auc,
+            trained.test.auc,
+            trained.test.f1,
+            trained.validation.threshold,
         );
     }
 }
@@ -169,7 +171,7 @@ fn scaled(factor: usize) {
         csv.len() as f64 / 1e6,
         started.elapsed().as_secs_f64(),
         trained.history.len(),
-        trained.evaluation.auc,
+        trained.validation.auc,
         peak_rss_mib(),
         before,
         longest_gap.as_secs_f64(),

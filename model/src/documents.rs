@@ -9,17 +9,24 @@ use crate::error::ModelError;
 use crate::evaluation::{Curves, Evaluation};
 use crate::training::{DatasetSummary, EpochReport, Recipe, TrainedVersion};
 
-/// The `metrics` document: validation quality and the per-epoch history.
+/// The `metrics` document: quality on validation rows and on rows that
+/// chose nothing, and the per-epoch history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMetrics {
+    /// On the rows that chose the kept epoch and the threshold: out of
+    /// fold for an ensemble, the validation split before ensembles.
     pub validation: Evaluation,
+    /// On rows that chose nothing (see `training::TrainedVersion::test`);
+    /// absent in versions trained before ensembles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Evaluation>,
     pub history: Vec<EpochReport>,
     #[serde(default)]
     pub best_epoch: usize,
     #[serde(default)]
     pub curves: Curves,
-    /// Permutation importance of the original columns on the validation
-    /// split, most important first.
+    /// Permutation importance of the original columns, most important
+    /// first.
     #[serde(default)]
     pub importance: Vec<(String, f64)>,
 }
@@ -49,7 +56,8 @@ impl VersionDocuments {
             recipe: trained.recipe.clone(),
             encoder: trained.encoder.clone(),
             metrics: StoredMetrics {
-                validation: trained.evaluation,
+                validation: trained.validation,
+                test: Some(trained.test),
                 history: trained.history.clone(),
                 best_epoch: trained.best_epoch,
                 curves: trained.curves.clone(),

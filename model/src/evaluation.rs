@@ -116,9 +116,9 @@ pub struct Confusion {
 /// Points kept per curve.
 const CURVE_POINTS: usize = 200;
 
-/// The curves of `scores` against `labels`, and the confusion matrix at
-/// `threshold`.
-pub fn curves(scores: &[f32], labels: &[f32], threshold: f64) -> Curves {
+/// The curves of `scores` against `labels`, and the confusion matrix of
+/// the predicted labels `positive`.
+pub fn curves(scores: &[f32], labels: &[f32], positive: &[bool]) -> Curves {
     let (cuts, positives, negatives) = sweep(scores, labels);
     let stride = cuts.len().div_ceil(CURVE_POINTS).max(1);
     let mut sampled: Vec<&Cut> = cuts.iter().step_by(stride).collect();
@@ -157,35 +157,47 @@ pub fn curves(scores: &[f32], labels: &[f32], threshold: f64) -> Curves {
         .filter(|(_, _, n)| *n > 0)
         .map(|(sum, hits, n)| [sum / *n as f64, hits / *n as f64, *n as f64])
         .collect();
-    let mut confusion = Confusion::default();
-    for (&score, &label) in scores.iter().zip(labels) {
-        match (f64::from(score) >= threshold, label == 1.0) {
-            (true, true) => confusion.true_positives += 1,
-            (true, false) => confusion.false_positives += 1,
-            (false, false) => confusion.true_negatives += 1,
-            (false, true) => confusion.false_negatives += 1,
-        }
-    }
     Curves {
         roc,
         precision_recall,
         calibration,
-        confusion,
+        confusion: Confusion::of(labels, positive),
     }
 }
 
 /// Evaluates `scores` (probabilities) against `labels` (1.0 / 0.0),
 /// labelling a row positive when its score is at least `threshold`.
 pub fn evaluate(scores: &[f32], labels: &[f32], threshold: f64) -> Evaluation {
-    let (mut tp, mut fp, mut tn, mut r#fn) = (0f64, 0f64, 0f64, 0f64);
-    for (&score, &label) in scores.iter().zip(labels) {
-        match (f64::from(score) >= threshold, label == 1.0) {
-            (true, true) => tp += 1.0,
-            (true, false) => fp += 1.0,
-            (false, false) => tn += 1.0,
-            (false, true) => r#fn += 1.0,
+    let positive: Vec<bool> = scores.iter().map(|&s| f64::from(s) >= threshold).collect();
+    evaluate_labelled(scores, labels, &positive, threshold)
+}
+
+impl Confusion {
+    /// The counts of `positive` (predicted labels) against `labels`.
+    pub fn of(labels: &[f32], positive: &[bool]) -> Self {
+        let mut c = Confusion::default();
+        for (&label, &predicted) in labels.iter().zip(positive) {
+            match (predicted, label == 1.0) {
+                (true, true) => c.true_positives += 1,
+                (true, false) => c.false_positives += 1,
+                (false, false) => c.true_negatives += 1,
+                (false, true) => c.false_negatives += 1,
+            }
         }
+        c
     }
+}
+
+/// Evaluates `scores` against `labels` with each row's predicted label
+/// given (`positive`); `threshold` is reported as the one in use.
+pub fn evaluate_labelled(scores: &[f32], labels: &[f32], positive: &[bool], threshold: f64) -> Evaluation {
+    let c = Confusion::of(labels, positive);
+    let (tp, fp, tn, r#fn) = (
+        c.true_positives as f64,
+        c.false_positives as f64,
+        c.true_negatives as f64,
+        c.false_negatives as f64,
+    );
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let precision = ratio(tp, tp + fp);
     let recall = ratio(tp, tp + r#fn);
@@ -284,7 +296,8 @@ mod tests {
             choose_threshold(&scores, &labels, ThresholdObjective::Recall(1.0)),
             0.30000001192092896
         );
-        let c = curves(&scores, &labels, 0.6);
+        let positive: Vec<bool> = scores.iter().map(|&s| s >= 0.6).collect();
+        let c = curves(&scores, &labels, &positive);
         assert_eq!(c.roc.first(), Some(&[0.0, 0.0, 1.0]));
         assert_eq!(c.roc.last().map(|p| [p[0], p[1]]), Some([1.0, 1.0]));
         assert_eq!(
@@ -297,6 +310,21 @@ mod tests {
         );
         let rows: f64 = c.calibration.iter().map(|b| b[2]).sum();
         assert_eq!(rows, 8.0);
+    }
+
+    #[test]
+    fn predicted_labels_may_come_from_a_threshold_per_row() {
+        let scores = [0.2, 0.4, 0.6, 0.8];
+        let labels = [0.0, 1.0, 0.0, 1.0];
+        // Rows 0-1 cut at 0.3, rows 2-3 at 0.7.
+        let positive = [false, true, false, true];
+        let e = evaluate_labelled(&scores, &labels, &positive, 0.5);
+        assert_eq!(
+            (e.accuracy, e.precision, e.recall, e.threshold),
+            (1.0, 1.0, 1.0, 0.5)
+        );
+        assert_eq!(e.auc, roc_auc(&scores, &labels));
+        assert_eq!(evaluate(&scores, &labels, 0.5).accuracy, 0.5);
     }
 
     #[test]

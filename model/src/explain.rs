@@ -62,18 +62,19 @@ impl Mlp {
         let mut masks = Vec::with_capacity(last);
         let mut x = input.clone();
         for (i, layer) in layers.iter().enumerate() {
-            let z = candle_nn::Module::forward(layer, &x)?;
+            let z = layer.forward(&x)?;
             if i < last {
                 masks.push(z.gt(0f32)?.to_dtype(DType::F32)?);
                 x = z.relu()?;
             }
         }
         let rows = input.dim(0)?;
-        let mut gradient = Tensor::ones((rows, 1), DType::F32, &Device::Cpu)?;
+        // The logit is the mean of the members' logits.
+        let members = self.members();
+        let mut gradient = (Tensor::ones((rows, members), DType::F32, &Device::Cpu)? / members as f64)?;
         for (i, layer) in layers.iter().enumerate().rev() {
-            // (rows, out) × (out, in): the gradient with respect to this
-            // layer's input.
-            gradient = gradient.matmul(layer.weight())?;
+            // The gradient with respect to this layer's input.
+            gradient = layer.input_gradient(&gradient)?;
             if i > 0 {
                 gradient = (gradient * &masks[i - 1])?;
             }
@@ -85,7 +86,7 @@ impl Mlp {
     pub fn pre_activations(&self, input: &Tensor, layer: usize) -> candle_core::Result<Tensor> {
         let mut x = input.clone();
         for (i, l) in self.layers()[..=layer].iter().enumerate() {
-            x = candle_nn::Module::forward(l, &x)?;
+            x = l.forward(&x)?;
             if i < layer {
                 x = x.relu()?;
             }
@@ -256,7 +257,6 @@ impl BatchScorer for Scorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::MlpParameters;
 
     fn rows(count: usize, width: usize, seed: usize) -> Vec<f32> {
         (0..count * width)
@@ -266,7 +266,15 @@ mod tests {
 
     #[test]
     fn input_gradients_match_finite_differences() {
-        let network = MlpParameters::init(6, &[16, 8], 5).unwrap().snapshot().unwrap();
+        for network in [
+            Mlp::random(6, &[16, 8], 5).unwrap(),
+            Mlp::random_ensemble(6, &[8, 4], 4, 5).unwrap(),
+        ] {
+            input_gradients_match_finite_differences_of(&network);
+        }
+    }
+
+    fn input_gradients_match_finite_differences_of(network: &Mlp) {
         let x = rows(3, 6, 1);
         let input = Tensor::from_slice(&x, (3, 6), &Device::Cpu).unwrap();
         let gradients = network.input_gradients(&input).unwrap().to_vec2::<f32>().unwrap();
@@ -290,10 +298,18 @@ mod tests {
 
     #[test]
     fn attributions_add_up_to_the_logit_difference() {
-        let network = MlpParameters::init(10, &[32, 16], 9).unwrap().snapshot().unwrap();
+        for network in [
+            Mlp::random(10, &[32, 16], 9).unwrap(),
+            Mlp::random_ensemble(10, &[16, 8], 4, 9).unwrap(),
+        ] {
+            attributions_add_up_to_the_logit_difference_of(&network);
+        }
+    }
+
+    fn attributions_add_up_to_the_logit_difference_of(network: &Mlp) {
         let baseline = vec![0.1; 10];
         let x = rows(40, 10, 3);
-        let explanations = integrated_gradients(&network, &baseline, &x).unwrap();
+        let explanations = integrated_gradients(network, &baseline, &x).unwrap();
         assert_eq!(explanations.len(), 40);
         for (r, e) in explanations.iter().enumerate() {
             let difference = e.logit - e.baseline_logit;
@@ -310,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_row_at_the_baseline_gets_zero_attributions_and_unused_inputs_get_none() {
-        let network = MlpParameters::init(4, &[8], 2).unwrap().snapshot().unwrap();
+        let network = Mlp::random(4, &[8], 2).unwrap();
         let baseline = vec![0.5, -0.5, 1.0, 0.0];
         let explanations = integrated_gradients(&network, &baseline, &baseline).unwrap();
         assert!(explanations[0].attributions.iter().all(|&a| a == 0.0));
@@ -332,7 +348,7 @@ mod tests {
     #[test]
     fn a_linear_network_is_explained_exactly_by_weights_times_distance() {
         // No hidden layer: logit = w·x + b, so attribution j = w_j (x_j - b_j).
-        let network = MlpParameters::init(5, &[], 4).unwrap().snapshot().unwrap();
+        let network = Mlp::random(5, &[], 4).unwrap();
         let baseline = vec![0.0; 5];
         let x = vec![1.0, -2.0, 0.5, 3.0, -1.0];
         let e = &integrated_gradients(&network, &baseline, &x).unwrap()[0];

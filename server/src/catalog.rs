@@ -4,6 +4,7 @@
 use serval_model::dataset::ColumnKind;
 use serval_model::documents::{DocumentsJson, VersionDocuments};
 use serval_model::encoder::Transform;
+use serval_model::evaluation::Evaluation;
 use serval_model::training::{
     DatasetSummary, EpochReport, LearningRateSchedule, Recipe, ThresholdObjective, TrainedVersion,
 };
@@ -77,27 +78,29 @@ pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, Serv
                     false_token,
                     ..
                 } => vec![true_token.clone(), false_token.clone()],
-                Transform::Numeric { .. } => Vec::new(),
+                Transform::Numeric { .. } | Transform::Quantile { .. } => Vec::new(),
             },
             encoding: describe_encoding(&c.transform),
         })
         .collect();
-    let v = docs.metrics.validation;
+    let stored = &docs.metrics;
+    let metrics = |e: &Evaluation| pb::Metrics {
+        auc: e.auc,
+        accuracy: e.accuracy,
+        precision: e.precision,
+        recall: e.recall,
+        f1: e.f1,
+        log_loss: e.log_loss,
+        threshold: e.threshold,
+        best_epoch: stored.best_epoch as u32,
+        epochs_run: stored.history.len() as u32,
+    };
     Ok(pb::ModelVersion {
         model: record.model.clone(),
         version: record.version,
         created_at: Some(timestamp(record.created_at)),
-        metrics: Some(pb::Metrics {
-            auc: v.auc,
-            accuracy: v.accuracy,
-            precision: v.precision,
-            recall: v.recall,
-            f1: v.f1,
-            log_loss: v.log_loss,
-            threshold: v.threshold,
-            best_epoch: docs.metrics.best_epoch as u32,
-            epochs_run: docs.metrics.history.len() as u32,
-        }),
+        metrics: Some(metrics(&stored.validation)),
+        test_metrics: stored.test.as_ref().map(metrics),
         dataset: Some(dataset_to_proto(&docs.dataset)),
         hyper_parameters: Some(hyper_parameters(&docs.recipe)),
         seed: docs.recipe.seed,
@@ -139,6 +142,10 @@ pub fn hyper_parameters(recipe: &Recipe) -> pb::HyperParameters {
 /// A column's encoding in words, for reports and `serval models`.
 fn describe_encoding(transform: &Transform) -> String {
     match transform {
+        Transform::Quantile { median, quantiles } => format!(
+            "normal quantile transform over {} training quantiles; blanks -> median {median}",
+            quantiles.len()
+        ),
         Transform::Numeric {
             median,
             log1p,
@@ -223,6 +230,7 @@ pub fn dataset_to_proto(d: &DatasetSummary) -> pb::DatasetSummary {
         train_rows: d.train_rows,
         validation_rows: d.validation_rows,
         positive_rate: d.positive_rate,
+        folds: d.folds,
     }
 }
 

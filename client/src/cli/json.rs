@@ -9,8 +9,13 @@ pub fn timestamp(ts: Option<&prost_types::Timestamp>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// A version's metrics: `metrics` on its validation rows (which chose the
+/// epoch and threshold), `test_metrics` on rows that chose nothing (null
+/// for versions trained before they were kept).
 pub fn metrics(m: Option<&pb::Metrics>) -> Value {
-    let m = m.copied().unwrap_or_default();
+    let Some(m) = m.copied() else {
+        return Value::Null;
+    };
     json!({
         "auc": m.auc,
         "accuracy": m.accuracy,
@@ -32,6 +37,7 @@ pub fn dataset(d: Option<&pb::DatasetSummary>) -> Value {
         "train_rows": d.train_rows,
         "validation_rows": d.validation_rows,
         "positive_rate": d.positive_rate,
+        "folds": d.folds,
     })
 }
 
@@ -42,6 +48,7 @@ pub fn version(v: &pb::ModelVersion) -> Value {
         "version": v.version,
         "created_at": timestamp(v.created_at.as_ref()),
         "metrics": metrics(v.metrics.as_ref()),
+        "test_metrics": metrics(v.test_metrics.as_ref()),
         "dataset": dataset(v.dataset.as_ref()),
         "hyper_parameters": {
             "hidden_layers": hp.hidden_layers,

@@ -175,11 +175,11 @@ pub async fn follow(mut events: TrainUpload, json: bool, upload: ProgressBar) ->
                 let d = accepted.dataset.unwrap_or_default();
                 if !json {
                     println!(
-                        "Training {} on {} rows ({} train / {} validation, {:.1}% positive, {} skipped), input width {}",
+                        "Training {} on {} rows ({} members, each holding out one of {} folds; {:.1}% positive, {} skipped), input width {}",
                         accepted.model,
                         d.rows - d.skipped_rows,
-                        d.train_rows,
-                        d.validation_rows,
+                        d.folds,
+                        d.folds,
                         d.positive_rate * 100.0,
                         d.skipped_rows,
                         accepted.input_width
@@ -232,8 +232,14 @@ fn print_version(v: &pb::ModelVersion) {
         "Registered {} version {} (best epoch {} of {})",
         v.model, v.version, m.best_epoch, m.epochs_run
     );
+    if let Some(t) = v.test_metrics {
+        println!(
+            "  test:       AUC {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  log loss {:.4}  (rows that chose nothing)",
+            t.auc, t.accuracy, t.precision, t.recall, t.f1, t.log_loss
+        );
+    }
     println!(
-        "  validation: AUC {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  log loss {:.4}  (threshold {})",
+        "  validation: AUC {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  log loss {:.4}  (threshold {}, chosen here)",
         m.auc, m.accuracy, m.precision, m.recall, m.f1, m.log_loss, m.threshold
     );
 }

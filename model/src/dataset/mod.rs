@@ -1,6 +1,6 @@
 //! Training data: parsing a CSV upload into typed columns, inferring column
-//! types, refusing identifier-like columns, and the stratified
-//! train/validation split. Nothing here is stored; the registry only ever
+//! types, refusing identifier-like columns, and the stratified folds.
+//! Nothing here is stored; the registry only ever
 //! sees the fitted encoder and aggregates.
 
 mod identifiers;
@@ -11,4 +11,4 @@ mod split;
 pub use identifiers::refuse_identifier_columns;
 pub use inference::{ColumnKind, NumericCell, boolean_token, parse_number};
 pub use ingest::{ColumnValues, FeatureColumn, IngestOptions, TrainingTable, ingest_csv};
-pub use split::{Split, stratified_split};
+pub use split::stratified_folds;

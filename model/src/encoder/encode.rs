@@ -84,7 +84,9 @@ impl Encoder {
         let mut baseline = Vec::with_capacity(self.width);
         for column in &self.state.columns {
             match &column.transform {
-                Transform::Numeric { .. } => baseline.push(0.0),
+                // A standardised number's training mean is 0; a quantile-
+                // transformed one's is 0 up to the asymmetry of its ties.
+                Transform::Numeric { .. } | Transform::Quantile { .. } => baseline.push(0.0),
                 Transform::Boolean { fill, .. } => baseline.push(*fill as f32),
                 Transform::Categorical { categories } => {
                     let slots = categories.len() + 1;
@@ -168,7 +170,7 @@ impl Encoder {
         for (c, (column, &cell)) in self.state.columns.iter().zip(cells).enumerate() {
             let slot = start + self.offsets[c];
             let encoded = match &column.transform {
-                Transform::Numeric { .. } => record_number(cell).map(|x| {
+                Transform::Numeric { .. } | Transform::Quantile { .. } => record_number(cell).map(|x| {
                     out[slot] = column.transform.numeric(x);
                 }),
                 Transform::Boolean {

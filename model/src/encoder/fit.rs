@@ -1,18 +1,28 @@
 //! Fitting an [`EncoderState`] on the training rows of a table: medians,
-//! the log1p decision, standardisation, category lists, boolean fill.
+//! quantiles (or the log1p decision and standardisation for numbers with
+//! few distinct values), category lists, boolean fill.
 
-use super::{ColumnState, EncoderState, LOG1P_SKEWNESS, MAX_CATEGORIES, RAW_LIMIT, Transform};
+use super::{
+    ColumnState, EncoderState, LOG1P_SKEWNESS, MAX_CATEGORIES, MAX_QUANTILES, MIN_QUANTILE_DISTINCT,
+    MIN_QUANTILES, QUANTILE_BUDGET, RAW_LIMIT, Transform, quantile,
+};
 use crate::dataset::{ColumnValues, FeatureColumn, TrainingTable};
 
 impl EncoderState {
     /// Fits every feature column of `table` on the rows in `train`.
     pub fn fit(table: &TrainingTable, train: &[usize]) -> Self {
+        let numeric_columns = table
+            .features
+            .iter()
+            .filter(|c| matches!(c.values, ColumnValues::Numeric(_)))
+            .count();
+        let quantiles = (QUANTILE_BUDGET / numeric_columns.max(1)).clamp(MIN_QUANTILES, MAX_QUANTILES);
         let columns = table
             .features
             .iter()
             .map(|column| ColumnState {
                 name: column.name.clone(),
-                transform: fit_column(column, train),
+                transform: fit_column(column, train, quantiles),
             })
             .collect();
         EncoderState {
@@ -22,7 +32,7 @@ impl EncoderState {
     }
 }
 
-fn fit_column(column: &FeatureColumn, train: &[usize]) -> Transform {
+fn fit_column(column: &FeatureColumn, train: &[usize], quantiles: usize) -> Transform {
     match &column.values {
         ColumnValues::Numeric(values) => {
             let mut present: Vec<f64> = train
@@ -39,6 +49,25 @@ fn fit_column(column: &FeatureColumn, train: &[usize]) -> Transform {
             } else {
                 (present[present.len() / 2 - 1] + present[present.len() / 2]) / 2.0
             };
+            let mut imputed: Vec<f64> = train
+                .iter()
+                .map(|&i| {
+                    if values[i].is_nan() {
+                        median
+                    } else {
+                        values[i].clamp(-RAW_LIMIT, RAW_LIMIT)
+                    }
+                })
+                .collect();
+            imputed.sort_by(f64::total_cmp);
+            let mut distinct = imputed.clone();
+            distinct.dedup();
+            if distinct.len() >= MIN_QUANTILE_DISTINCT {
+                return Transform::Quantile {
+                    median,
+                    quantiles: quantile::quantiles(&imputed, quantiles.min(imputed.len())),
+                };
+            }
             let log1p = present.first().is_some_and(|&min| min >= 0.0) && skewness(&present) > LOG1P_SKEWNESS;
             let transformed: Vec<f64> = train
                 .iter()
@@ -142,32 +171,46 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_imputed_with_the_training_median_and_standardised() {
+    fn numbers_are_imputed_with_the_training_median_and_read_off_quantiles() {
         // Row 4 is not a training row: its huge value must not count.
         let t = table(vec![numeric("x", vec![1.0, f64::NAN, 3.0, 5.0, 1e9])], 5);
         let state = EncoderState::fit(&t, &[0, 1, 2, 3]);
-        let Transform::Numeric {
-            median,
-            log1p,
-            mean,
-            std,
-        } = state.columns[0].transform
-        else {
-            panic!("numeric column fitted as {:?}", state.columns[0].transform)
-        };
-        assert_eq!(median, 3.0);
-        assert!(!log1p);
-        // Values after imputation: 1, 3, 3, 5.
-        assert_eq!(mean, 3.0);
-        assert!((std - 2f64.sqrt()).abs() < 1e-12, "{std}");
+        // Training values after imputation: 1, 3, 3, 5.
+        assert_eq!(
+            state.columns[0].transform,
+            Transform::Quantile {
+                median: 3.0,
+                quantiles: vec![1.0, 3.0, 3.0, 5.0]
+            }
+        );
     }
 
     #[test]
-    fn heavy_tailed_non_negative_columns_take_log1p_and_constant_ones_keep_a_unit_scale() {
+    fn quantiles_are_bounded_per_column_and_by_the_table() {
+        let rows = 300;
+        let values: Vec<f64> = (0..rows).map(|i| (i * 7919 % rows) as f64).collect();
+        let all: Vec<usize> = (0..rows).collect();
+        let stored = |columns: usize| {
+            let features = (0..columns)
+                .map(|c| numeric(&format!("x{c}"), values.clone()))
+                .collect();
+            let state = EncoderState::fit(&table(features, rows), &all);
+            match &state.columns[0].transform {
+                Transform::Quantile { quantiles, .. } => quantiles.len(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(stored(1), MAX_QUANTILES);
+        assert_eq!(stored(2048), QUANTILE_BUDGET / 2048);
+        assert_eq!(stored(20_000), MIN_QUANTILES);
+    }
+
+    #[test]
+    fn two_valued_numbers_are_standardised_with_log1p_when_skewed_and_non_negative() {
         let mut skewed = vec![0.0; 50];
         skewed.push(1000.0);
-        let mut negative = skewed.clone();
-        negative[0] = -1.0;
+        let mut negative = vec![-1.0; 50];
+        negative.push(1000.0);
         let rows = skewed.len();
         let t = table(
             vec![
@@ -179,7 +222,10 @@ mod tests {
         );
         let all: Vec<usize> = (0..rows).collect();
         let state = EncoderState::fit(&t, &all);
-        let log1p = |c: usize| matches!(state.columns[c].transform, Transform::Numeric { log1p: true, .. });
+        let log1p = |c: usize| match state.columns[c].transform {
+            Transform::Numeric { log1p, .. } => log1p,
+            ref other => panic!("column {c} fitted as {other:?}"),
+        };
         assert!(log1p(0), "a skewed count column is log-transformed");
         assert!(!log1p(1), "a column with negatives is not");
         assert!(matches!(state.columns[2].transform, Transform::Numeric { std, .. } if std == 1.0));

@@ -10,10 +10,12 @@
 mod cells;
 mod encode;
 mod fit;
+mod quantile;
 
 use serde::{Deserialize, Serialize};
 
 pub use encode::Encoder;
+pub use quantile::normal_quantile;
 
 use crate::dataset::ColumnKind;
 
@@ -22,8 +24,22 @@ use crate::dataset::ColumnKind;
 pub const MAX_CATEGORIES: usize = 256;
 
 /// Skewness above which a non-negative numeric column is log1p-transformed
-/// before standardising (counts and durations).
+/// before standardising (counts and durations), for numeric columns with
+/// too few distinct values for the quantile transform.
 const LOG1P_SKEWNESS: f64 = 2.0;
+
+/// Distinct training values a numeric column needs for the normal-quantile
+/// transform; with fewer it is standardised.
+const MIN_QUANTILE_DISTINCT: usize = 3;
+
+/// Quantiles stored per numeric column at most, and at least (when many
+/// numeric columns share [`QUANTILE_BUDGET`]).
+const MAX_QUANTILES: usize = 256;
+const MIN_QUANTILES: usize = 16;
+
+/// Quantiles stored over all numeric columns at most, so a table with
+/// thousands of numeric columns keeps a stored encoder of a few megabytes.
+const QUANTILE_BUDGET: usize = 1 << 18;
 
 /// Raw numbers are clipped to ±1e15 before fitting and encoding, so sums of
 /// squares stay finite and the fitted statistics are storable.
@@ -55,6 +71,9 @@ pub struct ColumnState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Transform {
+    /// `Φ⁻¹(F(x or median))`, where `F` is the training values' empirical
+    /// CDF read off evenly spaced `quantiles`: one value.
+    Quantile { median: f64, quantiles: Vec<f64> },
     /// `((log1p?)(x or median) - mean) / std`: one value.
     Numeric {
         median: f64,
@@ -76,7 +95,7 @@ pub enum Transform {
 impl Transform {
     pub fn kind(&self) -> ColumnKind {
         match self {
-            Transform::Numeric { .. } => ColumnKind::Numeric,
+            Transform::Numeric { .. } | Transform::Quantile { .. } => ColumnKind::Numeric,
             Transform::Categorical { .. } => ColumnKind::Categorical,
             Transform::Boolean { .. } => ColumnKind::Boolean,
         }
@@ -101,6 +120,10 @@ impl Transform {
                 let x = x.unwrap_or(*median).clamp(-RAW_LIMIT, RAW_LIMIT);
                 let x = if *log1p { x.max(0.0).ln_1p() } else { x };
                 ((x - mean) / std).clamp(-ENCODED_LIMIT, ENCODED_LIMIT) as f32
+            }
+            Transform::Quantile { median, quantiles } => {
+                let x = x.unwrap_or(*median).clamp(-RAW_LIMIT, RAW_LIMIT);
+                quantile::transform(x, quantiles) as f32
             }
             _ => unreachable!("numeric() on a non-numeric column"),
         }

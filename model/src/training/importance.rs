@@ -1,6 +1,5 @@
 //! Global feature importance of a trained version: permutation importance
-//! on the validation split, by original column, and the training mean row
-//! that explanations start from.
+//! on rows scored out of fold, by original column.
 //!
 //! A column's importance is the drop in validation ROC AUC when its values
 //! (all of its encoded slots together, so a one-hot group moves as one) are
@@ -24,72 +23,88 @@ pub const REPEATS: usize = 3;
 /// the time importance adds to large trainings.
 pub const MAX_ROWS: usize = 5000;
 
-/// Permutation importance of every original column, most important first,
-/// on the validation rows (a seeded sample of [`MAX_ROWS`] when there are
-/// more). `after_column` runs after each column, for progress and
-/// cancellation.
+/// Rows scored by one network: out of fold, the rows of one fold and the
+/// member that did not learn from them.
+pub struct ScoredRows {
+    pub network: Mlp,
+    /// Encoded rows, row-major.
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+}
+
+/// Permutation importance of every original column, most important first:
+/// the drop in the AUC of all parts' scores pooled when the column is
+/// shuffled among each part's rows. `after_column` runs after each column,
+/// for progress and cancellation.
 pub fn permutation_importance(
-    network: &Mlp,
+    parts: &[ScoredRows],
     encoder: &Encoder,
-    x_validation: &[f32],
-    y_validation: &[f32],
     seed: u64,
     mut after_column: impl FnMut() -> Result<(), ModelError>,
 ) -> Result<Vec<(String, f64)>, ModelError> {
     let width = encoder.width();
-    if y_validation.is_empty() || x_validation.len() != y_validation.len() * width {
+    let parts: Vec<&ScoredRows> = parts.iter().filter(|p| !p.y.is_empty()).collect();
+    if parts.is_empty() || parts.iter().any(|p| p.x.len() != p.y.len() * width) {
         return Ok(Vec::new());
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1A7E);
-    let sampled;
-    let (x_validation, y_validation) = if y_validation.len() > MAX_ROWS {
-        let mut picked: Vec<usize> = (0..y_validation.len()).collect();
-        picked.shuffle(&mut rng);
-        picked.truncate(MAX_ROWS);
-        picked.sort_unstable();
-        sampled = (
-            picked
-                .iter()
-                .flat_map(|&r| x_validation[r * width..(r + 1) * width].iter().copied())
-                .collect::<Vec<f32>>(),
-            picked.iter().map(|&r| y_validation[r]).collect::<Vec<f32>>(),
-        );
-        (sampled.0.as_slice(), sampled.1.as_slice())
-    } else {
-        (x_validation, y_validation)
-    };
-    let rows = y_validation.len();
-    let reference = roc_auc(&network.predict(x_validation)?, y_validation);
-    let first = FirstLayer::of(network, x_validation, rows)?;
-    // Correctness: the shuffles are drawn column by column, repeat by
-    // repeat, in the order a one-at-a-time loop would draw them, so the
-    // figures do not depend on how passes are grouped.
-    let mut order: Vec<usize> = (0..rows).collect();
-    let mut importance = Vec::new();
+    let labels: Vec<f32> = parts.iter().flat_map(|p| p.y.iter().copied()).collect();
+    let mut pooled = Vec::with_capacity(labels.len());
+    for part in &parts {
+        pooled.extend(part.network.predict(&part.x)?);
+    }
+    let reference = roc_auc(&pooled, &labels);
+    let firsts = parts
+        .iter()
+        .map(|p| FirstLayer::of(&p.network, &p.x, p.y.len()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let largest = parts.iter().map(|p| p.y.len()).max().unwrap_or(1);
+    let columns_per_pass = (PASS_ROWS / (largest * REPEATS)).max(1);
     let spans: Vec<(&str, std::ops::Range<usize>)> = encoder.column_spans().collect();
-    let columns_per_pass = (PASS_ROWS / (rows * REPEATS)).max(1);
+    let mut orders: Vec<Vec<usize>> = parts.iter().map(|p| (0..p.y.len()).collect()).collect();
+    let mut importance = Vec::new();
     for group in spans.chunks(columns_per_pass) {
-        let mut stacked = Vec::with_capacity(group.len() * REPEATS * rows * first.width);
-        for (_, span) in group {
+        // Correctness: the shuffles are drawn column by column, repeat by
+        // repeat, part by part, whatever the grouping into passes.
+        let mut drawn = Vec::with_capacity(group.len() * REPEATS * parts.len());
+        for _ in group {
             for _ in 0..REPEATS {
-                order.shuffle(&mut rng);
-                first.shuffled_pre_activations(x_validation, width, span.clone(), &order, &mut stacked);
+                for order in orders.iter_mut() {
+                    order.shuffle(&mut rng);
+                    drawn.push(order.clone());
+                }
             }
         }
-        let count = stacked.len() / first.width;
-        let stacked = Tensor::from_vec(stacked, (count, first.width), &Device::Cpu)?;
-        let logits = network
-            .logits_after_first_layer(&stacked)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        for ((name, _), column_logits) in group.iter().zip(logits.chunks(REPEATS * rows)) {
-            let drop: f64 = column_logits
-                .chunks(rows)
-                .map(|shuffled| {
-                    let scores: Vec<f32> = shuffled.iter().map(|&z| sigmoid(z)).collect();
-                    reference - roc_auc(&scores, y_validation)
-                })
-                .sum();
+        // Per part, one pass over all the group's shuffled copies.
+        let mut logits_by_part = Vec::with_capacity(parts.len());
+        for (p, (part, first)) in parts.iter().zip(&firsts).enumerate() {
+            let mut stacked = Vec::with_capacity(group.len() * REPEATS * part.y.len() * first.width);
+            for (c, (_, span)) in group.iter().enumerate() {
+                for repeat in 0..REPEATS {
+                    let order = &drawn[(c * REPEATS + repeat) * parts.len() + p];
+                    first.shuffled_pre_activations(&part.x, width, span.clone(), order, &mut stacked);
+                }
+            }
+            let count = stacked.len() / first.width;
+            let stacked = Tensor::from_vec(stacked, (count, first.width), &Device::Cpu)?;
+            logits_by_part.push(
+                part.network
+                    .logits_after_first_layer(&stacked)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            );
+        }
+        for (c, (name, _)) in group.iter().enumerate() {
+            let mut drop = 0.0;
+            for repeat in 0..REPEATS {
+                let mut scores = Vec::with_capacity(labels.len());
+                for (part, logits) in parts.iter().zip(&logits_by_part) {
+                    let rows = part.y.len();
+                    let at = (c * REPEATS + repeat) * rows;
+                    scores.extend(logits[at..at + rows].iter().map(|&z| sigmoid(z)));
+                }
+                drop += reference - roc_auc(&scores, &labels);
+            }
             importance.push((name.to_string(), drop / REPEATS as f64));
             after_column()?;
         }
@@ -163,23 +178,11 @@ impl FirstLayer {
     }
 }
 
-/// The mean of each encoded input over `x` (row-major, `width` wide).
-pub fn mean_row(x: &[f32], width: usize) -> Vec<f32> {
-    let rows = x.len() / width.max(1);
-    let mut sums = vec![0f64; width];
-    for row in x.chunks_exact(width) {
-        for (sum, &value) in sums.iter_mut().zip(row) {
-            *sum += f64::from(value);
-        }
-    }
-    sums.iter().map(|&s| (s / rows.max(1) as f64) as f32).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::encoder::{ColumnState, EncoderState, Transform};
-    use crate::network::MlpParameters;
+    use crate::network::Layer;
 
     fn numeric(name: &str) -> ColumnState {
         ColumnState {
@@ -196,9 +199,14 @@ mod tests {
     #[test]
     fn an_unused_column_has_no_importance_and_a_decisive_one_has_most() {
         // A linear network reading only input 0 (weights 3, 0, 0.2).
-        let params = MlpParameters::init(3, &[], 1).unwrap();
-        let weights = vec![vec![3.0, 0.0, 0.2], vec![0.0]];
-        let network = params.snapshot_of(&weights).unwrap();
+        let network = Mlp::new(vec![
+            Layer::dense(
+                Tensor::from_vec(vec![3.0f32, 0.0, 0.2], (1, 3), &Device::Cpu).unwrap(),
+                Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+            )
+            .unwrap(),
+        ])
+        .unwrap();
         let encoder = Encoder::new(EncoderState {
             columns: vec![numeric("decisive"), numeric("unused"), numeric("weak")],
             baseline: Vec::new(),
@@ -213,7 +221,8 @@ mod tests {
             y.push(if 3.0 * a + 0.2 * c > 0.0 { 1.0 } else { 0.0 });
         }
         let mut columns_done = 0;
-        let importance = permutation_importance(&network, &encoder, &x, &y, 7, || {
+        let parts = [ScoredRows { network, x, y }];
+        let importance = permutation_importance(&parts, &encoder, 7, || {
             columns_done += 1;
             Ok(())
         })
@@ -226,30 +235,34 @@ mod tests {
     }
 
     /// The reference computation: each column's slots shuffled in a copy
-    /// of the rows, and the whole network run on it.
-    fn shuffling_the_inputs(
-        network: &Mlp,
-        encoder: &Encoder,
-        x: &[f32],
-        y: &[f32],
-        seed: u64,
-    ) -> Vec<(String, f64)> {
+    /// of each part's rows, and each part's whole network run on it.
+    fn shuffling_the_inputs(parts: &[ScoredRows], encoder: &Encoder, seed: u64) -> Vec<(String, f64)> {
         let width = encoder.width();
-        let rows = y.len();
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1A7E);
-        let reference = roc_auc(&network.predict(x).unwrap(), y);
-        let mut order: Vec<usize> = (0..rows).collect();
+        let labels: Vec<f32> = parts.iter().flat_map(|p| p.y.clone()).collect();
+        let scores = |xs: &[Vec<f32>]| -> Vec<f32> {
+            parts
+                .iter()
+                .zip(xs)
+                .flat_map(|(p, x)| p.network.predict(x).unwrap())
+                .collect()
+        };
+        let originals: Vec<Vec<f32>> = parts.iter().map(|p| p.x.clone()).collect();
+        let reference = roc_auc(&scores(&originals), &labels);
+        let mut orders: Vec<Vec<usize>> = parts.iter().map(|p| (0..p.y.len()).collect()).collect();
         let mut importance = Vec::new();
         for (name, span) in encoder.column_spans() {
             let mut drop = 0.0;
             for _ in 0..REPEATS {
-                order.shuffle(&mut rng);
-                let mut shuffled = x.to_vec();
-                for (row, &source) in order.iter().enumerate() {
-                    shuffled[row * width + span.start..row * width + span.end]
-                        .copy_from_slice(&x[source * width + span.start..source * width + span.end]);
+                let mut shuffled = originals.clone();
+                for ((order, copy), part) in orders.iter_mut().zip(&mut shuffled).zip(parts) {
+                    order.shuffle(&mut rng);
+                    for (row, &source) in order.iter().enumerate() {
+                        copy[row * width + span.start..row * width + span.end]
+                            .copy_from_slice(&part.x[source * width + span.start..source * width + span.end]);
+                    }
                 }
-                drop += reference - roc_auc(&network.predict(&shuffled).unwrap(), y);
+                drop += reference - roc_auc(&scores(&shuffled), &labels);
             }
             importance.push((name.to_string(), drop / REPEATS as f64));
         }
@@ -272,37 +285,39 @@ mod tests {
             ],
             baseline: Vec::new(),
         });
-        let network = MlpParameters::init(encoder.width(), &[16, 8], 5)
-            .unwrap()
-            .snapshot()
-            .unwrap();
-        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let ensemble = Mlp::random_ensemble(encoder.width(), &[16, 8], 2, 5).unwrap();
+        // Two parts of 600 and 400 rows, each scored by one member, as out
+        // of fold: two columns' shuffles share each stacked pass.
+        let mut parts: Vec<ScoredRows> = (0..2)
+            .map(|m| ScoredRows {
+                network: ensemble.member(m).unwrap(),
+                x: Vec::new(),
+                y: Vec::new(),
+            })
+            .collect();
         for i in 0..1000 {
             let a = ((i * 37) % 101) as f32 / 50.0 - 1.0;
             let slot = i % 3;
             let b = ((i * 53) % 97) as f32 / 48.0 - 1.0;
-            x.extend([
+            let part = &mut parts[usize::from(i % 5 < 2)];
+            part.x.extend([
                 a,
-                (slot == 0) as u8 as f32,
-                (slot == 1) as u8 as f32,
-                (slot == 2) as u8 as f32,
+                f32::from(u8::from(slot == 0)),
+                f32::from(u8::from(slot == 1)),
+                f32::from(u8::from(slot == 2)),
                 b,
             ]);
-            y.push(((a + b + slot as f32 / 2.0 + (i % 7) as f32 / 7.0) > 0.8) as u8 as f32);
+            part.y.push(f32::from(u8::from(
+                a + b + slot as f32 / 2.0 + (i % 7) as f32 / 7.0 > 0.8,
+            )));
         }
-        // 1000 rows: two columns' shuffles share each stacked pass.
-        let fast = permutation_importance(&network, &encoder, &x, &y, 11, || Ok(())).unwrap();
-        let reference = shuffling_the_inputs(&network, &encoder, &x, &y, 11);
+        let fast = permutation_importance(&parts, &encoder, 11, || Ok(())).unwrap();
+        let reference = shuffling_the_inputs(&parts, &encoder, 11);
         assert_eq!(fast.len(), reference.len());
         for ((name, value), (reference_name, expected)) in fast.iter().zip(&reference) {
             assert_eq!(name, reference_name);
             assert!((value - expected).abs() < 1e-4, "{name}: {value} vs {expected}");
         }
         assert!(reference.iter().any(|(_, v)| v.abs() > 1e-3), "{reference:?}");
-    }
-
-    #[test]
-    fn mean_row_averages_each_input() {
-        assert_eq!(mean_row(&[1.0, 10.0, 3.0, 20.0], 2), vec![2.0, 15.0]);
     }
 }

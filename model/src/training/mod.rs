@@ -5,6 +5,7 @@
 //! packages the result, `trainer` runs the optimisation loop, `importance`
 //! measures which columns the trained network relies on.
 
+mod ensemble;
 mod importance;
 mod optimizer;
 mod pipeline;

@@ -1,19 +1,24 @@
-//! From CSV bytes to a trained version: ingest, split, fit the encoder,
-//! encode, run the loop, evaluate, and package the registry documents.
+//! From CSV bytes to a trained version: ingest, fold, fit the encoder,
+//! encode, run the loop, evaluate on rows that chose nothing, measure
+//! importance, and package what is stored.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::importance::{mean_row, permutation_importance};
+use super::ensemble::Shape;
+use super::importance::{self, ScoredRows, permutation_importance};
 use super::recipe::{Recipe, TrainingLimits};
-use super::trainer::{EncodedData, EpochReport, LoopEvent, LoopSettings, run_loop};
-use crate::dataset::{IngestOptions, ingest_csv, refuse_identifier_columns, stratified_split};
-use crate::encoder::{Encoder, EncoderState};
+use super::trainer::{EpochReport, LoopEvent, LoopSettings, TrainingRows, run_loop};
+use crate::dataset::{IngestOptions, TrainingTable, ingest_csv, refuse_identifier_columns, stratified_folds};
+use crate::encoder::{Encoder, EncoderState, Transform};
 use crate::error::ModelError;
-use crate::evaluation::{Curves, Evaluation, choose_threshold, curves, evaluate};
-use crate::network::Mlp;
+use crate::evaluation::{Curves, Evaluation, choose_threshold, curves, evaluate, evaluate_labelled, roc_auc};
+use crate::network::{Mlp, sigmoid};
 
 /// Fingerprint and shape of the training data, stored with the version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,39 +27,56 @@ pub struct DatasetSummary {
     pub rows: u64,
     pub columns: u32,
     pub skipped_rows: u64,
+    /// Rows the ensemble learned from.
     pub train_rows: u64,
+    /// Rows scored out of fold (every training row, for an ensemble).
     pub validation_rows: u64,
     pub positive_rate: f64,
+    /// Folds the members held out; 0 for versions trained before
+    /// ensembles, which held out one validation split.
+    #[serde(default)]
+    pub folds: u32,
 }
 
-/// Data parsed, split and encoded: everything the loop needs.
+/// Data parsed, folded and encoded: everything the loop needs.
 pub struct PreparedTraining {
     pub recipe: Recipe,
     pub encoder: Encoder,
     pub dataset: DatasetSummary,
-    data: EncodedData,
+    data: TrainingRows,
+    /// The mean encoded row: the baseline explanations integrate from.
+    baseline: Vec<f32>,
 }
 
-/// A trained version, ready to register.
+/// A trained version, ready to store.
 pub struct TrainedVersion {
     pub recipe: Recipe,
     pub encoder: EncoderState,
     pub dataset: DatasetSummary,
-    pub evaluation: Evaluation,
+    /// Out of fold at the kept epoch, which these rows chose, and at the
+    /// threshold chosen on them.
+    pub validation: Evaluation,
+    /// On rows that chose nothing: each row scored by the member that did
+    /// not learn from it, at the epoch and threshold the other folds chose.
+    pub test: Evaluation,
     pub history: Vec<EpochReport>,
     /// The epoch whose weights were kept (1-based).
     pub best_epoch: usize,
+    /// Curves of the test scores, and the confusion of the test labels.
     pub curves: Curves,
-    /// Permutation importance of the original columns on the validation
-    /// split, most important first.
+    /// Permutation importance of the original columns, out of fold, most
+    /// important first.
     pub importance: Vec<(String, f64)>,
     pub network: Mlp,
     pub weights: Vec<u8>,
 }
 
-/// Parses and encodes `csv` for `recipe`. Errors are INVALID_ARGUMENT and
-/// name the line, column or setting at fault; identifier-like categorical
-/// columns are refused unless the recipe allows them.
+/// Rows encoded at a time while preparing: bounds the dense copy.
+const ENCODE_CHUNK_ROWS: usize = 4096;
+
+/// Parses and encodes `csv` for `recipe`. Errors name the line, column or
+/// setting at fault; identifier-like categorical columns are refused unless
+/// the recipe allows them.
 pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<PreparedTraining, ModelError> {
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
     let table = ingest_csv(
@@ -72,44 +94,103 @@ pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<Pr
     if !recipe.allow_identifier_columns {
         refuse_identifier_columns(&table)?;
     }
-    let split = stratified_split(&table.labels, recipe.validation_fraction, recipe.seed)?;
-    let encoder = Encoder::new(EncoderState::fit(&table, &split.train));
-    let labels_of = |rows: &[usize]| rows.iter().map(|&i| table.labels[i]).collect::<Vec<f32>>();
-    let data = EncodedData {
-        width: encoder.width(),
-        x_train: encoder.encode_table(&table, &split.train),
-        y_train: labels_of(&split.train),
-        x_validation: encoder.encode_table(&table, &split.validation),
-        y_validation: labels_of(&split.validation),
-    };
+    let members = recipe.members();
+    // The fold stream is its own (seed + 11), apart from initialisation,
+    // shuffling and dropout.
+    let folds = stratified_folds(&table.labels, members, recipe.seed.wrapping_add(11))?;
+    let all: Vec<usize> = (0..table.labels.len()).collect();
+    // The encoder reads no labels, so every row may shape it.
+    let encoder = Encoder::new(EncoderState::fit(&table, &all));
+    let (data, baseline) = training_rows(&table, &encoder, &recipe, folds);
     let positives = table.labels.iter().filter(|&&l| l == 1.0).count();
     let dataset = DatasetSummary {
         sha256: table.sha256.clone(),
         rows: table.rows_read as u64,
         columns: table.header_columns as u32,
         skipped_rows: table.skipped_rows as u64,
-        train_rows: split.train.len() as u64,
-        validation_rows: split.validation.len() as u64,
+        train_rows: data.rows() as u64,
+        validation_rows: data.rows() as u64,
         positive_rate: positives as f64 / table.labels.len() as f64,
+        folds: members as u32,
     };
     Ok(PreparedTraining {
         recipe,
         encoder,
         dataset,
         data,
+        baseline,
     })
 }
 
-/// Trains the network on prepared data and evaluates it on the
-/// validation split.
+/// The table's rows in the loop's form — numeric inputs, and the hot slot
+/// of each categorical column — and the mean encoded row.
+fn training_rows(
+    table: &TrainingTable,
+    encoder: &Encoder,
+    recipe: &Recipe,
+    folds: Vec<usize>,
+) -> (TrainingRows, Vec<f32>) {
+    let mut input_kind = Vec::with_capacity(encoder.width());
+    let mut categorical_spans = Vec::new();
+    let (mut numeric, mut slots) = (0usize, 0usize);
+    for (column, (_, span)) in encoder.state().columns.iter().zip(encoder.column_spans()) {
+        if let Transform::Categorical { .. } = column.transform {
+            categorical_spans.push((span.clone(), slots));
+            input_kind.extend((slots..slots + span.len()).map(Err));
+            slots += span.len();
+        } else {
+            input_kind.extend((numeric..numeric + span.len()).map(Ok));
+            numeric += span.len();
+        }
+    }
+    let rows = table.labels.len();
+    let width = encoder.width();
+    let mut data = TrainingRows {
+        shape: Shape {
+            numeric,
+            slots,
+            categorical: categorical_spans.len(),
+            members: recipe.members(),
+            hidden: recipe.hidden_layers.clone(),
+        },
+        numeric: Vec::with_capacity(rows * numeric),
+        slots: Vec::with_capacity(rows * categorical_spans.len()),
+        labels: table.labels.clone(),
+        folds,
+        input_kind,
+    };
+    let mut sums = vec![0f64; width];
+    let all: Vec<usize> = (0..rows).collect();
+    for chunk in all.chunks(ENCODE_CHUNK_ROWS) {
+        let encoded = encoder.encode_table(table, chunk);
+        for row in encoded.chunks_exact(width) {
+            for (sum, &x) in sums.iter_mut().zip(row) {
+                *sum += f64::from(x);
+            }
+            for (j, kind) in data.input_kind.iter().enumerate() {
+                if kind.is_ok() {
+                    data.numeric.push(row[j]);
+                }
+            }
+            for (span, first_slot) in &categorical_spans {
+                let hot = row[span.clone()].iter().position(|&x| x == 1.0).unwrap_or(0);
+                data.slots.push((first_slot + hot) as u32);
+            }
+        }
+    }
+    let baseline = sums.iter().map(|&s| (s / rows.max(1) as f64) as f32).collect();
+    (data, baseline)
+}
+
+/// Trains the ensemble on prepared data and evaluates it out of fold.
 pub fn train(
     prepared: PreparedTraining,
     cancel: &AtomicBool,
     on_event: impl FnMut(LoopEvent<'_>),
 ) -> Result<TrainedVersion, ModelError> {
     let recipe = prepared.recipe;
+    let data = prepared.data;
     let settings = LoopSettings {
-        hidden_layers: recipe.hidden_layers.clone(),
         learning_rate: recipe.learning_rate,
         batch_size: recipe.batch_size,
         epochs: recipe.epochs,
@@ -121,46 +202,49 @@ pub fn train(
         schedule: recipe.learning_rate_schedule,
     };
     let mut on_event = on_event;
-    let outcome = run_loop(&prepared.data, &settings, cancel, &mut on_event)?;
-    let scores = &outcome.validation_scores;
-    let labels = &prepared.data.y_validation;
-    let threshold = choose_threshold(scores, labels, recipe.threshold);
-    let evaluation = evaluate(scores, labels, threshold);
-    let curves = curves(scores, labels, threshold);
+    let outcome = run_loop(&data, &settings, cancel, &mut on_event)?;
+    let labels = &data.labels;
+
+    // Validation: out of fold at the kept epoch, threshold chosen there.
+    let scores: Vec<f32> = outcome.out_of_fold[outcome.best_epoch - 1]
+        .iter()
+        .map(|&z| sigmoid(z))
+        .collect();
+    let threshold = choose_threshold(&scores, labels, recipe.threshold);
+    let validation = evaluate(&scores, labels, threshold);
+    let (test_scores, test_positive) = held_out(&outcome.out_of_fold, labels, &data.folds, recipe.threshold);
+    let test = evaluate_labelled(&test_scores, labels, &test_positive, threshold);
+    let curves = curves(&test_scores, labels, &test_positive);
     let weights = outcome.network.to_safetensors()?;
+
     // Importance takes a while on large data: it reports progress (the last
     // epoch, complete) and honours cancellation between columns.
     let epochs_run = outcome.history.len();
-    let train_rows = prepared.data.y_train.len();
+    let rows = data.rows();
     let loop_seconds = outcome.history.last().map_or(0.0, |e| e.elapsed_seconds);
     let started = std::time::Instant::now();
-    let importance = permutation_importance(
-        &outcome.network,
-        &prepared.encoder,
-        &prepared.data.x_validation,
-        labels,
-        recipe.seed,
-        || {
-            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(ModelError::Cancelled);
-            }
-            on_event(LoopEvent::Batch {
-                epoch: epochs_run,
-                epochs: recipe.epochs,
-                rows_done: train_rows,
-                rows_total: train_rows,
-                elapsed_seconds: loop_seconds + started.elapsed().as_secs_f64(),
-            });
-            Ok(())
-        },
-    )?;
+    let parts = out_of_fold_sample(&data, &outcome.network, recipe.seed)?;
+    let importance = permutation_importance(&parts, &prepared.encoder, recipe.seed, || {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ModelError::Cancelled);
+        }
+        on_event(LoopEvent::Batch {
+            epoch: epochs_run,
+            epochs: recipe.epochs,
+            rows_done: rows,
+            rows_total: rows,
+            elapsed_seconds: loop_seconds + started.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    })?;
     let mut encoder = prepared.encoder.state().clone();
-    encoder.baseline = mean_row(&prepared.data.x_train, prepared.data.width);
+    encoder.baseline = prepared.baseline;
     Ok(TrainedVersion {
         recipe,
         encoder,
         dataset: prepared.dataset,
-        evaluation,
+        validation,
+        test,
         history: outcome.history,
         best_epoch: outcome.best_epoch,
         curves,
@@ -170,9 +254,72 @@ pub fn train(
     })
 }
 
+/// Scores and predicted labels of rows that chose nothing: for each fold,
+/// the epoch with the best AUC and the threshold `objective` chooses are
+/// taken from the other folds' out-of-fold scores, then applied to this
+/// fold's own.
+fn held_out(
+    out_of_fold: &[Vec<f32>],
+    labels: &[f32],
+    folds: &[usize],
+    objective: crate::evaluation::ThresholdObjective,
+) -> (Vec<f32>, Vec<bool>) {
+    let probabilities: Vec<Vec<f32>> = out_of_fold
+        .iter()
+        .map(|logits| logits.iter().map(|&z| sigmoid(z)).collect())
+        .collect();
+    let members = folds.iter().copied().max().map_or(1, |m| m + 1);
+    let mut scores = vec![0f32; labels.len()];
+    let mut positive = vec![false; labels.len()];
+    for fold in 0..members {
+        let others: Vec<usize> = (0..labels.len()).filter(|&r| folds[r] != fold).collect();
+        let other_labels: Vec<f32> = others.iter().map(|&r| labels[r]).collect();
+        let of_others = |epoch: &Vec<f32>| -> Vec<f32> { others.iter().map(|&r| epoch[r]).collect() };
+        let mut chosen = 0;
+        let mut best_auc = f64::NEG_INFINITY;
+        for (epoch, epoch_scores) in probabilities.iter().enumerate() {
+            let auc = roc_auc(&of_others(epoch_scores), &other_labels);
+            if auc > best_auc {
+                (chosen, best_auc) = (epoch, auc);
+            }
+        }
+        let threshold = choose_threshold(&of_others(&probabilities[chosen]), &other_labels, objective);
+        for row in (0..labels.len()).filter(|&r| folds[r] == fold) {
+            scores[row] = probabilities[chosen][row];
+            positive[row] = f64::from(scores[row]) >= threshold;
+        }
+    }
+    (scores, positive)
+}
+
+/// At most [`importance::MAX_ROWS`] rows (a seeded sample), grouped by fold
+/// with the member that did not learn from them.
+fn out_of_fold_sample(data: &TrainingRows, network: &Mlp, seed: u64) -> Result<Vec<ScoredRows>, ModelError> {
+    let mut picked: Vec<usize> = (0..data.rows()).collect();
+    if picked.len() > importance::MAX_ROWS {
+        picked.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x05A3_B1E5));
+        picked.truncate(importance::MAX_ROWS);
+        picked.sort_unstable();
+    }
+    (0..network.members())
+        .map(|member| {
+            let mut part = ScoredRows {
+                network: network.member(member)?,
+                x: Vec::new(),
+                y: Vec::new(),
+            };
+            for &row in picked.iter().filter(|&&r| data.folds[r] == member) {
+                part.x.extend(data.encoded_row(row));
+                part.y.push(data.labels[row]);
+            }
+            Ok(part)
+        })
+        .collect()
+}
+
 impl PreparedTraining {
     /// Width of an encoded row.
     pub fn input_width(&self) -> usize {
-        self.data.width
+        self.encoder.width()
     }
 }

@@ -1,27 +1,80 @@
-//! The optimisation loop: mini-batch Adam on a numerically stable binary
-//! cross-entropy, one validation pass per epoch.
+//! The optimisation loop: cross-fitted members trained together. The rows
+//! are split into `k` stratified folds and member `m` learns from every row
+//! not in fold `m`, so each row has one member that never saw it. After
+//! every epoch each row is scored by that member (out of fold), which
+//! chooses the epoch to keep; the ensemble answers with the mean of its
+//! members' logits.
+//!
+//! Mini-batch Adam on each member's binary cross-entropy over the rows it
+//! learns from, inverted dropout after every hidden layer, and the
+//! learning-rate schedule of the recipe.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::ensemble::{self, Batch, Shape};
 use super::optimizer::Adam;
 use crate::error::ModelError;
 use crate::evaluation::{log_loss, roc_auc};
-use crate::network::{Mlp, MlpParameters, sigmoid};
+use crate::network::{Mlp, sigmoid};
 
-/// Encoded training and validation rows.
-pub struct EncodedData {
-    pub width: usize,
-    pub x_train: Vec<f32>,
-    pub y_train: Vec<f32>,
-    pub x_validation: Vec<f32>,
-    pub y_validation: Vec<f32>,
+/// The training rows in the form the loop reads.
+pub struct TrainingRows {
+    pub shape: Shape,
+    /// `(rows, shape.numeric)`.
+    pub numeric: Vec<f32>,
+    /// `(rows, shape.categorical)`: each categorical column's hot slot.
+    pub slots: Vec<u32>,
+    /// 1.0 positive, 0.0 negative.
+    pub labels: Vec<f32>,
+    /// Each row's fold: the member that does not learn from it.
+    pub folds: Vec<usize>,
+    /// For each encoded input: `Ok(numeric input)` or `Err(one-hot slot)`.
+    pub input_kind: Vec<Result<usize, usize>>,
+}
+
+impl TrainingRows {
+    /// Rows to learn from.
+    pub fn rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Row `row` as the encoder writes it.
+    pub fn encoded_row(&self, row: usize) -> Vec<f32> {
+        let (numeric, categorical) = (self.shape.numeric, self.shape.categorical);
+        let hot = &self.slots[row * categorical..(row + 1) * categorical];
+        self.input_kind
+            .iter()
+            .map(|kind| match *kind {
+                Ok(i) => self.numeric[row * numeric + i],
+                Err(slot) => f32::from(u8::from(hot.contains(&(slot as u32)))),
+            })
+            .collect()
+    }
+
+    /// The rows of each fold, ascending.
+    pub fn rows_by_fold(&self) -> Vec<Vec<usize>> {
+        let mut by_fold = vec![Vec::new(); self.shape.members];
+        for (row, &fold) in self.folds.iter().enumerate() {
+            by_fold[fold].push(row);
+        }
+        by_fold
+    }
+
+    fn gather(&self, rows: &[usize], numeric: &mut Vec<f32>, slots: &mut Vec<u32>) {
+        let (n, c) = (self.shape.numeric, self.shape.categorical);
+        numeric.clear();
+        slots.clear();
+        for &row in rows {
+            numeric.extend_from_slice(&self.numeric[row * n..(row + 1) * n]);
+            slots.extend_from_slice(&self.slots[row * c..(row + 1) * c]);
+        }
+    }
 }
 
 /// How the learning rate moves over the run.
@@ -38,13 +91,12 @@ pub enum LearningRateSchedule {
 /// Settings of one run of the loop.
 #[derive(Debug, Clone)]
 pub struct LoopSettings {
-    pub hidden_layers: Vec<usize>,
     pub learning_rate: f64,
     pub batch_size: usize,
     /// Epochs at most.
     pub epochs: usize,
     pub seed: u64,
-    /// Stop after this many epochs without a better validation loss, and
+    /// Stop after this many epochs without a better out-of-fold AUC, and
     /// keep the best epoch's weights; 0 runs every epoch and keeps the last.
     pub patience: usize,
     /// L2 penalty on the parameters, added to the gradient.
@@ -56,7 +108,7 @@ pub struct LoopSettings {
     pub schedule: LearningRateSchedule,
 }
 
-/// What one epoch achieved.
+/// What one epoch achieved; validation figures are out of fold.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EpochReport {
     pub epoch: usize,
@@ -87,101 +139,109 @@ pub enum LoopEvent<'a> {
 /// Least time between two [`LoopEvent::Batch`] reports.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The trained network, its history and its validation scores.
+/// The trained ensemble and what chose it.
 pub struct LoopOutcome {
     pub network: Mlp,
     pub history: Vec<EpochReport>,
     /// The epoch whose weights were kept (1-based).
     pub best_epoch: usize,
-    pub validation_scores: Vec<f32>,
+    /// Out-of-fold logits of every row after each epoch that ran.
+    pub out_of_fold: Vec<Vec<f32>>,
 }
 
 /// Binary cross-entropy of one logit `z` against a label `y`, computed as
 /// `max(z, 0) - z·y + log(1 + e^-|z|)`, which never takes the log of 0 and
-/// so stays finite when the sigmoid saturates (the naive
-/// sigmoid-then-log form gives NaN there).
+/// so stays finite when the sigmoid saturates.
 fn bce_of_logit(z: f32, y: f32) -> f32 {
     z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
 }
 
-/// Forward pass for training: like [`Mlp::logits`], with inverted dropout
-/// on the hidden layers drawn from the seeded generator.
-fn training_logits(
-    parameters: &MlpParameters,
-    input: &Tensor,
-    dropout: f64,
-    rng: &mut ChaCha8Rng,
-) -> candle_core::Result<Tensor> {
-    let layers = parameters.vars.len() / 2;
-    let mut x = input.clone();
-    for (i, pair) in parameters.vars.chunks(2).enumerate() {
-        x = x
-            .matmul(&pair[0].as_tensor().t()?)?
-            .broadcast_add(pair[1].as_tensor())?;
-        if i + 1 < layers {
-            x = x.relu()?;
-            if dropout > 0.0 {
-                let keep = 1.0 - dropout;
-                let count = x.elem_count();
-                let mask: Vec<f32> = (0..count)
-                    .map(|_| {
-                        if rng.random::<f64>() < keep {
-                            (1.0 / keep) as f32
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
-                let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
-                x = (x * mask)?;
+/// Each row scored by the member that did not learn from it.
+fn out_of_fold_logits(
+    parameters: &[Vec<f32>],
+    data: &TrainingRows,
+    rows_by_fold: &[Vec<usize>],
+) -> Result<Vec<f32>, ModelError> {
+    let single = Shape {
+        members: 1,
+        ..data.shape.clone()
+    };
+    let mut logits = vec![0.0f32; data.rows()];
+    let (mut numeric, mut slots) = (Vec::new(), Vec::new());
+    let mut unused = ChaCha8Rng::seed_from_u64(0);
+    for (member, rows) in rows_by_fold.iter().enumerate() {
+        let alone = ensemble::member(parameters, &data.shape, member);
+        for chunk in rows.chunks(4096) {
+            data.gather(chunk, &mut numeric, &mut slots);
+            let batch = Batch {
+                rows: chunk.len(),
+                numeric: &numeric,
+                slots: &slots,
+            };
+            let (scores, _) = ensemble::forward(&alone, &single, &batch, 0.0, &mut unused)?;
+            for (&row, z) in chunk.iter().zip(scores) {
+                logits[row] = z;
             }
         }
     }
-    Ok(x)
+    Ok(logits)
 }
 
 /// Runs the loop. `on_event` sees progress within epochs and each epoch's
 /// report as it ends; `cancel` stops the run between batches with
 /// [`ModelError::Cancelled`].
 pub fn run_loop(
-    data: &EncodedData,
+    data: &TrainingRows,
     settings: &LoopSettings,
     cancel: &AtomicBool,
     mut on_event: impl FnMut(LoopEvent<'_>),
 ) -> Result<LoopOutcome, ModelError> {
     let started = Instant::now();
-    let width = data.width;
-    let rows = data.y_train.len();
-    let parameters = MlpParameters::init(width, &settings.hidden_layers, settings.seed)?;
-    let network = parameters.network();
-    let mut optimizer = Adam::new(parameters.vars.clone(), settings.learning_rate, settings.l2)?;
-    let validation_input =
-        Tensor::from_slice(&data.x_validation, (data.y_validation.len(), width), &Device::Cpu)?;
-    let positives = data.y_train.iter().filter(|&&y| y == 1.0).count().max(1) as f32;
-    let negatives = (rows as f32 - positives).max(1.0);
-    let (positive_weight, negative_weight) = if settings.class_weighting {
-        (rows as f32 / (2.0 * positives), rows as f32 / (2.0 * negatives))
-    } else {
-        (1.0, 1.0)
-    };
+    let shape = &data.shape;
+    let members = shape.members;
+    let rows = data.rows();
+    let rows_by_fold = data.rows_by_fold();
+    let mut optimizer = Adam::new(
+        ensemble::init(shape, settings.seed),
+        settings.learning_rate,
+        settings.l2,
+    );
+
+    // Each member's weight for a positive and a negative row it learns from.
+    let class_weights: Vec<(f32, f32)> = (0..members)
+        .map(|m| {
+            if !settings.class_weighting {
+                return (1.0, 1.0);
+            }
+            let (mut positives, mut count) = (0usize, 0usize);
+            for (row, &fold) in data.folds.iter().enumerate() {
+                if fold != m {
+                    count += 1;
+                    positives += usize::from(data.labels[row] == 1.0);
+                }
+            }
+            let positives = positives.max(1) as f32;
+            let negatives = (count as f32 - positives).max(1.0);
+            (count as f32 / (2.0 * positives), count as f32 / (2.0 * negatives))
+        })
+        .collect();
 
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(1));
     let mut dropout_rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(2));
     let mut order: Vec<usize> = (0..rows).collect();
-    let mut batch_x = Vec::with_capacity(settings.batch_size * width);
-    let mut batch_y = Vec::with_capacity(settings.batch_size);
-    let mut batch_w = Vec::with_capacity(settings.batch_size);
+    let (mut numeric, mut slots) = (Vec::new(), Vec::new());
     let mut history = Vec::with_capacity(settings.epochs);
+    let mut out_of_fold = Vec::with_capacity(settings.epochs);
     let steps_per_epoch = rows.div_ceil(settings.batch_size);
     let total_steps = (steps_per_epoch * settings.epochs).max(1);
     let mut step = 0usize;
-    let mut best: Option<BestEpoch> = None;
+    let mut best: Option<(f64, usize, Vec<Vec<f32>>)> = None;
 
     for epoch in 1..=settings.epochs {
         order.shuffle(&mut shuffle_rng);
         let mut loss_sum = 0.0;
         let mut last_report = Instant::now();
-        for (index, batch) in order.chunks(settings.batch_size).enumerate() {
+        for (index, batch_rows) in order.chunks(settings.batch_size).enumerate() {
             if last_report.elapsed() >= PROGRESS_EVERY {
                 last_report = Instant::now();
                 on_event(LoopEvent::Batch {
@@ -204,34 +264,50 @@ pub fn run_loop(
                 }
             };
             step += 1;
-            batch_x.clear();
-            batch_y.clear();
-            batch_w.clear();
-            for &row in batch {
-                batch_x.extend_from_slice(&data.x_train[row * width..(row + 1) * width]);
-                let y = data.y_train[row];
-                batch_y.push(y);
-                batch_w.push(if y == 1.0 {
-                    positive_weight
-                } else {
-                    negative_weight
-                });
+            data.gather(batch_rows, &mut numeric, &mut slots);
+            let batch = Batch {
+                rows: batch_rows.len(),
+                numeric: &numeric,
+                slots: &slots,
+            };
+            let (logits, activations) = ensemble::forward(
+                optimizer.values(),
+                shape,
+                &batch,
+                settings.dropout,
+                &mut dropout_rng,
+            )?;
+            // Member m's loss is its weighted mean over the rows it learns
+            // from: the slope of each logit, and the loss for the report.
+            let mut slopes = vec![0.0f32; logits.len()];
+            let mut batch_loss = 0.0f64;
+            for m in 0..members {
+                let (mut weight_sum, mut loss) = (0.0f32, 0.0f32);
+                for (i, &row) in batch_rows.iter().enumerate() {
+                    if data.folds[row] == m {
+                        continue;
+                    }
+                    let y = data.labels[row];
+                    let w = if y == 1.0 {
+                        class_weights[m].0
+                    } else {
+                        class_weights[m].1
+                    };
+                    let z = logits[m * batch.rows + i];
+                    slopes[m * batch.rows + i] = w * (sigmoid(z) - y);
+                    loss += w * bce_of_logit(z, y);
+                    weight_sum += w;
+                }
+                if weight_sum > 0.0 {
+                    for slope in &mut slopes[m * batch.rows..(m + 1) * batch.rows] {
+                        *slope /= weight_sum;
+                    }
+                    batch_loss += f64::from(loss / weight_sum);
+                }
             }
-            let x = Tensor::from_slice(&batch_x, (batch.len(), width), &Device::Cpu)?;
-            let logits = training_logits(&parameters, &x, settings.dropout, &mut dropout_rng)?;
-            let values = logits.flatten_all()?.to_vec1::<f32>()?;
-            let weight_sum: f32 = batch_w.iter().sum();
-            let mut slopes = Vec::with_capacity(values.len());
-            for ((&z, &y), &w) in values.iter().zip(&batch_y).zip(&batch_w) {
-                loss_sum += f64::from(w * bce_of_logit(z, y) / weight_sum) * batch.len() as f64;
-                slopes.push(w * (sigmoid(z) - y) / weight_sum);
-            }
-            // The gradient of sum(z · dL/dz), with dL/dz held constant, is
-            // the loss gradient: one product instead of a graph of a dozen
-            // element-wise operations for the loss itself.
-            let surrogate =
-                (&logits * Tensor::from_vec(slopes, (batch.len(), 1), &Device::Cpu)?)?.sum_all()?;
-            optimizer.step(&surrogate.backward()?)?;
+            loss_sum += batch_loss / members as f64 * batch.rows as f64;
+            let gradients = ensemble::backward(optimizer.values(), shape, &batch, &activations, &slopes)?;
+            optimizer.step(&gradients);
         }
         let train_loss = loss_sum / rows as f64;
         if !train_loss.is_finite() {
@@ -241,54 +317,39 @@ pub fn run_loop(
             });
         }
 
-        let logits = network
-            .logits(&validation_input)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let scores: Vec<f32> = logits.into_iter().map(sigmoid).collect();
+        let logits = out_of_fold_logits(optimizer.values(), data, &rows_by_fold)?;
+        let scores: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
         let report = EpochReport {
             epoch,
             epochs: settings.epochs,
             train_loss,
-            validation_loss: log_loss(&scores, &data.y_validation),
-            validation_auc: roc_auc(&scores, &data.y_validation),
+            validation_loss: log_loss(&scores, &data.labels),
+            validation_auc: roc_auc(&scores, &data.labels),
             elapsed_seconds: started.elapsed().as_secs_f64(),
             learning_rate: optimizer.learning_rate,
         };
         on_event(LoopEvent::Epoch(&report));
         history.push(report);
+        out_of_fold.push(logits);
         let improved = best
             .as_ref()
-            .is_none_or(|best| report.validation_loss < best.validation_loss);
+            .is_none_or(|(auc, _, _)| report.validation_auc > *auc);
         if improved || settings.patience == 0 {
-            best = Some(BestEpoch {
-                validation_loss: report.validation_loss,
-                epoch,
-                weights: optimizer.values().to_vec(),
-                validation_scores: scores,
-            });
+            best = Some((report.validation_auc, epoch, optimizer.values().to_vec()));
         } else if best
             .as_ref()
-            .is_some_and(|best| epoch - best.epoch >= settings.patience)
+            .is_some_and(|(_, best_epoch, _)| epoch - best_epoch >= settings.patience)
         {
             break;
         }
     }
-    let best = best.expect("at least one epoch ran");
+    let (_, best_epoch, weights) = best.expect("at least one epoch ran");
     Ok(LoopOutcome {
-        network: parameters.snapshot_of(&best.weights)?,
+        network: ensemble::network(&weights, shape, &data.input_kind)?,
         history,
-        best_epoch: best.epoch,
-        validation_scores: best.validation_scores,
+        best_epoch,
+        out_of_fold,
     })
-}
-
-/// The epoch early stopping would restore: its loss, weights and scores.
-struct BestEpoch {
-    validation_loss: f64,
-    epoch: usize,
-    weights: Vec<Vec<f32>>,
-    validation_scores: Vec<f32>,
 }
 
 #[cfg(test)]
@@ -307,43 +368,54 @@ mod tests {
         assert!(bce_of_logit(200.0, 1.0).abs() < 1e-6);
     }
 
-    fn toy_data() -> EncodedData {
-        // Positive exactly when x0 + x1 > 0.
+    /// Positive exactly when x0 + x1 > 0 (or, for the categorical column,
+    /// when its slot is 1); four folds.
+    fn toy_data() -> TrainingRows {
+        use rand::Rng;
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let mut make = |n: usize| {
-            let mut x = Vec::new();
-            let mut y = Vec::new();
-            for _ in 0..n {
-                let a: f32 = rand::Rng::random_range(&mut rng, -1.0..1.0);
-                let b: f32 = rand::Rng::random_range(&mut rng, -1.0..1.0);
-                x.extend([a, b]);
-                y.push(if a + b > 0.0 { 1.0 } else { 0.0 });
-            }
-            (x, y)
-        };
-        let (x_train, y_train) = make(800);
-        let (x_validation, y_validation) = make(200);
-        EncodedData {
-            width: 2,
-            x_train,
-            y_train,
-            x_validation,
-            y_validation,
+        let rows = 1000;
+        let (mut numeric, mut slots, mut labels, mut folds) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for row in 0..rows {
+            let a: f32 = rng.random_range(-1.0..1.0);
+            let b: f32 = rng.random_range(-1.0..1.0);
+            let slot = rng.random_range(0..3u32);
+            numeric.extend([a, b]);
+            slots.push(slot);
+            labels.push(if a + b + if slot == 1 { 0.5 } else { 0.0 } > 0.0 {
+                1.0
+            } else {
+                0.0
+            });
+            folds.push(row % 4);
+        }
+        TrainingRows {
+            shape: Shape {
+                numeric: 2,
+                slots: 3,
+                categorical: 1,
+                members: 4,
+                hidden: vec![16, 8],
+            },
+            numeric,
+            slots,
+            labels,
+            folds,
+            input_kind: vec![Ok(0), Ok(1), Err(0), Err(1), Err(2)],
         }
     }
 
     fn settings() -> LoopSettings {
         LoopSettings {
-            hidden_layers: vec![16],
             learning_rate: 0.01,
-            batch_size: 32,
-            epochs: 5,
+            batch_size: 64,
+            epochs: 6,
             seed: 9,
             patience: 0,
             l2: 0.0,
-            dropout: 0.0,
+            dropout: 0.1,
             class_weighting: false,
-            schedule: LearningRateSchedule::Constant,
+            schedule: LearningRateSchedule::Cosine,
         }
     }
 
@@ -357,13 +429,35 @@ mod tests {
             }
         })
         .unwrap();
-        assert_eq!(seen, vec![1, 2, 3, 4, 5]);
-        assert!(a.history.last().unwrap().validation_auc > 0.97);
+        assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(a.out_of_fold.len(), 6);
+        assert!(
+            a.history.last().unwrap().validation_auc > 0.97,
+            "{:?}",
+            a.history.last()
+        );
+        assert_eq!(a.network.members(), 4);
+        // The ensemble scores the encoded rows well too.
+        let encoded: Vec<f32> = (0..data.rows()).flat_map(|r| data.encoded_row(r)).collect();
+        let scores = a.network.predict(&encoded).unwrap();
+        assert!(roc_auc(&scores, &data.labels) > 0.97);
         let b = run_loop(&data, &settings(), &AtomicBool::new(false), |_| {}).unwrap();
         assert_eq!(
             a.network.to_safetensors().unwrap(),
             b.network.to_safetensors().unwrap()
         );
+    }
+
+    #[test]
+    fn each_row_is_scored_by_the_member_that_did_not_learn_from_it() {
+        let data = toy_data();
+        let outcome = run_loop(&data, &settings(), &AtomicBool::new(false), |_| {}).unwrap();
+        let last = outcome.out_of_fold.last().unwrap();
+        for row in [0, 1, 2, 3, 500, 999] {
+            let member = outcome.network.member(data.folds[row]).unwrap();
+            let z = member.logits_of(&data.encoded_row(row)).unwrap()[0];
+            assert!((z - last[row]).abs() < 1e-4, "row {row}: {z} vs {}", last[row]);
+        }
     }
 
     #[test]

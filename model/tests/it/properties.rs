@@ -500,7 +500,7 @@ impl TableSpec {
             let value = match &column.transform {
                 Transform::Categorical { .. } => continue,
                 _ if text.is_empty() => Value::Missing,
-                Transform::Numeric { .. } => match parse_number(text) {
+                Transform::Numeric { .. } | Transform::Quantile { .. } => match parse_number(text) {
                     NumericCell::Value(x) => Value::Number(x),
                     other => panic!("numeric column {:?} holds {text:?} ({other:?})", column.name),
                 },

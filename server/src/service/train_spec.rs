@@ -96,11 +96,9 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_classic_network() {
+    fn defaults_are_the_models_defaults() {
         let recipe = recipe(&spec(), &TrainingLimits::default()).unwrap();
-        assert_eq!(recipe.hidden_layers, vec![128, 64]);
-        assert_eq!((recipe.batch_size, recipe.epochs, recipe.seed), (128, 20, 42));
-        assert_eq!((recipe.learning_rate, recipe.patience), (3e-3, 3));
+        assert_eq!(recipe, serval_model::training::Recipe::new("y", "1"));
         assert_eq!(recipe.delimiter, ',');
         assert!(!recipe.allow_identifier_columns);
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use futures::future::join_all;
 use serval_client::proto as pb;
-use serval_model::network::{Mlp, MlpParameters};
+use serval_model::network::Mlp;
 use serval_model::{BatchScorer, ModelError};
 use serval_server::ServalError;
 use serval_server::batching::{BatchConfig, BatchLayer, BatchMetrics, Batcher, ComputePool, PredictRows};
@@ -33,10 +33,7 @@ struct Gated {
 impl Gated {
     fn new() -> Arc<Self> {
         Arc::new(Gated {
-            network: MlpParameters::init(WIDTH, &[16, 8], 1)
-                .unwrap()
-                .snapshot()
-                .unwrap(),
+            network: Mlp::random(WIDTH, &[16, 8], 1).unwrap(),
             closed: Mutex::new(false),
             opened: Condvar::new(),
             started: AtomicUsize::new(0),
@@ -330,12 +327,7 @@ async fn versions_batch_separately_through_the_server() {
 
 #[tokio::test]
 async fn explaining_callers_share_the_batch_and_only_they_get_explanations() {
-    let network = Arc::new(
-        MlpParameters::init(WIDTH, &[16, 8], 3)
-            .unwrap()
-            .snapshot()
-            .unwrap(),
-    );
+    let network = Arc::new(Mlp::random_ensemble(WIDTH, &[16, 8], 4, 3).unwrap());
     let baseline = vec![0.25; WIDTH];
     let scorer = Arc::new(serval_model::explain::Scorer {
         network: network.clone(),

@@ -58,24 +58,28 @@ async fn list(mut client: ServalClient, args: ListArgs) -> Result<(), CliError> 
         println!("No models yet. Train one with `serval train`.");
         return Ok(());
     }
+    // Test figures (rows that chose nothing) where the version has them;
+    // versions trained before they were kept show "-".
     println!(
-        "{:<24} {:>7}  {:<24} {:>9} {:>7} {:>8} {:>7} {:>8}",
-        "MODEL", "VERSION", "CREATED", "ROWS", "AUC", "ACCURACY", "F1", "LOG_LOSS"
+        "{:<24} {:>7}  {:<24} {:>9} {:>8} {:>7} {:>7} {:>8}",
+        "MODEL", "VERSION", "CREATED", "ROWS", "TEST_AUC", "VAL_AUC", "TEST_F1", "LOG_LOSS"
     );
+    let figure = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x:.4}"));
     for model in &models {
         for v in &model.versions {
             let m = v.metrics.unwrap_or_default();
+            let test = v.test_metrics;
             let created = json::timestamp(v.created_at.as_ref());
             println!(
-                "{:<24} {:>7}  {:<24} {:>9} {:>7.4} {:>8.4} {:>7.4} {:>8.4}",
+                "{:<24} {:>7}  {:<24} {:>9} {:>8} {:>7.4} {:>7} {:>8}",
                 model.name,
                 v.version,
                 created.as_str().unwrap_or("-"),
                 v.dataset.as_ref().map_or(0, |d| d.rows),
+                figure(test.map(|t| t.auc)),
                 m.auc,
-                m.accuracy,
-                m.f1,
-                m.log_loss
+                figure(test.map(|t| t.f1)),
+                figure(test.map(|t| t.log_loss)),
             );
         }
     }

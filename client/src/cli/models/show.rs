@@ -55,9 +55,21 @@ fn print_report(report: &pb::VersionReport, v: &pb::ModelVersion) {
         "  label       {} = {:?} (positive), decision threshold {:.4}",
         v.label_column, v.positive_label, m.threshold
     );
+    if let Some(t) = v.test_metrics {
+        println!(
+            "  test        AUC {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  log loss {:.4}  (rows that chose nothing)",
+            t.auc, t.accuracy, t.precision, t.recall, t.f1, t.log_loss
+        );
+    }
     println!(
-        "  validation  AUC {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  log loss {:.4}",
-        m.auc, m.accuracy, m.precision, m.recall, m.f1, m.log_loss
+        "  validation  AUC {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  log loss {:.4}  ({})",
+        m.auc,
+        m.accuracy,
+        m.precision,
+        m.recall,
+        m.f1,
+        m.log_loss,
+        validation_rows(v.dataset.as_ref())
     );
     if let Some(c) = report.confusion {
         println!(
@@ -66,10 +78,10 @@ fn print_report(report: &pb::VersionReport, v: &pb::ModelVersion) {
         );
     }
     println!(
-        "  data        {} rows ({} train / {} validation, {:.1}% positive, {} skipped), sha256 {}",
+        "  data        {} rows ({} train, {}, {:.1}% positive, {} skipped), sha256 {}",
         d.rows,
         d.train_rows,
-        d.validation_rows,
+        validation_rows(Some(&d)),
         d.positive_rate * 100.0,
         d.skipped_rows,
         d.sha256
@@ -117,5 +129,21 @@ fn print_report(report: &pb::VersionReport, v: &pb::ModelVersion) {
             "{}",
             format!("    {:<28} {:>8.4}  {bar}", f.column, f.importance).trim_end()
         );
+    }
+}
+
+/// Which rows the validation metrics, the kept epoch and the threshold come
+/// from, in words.
+pub fn validation_rows(d: Option<&pb::DatasetSummary>) -> String {
+    match d {
+        Some(d) if d.folds > 0 => format!(
+            "{} rows out of fold over {} members, which chose the epoch and threshold",
+            d.validation_rows, d.folds
+        ),
+        Some(d) => format!(
+            "{} held-back validation rows, which chose the epoch and threshold",
+            d.validation_rows
+        ),
+        None => "validation rows".to_string(),
     }
 }
