@@ -54,27 +54,27 @@ pub struct TrainArgs {
     /// Field delimiter.
     #[arg(long, default_value = ",")]
     delimiter: String,
-    /// Hidden layer widths, comma-separated [default: 128,64].
+    /// Hidden layer widths of each member, comma-separated [default: 64,32].
     #[arg(long, value_delimiter = ',')]
     hidden: Vec<u32>,
-    /// Passes over the training split at most [default: 20].
+    /// Passes over the rows at most [default: 20].
     #[arg(long)]
     epochs: Option<u32>,
-    /// Rows per gradient step [default: 128].
+    /// Rows per gradient step [default: 256].
     #[arg(long)]
     batch_size: Option<u32>,
-    /// Adam learning rate [default: 0.003].
+    /// Adam learning rate [default: 0.01].
     #[arg(long)]
     learning_rate: Option<f64>,
-    /// Early stopping: epochs without a better validation loss before
+    /// Early stopping: epochs without a better out-of-fold AUC before
     /// stopping (the best epoch's weights are kept); 0 turns it off
-    /// [default: 3].
+    /// [default: 6].
     #[arg(long)]
     patience: Option<u32>,
     /// L2 penalty on the weights [default: 0].
     #[arg(long)]
     l2: Option<f64>,
-    /// Share of hidden units dropped while training [default: 0].
+    /// Share of hidden units dropped while training [default: 0.2].
     #[arg(long)]
     dropout: Option<f64>,
     /// Weigh classes by inverse frequency (rare positives).
@@ -83,17 +83,18 @@ pub struct TrainArgs {
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
     schedule: Schedule,
-    /// Choose the decision threshold reaching this precision (best recall)
-    /// instead of maximising F1.
+    /// Choose the decision threshold (on the out-of-fold scores) reaching
+    /// this precision (best recall) instead of maximising F1.
     #[arg(long, conflicts_with = "target_recall")]
     target_precision: Option<f64>,
     /// Choose the decision threshold reaching this recall (best precision).
     #[arg(long)]
     target_recall: Option<f64>,
-    /// Share of rows held back for validation [default: 0.2].
+    /// Share of rows each member of the ensemble holds out: round(1 /
+    /// share) members, from 2 to 8 [default: 0.25, four members].
     #[arg(long)]
     validation_fraction: Option<f64>,
-    /// Seed for split, initial weights and shuffling [default: 42].
+    /// Seed for folds, initial weights, shuffling and dropout [default: 42].
     #[arg(long)]
     seed: Option<u64>,
     /// Print one JSON object (the registered version) instead of text.

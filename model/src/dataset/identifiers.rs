@@ -1,9 +1,11 @@
-//! Refuses identifier-like categorical columns (a customer, user or order
-//! id) before anything is fitted: one-hot encoding would store up to
-//! `MAX_CATEGORIES` of their raw values in the registry as the column's
-//! category list, and an identifier carries no signal that generalises.
-//! Numeric and boolean columns are not checked; they store statistics, not
-//! values. Whether a refused column is kept anyway is the caller's choice
+//! Refuses identifier-like columns (a customer, user or order id) before
+//! anything is fitted: one-hot encoding would store up to `MAX_CATEGORIES`
+//! of a categorical id's raw values in the registry as the column's
+//! category list, the quantiles of a numeric id would be spaced ids, and an
+//! identifier carries no signal that generalises. A numeric column looks
+//! like an id when every value is a different whole number; other numeric
+//! columns and boolean ones store statistics, not values. Whether a refused
+//! column is kept anyway is the caller's choice
 //! (`TrainSpec.allow_identifier_columns`).
 
 use super::ingest::{ColumnValues, FeatureColumn, TrainingTable};
@@ -20,6 +22,11 @@ const MAX_DISTINCT_SHARE: f64 = 0.5;
 /// refused.
 const MIN_DISTINCT: usize = 20;
 
+/// Filled cells a numeric column needs before "every value a different
+/// whole number" reads as an id: in a small table an honest count (row
+/// numbers, ages of twenty people) is often all different.
+const MIN_NUMERIC_IDS: usize = 1000;
+
 /// Columns named in full in a refusal; the rest are counted.
 const NAMED_COLUMNS: usize = 5;
 
@@ -35,11 +42,13 @@ pub struct IdentifierEvidence {
     pub has_blanks: bool,
 }
 
-/// The evidence that `column` is identifier-like, or `None` when it is not
-/// categorical or does not meet the rule.
+/// The evidence that `column` is identifier-like, or `None` when it does
+/// not meet the rule.
 pub fn identifier_evidence(column: &FeatureColumn) -> Option<IdentifierEvidence> {
-    let ColumnValues::Categorical { ids, dictionary } = &column.values else {
-        return None;
+    let (ids, dictionary) = match &column.values {
+        ColumnValues::Categorical { ids, dictionary } => (ids, dictionary),
+        ColumnValues::Numeric(values) => return numeric_identifier_evidence(&column.name, values),
+        ColumnValues::Boolean { .. } => return None,
     };
     // Every dictionary entry occurs in some kept row; "" is the blank cell.
     let blank_id = dictionary.iter().position(String::is_empty);
@@ -53,6 +62,24 @@ pub fn identifier_evidence(column: &FeatureColumn) -> Option<IdentifierEvidence>
         distinct,
         cells,
         has_blanks: blanks > 0,
+    })
+}
+
+/// A numeric column is id-like when at least [`MIN_NUMERIC_IDS`] of its
+/// cells are filled and every one holds a different whole number.
+fn numeric_identifier_evidence(name: &str, values: &[f64]) -> Option<IdentifierEvidence> {
+    let mut present: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if present.len() < MIN_NUMERIC_IDS || present.iter().any(|x| x.fract() != 0.0) {
+        return None;
+    }
+    present.sort_by(f64::total_cmp);
+    let cells = present.len();
+    present.dedup();
+    (present.len() == cells).then(|| IdentifierEvidence {
+        column: name.to_string(),
+        distinct: cells,
+        cells,
+        has_blanks: cells < values.len(),
     })
 }
 
@@ -170,6 +197,39 @@ mod tests {
         );
     }
 
+    fn numeric(name: &str, values: Vec<f64>) -> FeatureColumn {
+        FeatureColumn {
+            name: name.to_string(),
+            kind: ColumnKind::Numeric,
+            values: ColumnValues::Numeric(values),
+        }
+    }
+
+    #[test]
+    fn numbers_are_identifiers_when_each_is_a_different_whole_number() {
+        let ids: Vec<f64> = (0..1001).map(|i| f64::from(100_000 + i * 7)).collect();
+        let evidence = identifier_evidence(&numeric("account", ids.clone())).expect("an id");
+        assert_eq!(
+            (evidence.distinct, evidence.cells, evidence.has_blanks),
+            (1001, 1001, false)
+        );
+        let mut with_blank = ids.clone();
+        with_blank[3] = f64::NAN;
+        assert!(
+            identifier_evidence(&numeric("account", with_blank))
+                .unwrap()
+                .has_blanks
+        );
+        // A repeat, a fraction, or fewer than a thousand values: not an id.
+        let mut repeated = ids.clone();
+        repeated[5] = repeated[6];
+        assert_eq!(identifier_evidence(&numeric("visits", repeated)), None);
+        let mut fractional = ids.clone();
+        fractional[0] = 0.5;
+        assert_eq!(identifier_evidence(&numeric("duration", fractional)), None);
+        assert_eq!(identifier_evidence(&numeric("small", ids[..999].to_vec())), None);
+    }
+
     #[test]
     fn the_rule_needs_more_than_half_distinct_and_twenty_values() {
         // 50 distinct in 100 rows: exactly half is not more than half.
@@ -209,13 +269,17 @@ mod tests {
     }
 
     #[test]
-    fn only_categorical_columns_are_checked() {
-        let numeric = FeatureColumn {
-            name: "id".into(),
-            kind: ColumnKind::Numeric,
-            values: ColumnValues::Numeric((0..100).map(f64::from).collect()),
+    fn boolean_columns_are_not_checked() {
+        let boolean = FeatureColumn {
+            name: "member".into(),
+            kind: ColumnKind::Boolean,
+            values: ColumnValues::Boolean {
+                values: (0..100).map(|i| (i % 2) as f32).collect(),
+                true_token: "yes".into(),
+                false_token: "no".into(),
+            },
         };
-        assert_eq!(identifier_evidence(&numeric), None);
+        assert_eq!(identifier_evidence(&boolean), None);
     }
 
     #[test]

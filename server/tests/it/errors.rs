@@ -304,7 +304,7 @@ fn wide_csv(rows: usize, features: usize) -> Vec<u8> {
         let label = r % 2;
         csv.push_str(&format!("{},", label * 5 + r % 5));
         for c in 1..features {
-            csv.push_str(&format!("{},", (r * 31 + c * 17) % 97));
+            csv.push_str(&format!("{},", (r * 31 + c * 17) % 23));
         }
         csv.push_str(&format!("{label}\n"));
     }
