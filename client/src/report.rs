@@ -961,6 +961,7 @@ mod tests {
                     validation_rows: 200,
                     positive_rate: 0.25,
                     folds: if importance { 4 } else { 0 },
+                    ..Default::default()
                 }),
                 hyper_parameters: Some(pb::HyperParameters {
                     hidden_layers: vec![16, 8],

@@ -1,7 +1,7 @@
 //! The documents the server stores with each version, and their protocol
 //! form: what goes into the registry and what ListModels shows.
 
-use serval_model::dataset::ColumnKind;
+use serval_model::dataset::{ColumnKind, DataFormat};
 use serval_model::documents::{DocumentsJson, VersionDocuments};
 use serval_model::encoder::Transform;
 use serval_model::evaluation::Evaluation;
@@ -101,7 +101,7 @@ pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, Serv
         created_at: Some(timestamp(record.created_at)),
         metrics: Some(metrics(&stored.validation)),
         test_metrics: stored.test.as_ref().map(metrics),
-        dataset: Some(dataset_to_proto(&docs.dataset)),
+        dataset: Some(dataset_to_proto(&docs.dataset, docs.recipe.format)),
         hyper_parameters: Some(hyper_parameters(&docs.recipe)),
         seed: docs.recipe.seed,
         label_column: docs.recipe.label_column.clone(),
@@ -221,7 +221,7 @@ pub fn report_to_proto(record: &VersionRecord) -> Result<pb::VersionReport, Serv
     })
 }
 
-pub fn dataset_to_proto(d: &DatasetSummary) -> pb::DatasetSummary {
+pub fn dataset_to_proto(d: &DatasetSummary, format: DataFormat) -> pb::DatasetSummary {
     pb::DatasetSummary {
         sha256: d.sha256.clone(),
         rows: d.rows,
@@ -231,6 +231,21 @@ pub fn dataset_to_proto(d: &DatasetSummary) -> pb::DatasetSummary {
         validation_rows: d.validation_rows,
         positive_rate: d.positive_rate,
         folds: d.folds,
+        source: d.source.clone(),
+        objects: d
+            .objects
+            .iter()
+            .map(|o| pb::SourceObject {
+                path: o.path.clone(),
+                size: o.size,
+                e_tag: o.e_tag.clone(),
+            })
+            .collect(),
+        format: match format {
+            DataFormat::Csv => pb::DataFormat::Csv,
+            DataFormat::Parquet => pb::DataFormat::Parquet,
+            DataFormat::Arrow => pb::DataFormat::Arrow,
+        } as i32,
     }
 }
 

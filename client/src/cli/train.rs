@@ -13,6 +13,39 @@ use serval_client::{ServalClient, TrainUpload};
 use super::{CliError, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Csv,
+    Parquet,
+    /// Arrow IPC, file or stream form.
+    Arrow,
+}
+
+impl Format {
+    /// The format `path`'s extension names: .parquet/.pq, .arrow/.ipc/
+    /// .feather/.arrows, anything else CSV.
+    fn of_path(path: &std::path::Path) -> Self {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match extension.as_str() {
+            "parquet" | "pq" => Format::Parquet,
+            "arrow" | "ipc" | "feather" | "arrows" => Format::Arrow,
+            _ => Format::Csv,
+        }
+    }
+
+    fn proto(self) -> pb::DataFormat {
+        match self {
+            Format::Csv => pb::DataFormat::Csv,
+            Format::Parquet => pb::DataFormat::Parquet,
+            Format::Arrow => pb::DataFormat::Arrow,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Schedule {
     /// The same rate throughout.
     Constant,
@@ -25,9 +58,19 @@ pub struct TrainArgs {
     /// Model name; a new version is added to it.
     #[arg(long)]
     model: String,
-    /// CSV file with a header row.
+    /// The training data: a CSV file with a header row, a Parquet file or an
+    /// Arrow IPC file (see --format), uploaded to the server.
+    #[arg(long, required_unless_present = "source", conflicts_with = "source")]
+    data: Option<PathBuf>,
+    /// Data the server reads itself, e.g. 's3://bucket/clicks/date=2026-11-*/*.parquet'
+    /// (also gs://, az://, file://); the server's operator must allow the
+    /// prefix (--data-source-allow).
     #[arg(long)]
-    data: PathBuf,
+    source: Option<String>,
+    /// The data's format [default: from the file's extension: .parquet,
+    /// .arrow (.ipc, .feather), else CSV].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Label column.
     #[arg(long)]
     label: String,
@@ -140,14 +183,30 @@ impl TrainArgs {
             }),
             seed: self.seed,
             allow_identifier_columns: self.allow_identifier_columns,
+            format: self
+                .format
+                .or_else(|| self.data.as_deref().map(Format::of_path))
+                .or_else(|| {
+                    self.source
+                        .as_deref()
+                        .map(|s| Format::of_path(std::path::Path::new(s)))
+                })
+                .unwrap_or(Format::Csv)
+                .proto() as i32,
+            source: self.source.clone().unwrap_or_default(),
         }
     }
 }
 
 pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliError> {
-    let file = tokio::fs::File::open(&args.data)
+    let Some(path) = &args.data else {
+        // A server-side source: nothing to upload.
+        let events = client.train_stream(args.spec(), futures::stream::empty()).await?;
+        return follow(events, args.json, ProgressBar::hidden()).await;
+    };
+    let file = tokio::fs::File::open(path)
         .await
-        .map_err(|e| CliError::Input(format!("cannot open {}: {e}", args.data.display())))?;
+        .map_err(|e| CliError::Input(format!("cannot open {}: {e}", path.display())))?;
     let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let upload = if args.json {
         ProgressBar::hidden()

@@ -67,7 +67,7 @@ pub enum ColumnValues {
 
 /// Interns one column's trimmed cells.
 #[derive(Default)]
-struct InternedColumn {
+pub(super) struct InternedColumn {
     index: HashMap<String, u32>,
     dictionary: Vec<String>,
     counts: Vec<usize>,
@@ -75,7 +75,7 @@ struct InternedColumn {
 }
 
 impl InternedColumn {
-    fn push(&mut self, cell: &str) {
+    pub(super) fn push(&mut self, cell: &str) {
         let cell = cell.trim();
         let id = match self.index.get(cell) {
             Some(&id) => id,
@@ -99,7 +99,7 @@ impl InternedColumn {
     }
 }
 
-fn invalid(message: impl Into<String>) -> ModelError {
+pub(super) fn invalid(message: impl Into<String>) -> ModelError {
     ModelError::InvalidData(message.into())
 }
 
@@ -118,53 +118,7 @@ pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingT
         .from_reader(bytes);
 
     let header = read_header(&mut reader)?;
-    if header.len() > options.max_columns {
-        return Err(invalid(format!(
-            "the CSV has {} columns, more than the server's limit of {} columns per training upload",
-            header.len(),
-            options.max_columns
-        )));
-    }
-    let column_index = |name: &str| header.iter().position(|h| h == name);
-    let label_index = column_index(options.label_column).ok_or_else(|| {
-        invalid(format!(
-            "label column {:?} is not in the CSV header (columns: {})",
-            options.label_column,
-            list(&header)
-        ))
-    })?;
-    for name in options.drop_columns {
-        if name == options.label_column {
-            return Err(invalid(format!(
-                "drop_columns: cannot drop the label column {name:?}"
-            )));
-        }
-        if column_index(name).is_none() {
-            return Err(invalid(format!(
-                "drop_columns: column {name:?} is not in the CSV header"
-            )));
-        }
-    }
-    for name in options.column_types.keys() {
-        if column_index(name).is_none() {
-            return Err(invalid(format!(
-                "column_types: column {name:?} is not in the CSV header"
-            )));
-        }
-        if name == options.label_column {
-            return Err(invalid(format!(
-                "column_types: {name:?} is the label column, not a feature"
-            )));
-        }
-    }
-    let feature_indices: Vec<usize> = (0..header.len())
-        .filter(|&i| i != label_index && !options.drop_columns.contains(&header[i]))
-        .collect();
-    if feature_indices.is_empty() {
-        return Err(invalid(
-            "no feature columns left: every column is the label or dropped",
-        ));
-    }
+    let (label_index, feature_indices) = plan_columns(&header, options, "CSV")?;
 
     let mut label = InternedColumn::default();
     let mut columns: Vec<InternedColumn> = feature_indices
@@ -232,6 +186,64 @@ pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingT
     })
 }
 
+/// The label's index and the feature columns' indices in `header`, after
+/// checking the options against it (`what` names the file kind in errors).
+pub(super) fn plan_columns(
+    header: &[String],
+    options: &IngestOptions<'_>,
+    what: &str,
+) -> Result<(usize, Vec<usize>), ModelError> {
+    if header.len() > options.max_columns {
+        return Err(invalid(format!(
+            "the {what} has {} columns, more than the server's limit of {} columns per training upload",
+            header.len(),
+            options.max_columns
+        )));
+    }
+    let column_index = |name: &str| header.iter().position(|h| h == name);
+    let label_index = column_index(options.label_column).ok_or_else(|| {
+        invalid(format!(
+            "label column {:?} is not in the {what} header (columns: {})",
+            options.label_column,
+            list(header)
+        ))
+    })?;
+    for name in options.drop_columns {
+        if name == options.label_column {
+            return Err(invalid(format!(
+                "drop_columns: cannot drop the label column {name:?}"
+            )));
+        }
+        if column_index(name).is_none() {
+            return Err(invalid(format!(
+                "drop_columns: column {name:?} is not in the {what} header"
+            )));
+        }
+    }
+    for name in options.column_types.keys() {
+        if column_index(name).is_none() {
+            return Err(invalid(format!(
+                "column_types: column {name:?} is not in the {what} header"
+            )));
+        }
+        if name == options.label_column {
+            return Err(invalid(format!(
+                "column_types: {name:?} is the label column, not a feature"
+            )));
+        }
+    }
+    let feature_indices: Vec<usize> = (0..header.len())
+        .filter(|&i| i != label_index && !options.drop_columns.contains(&header[i]))
+        .collect();
+    if feature_indices.is_empty() {
+        return Err(invalid(
+            "no feature columns left: every column is the label or dropped",
+        ));
+    }
+
+    Ok((label_index, feature_indices))
+}
+
 fn read_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ModelError> {
     let raw = reader.byte_headers().map_err(csv_error)?.clone();
     let mut header = Vec::with_capacity(raw.len());
@@ -291,7 +303,7 @@ fn binary_labels(label: &InternedColumn, options: &IngestOptions<'_>) -> Result<
         .collect())
 }
 
-fn typed_column(
+pub(super) fn typed_column(
     name: &str,
     column: InternedColumn,
     options: &IngestOptions<'_>,
@@ -366,7 +378,7 @@ fn boolean_column(name: &str, column: &InternedColumn) -> Result<ColumnValues, M
 }
 
 /// A short, bounded listing of names for error messages.
-fn list(names: &[String]) -> String {
+pub(super) fn list(names: &[String]) -> String {
     const SHOWN: usize = 12;
     let mut shown: Vec<String> = names
         .iter()

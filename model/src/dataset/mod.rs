@@ -1,13 +1,15 @@
-//! Training data: parsing a CSV upload into typed columns, inferring column
-//! types, refusing identifier-like columns, and the stratified folds.
-//! Nothing here is stored; the registry only ever
-//! sees the fitted encoder and aggregates.
+//! Training data: reading a CSV, Parquet or Arrow file into typed columns,
+//! inferring column types, refusing identifier-like columns, and the
+//! stratified folds. Nothing here is stored; the registry only ever sees
+//! the fitted encoder and aggregates.
 
+mod columnar;
 mod identifiers;
 mod inference;
 mod ingest;
 mod split;
 
+pub use columnar::{DataFormat, ingest_arrow, ingest_batches, ingest_parquet};
 pub use identifiers::refuse_identifier_columns;
 pub use inference::{ColumnKind, NumericCell, boolean_token, parse_number};
 pub use ingest::{ColumnValues, FeatureColumn, IngestOptions, TrainingTable, ingest_csv};

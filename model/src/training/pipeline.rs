@@ -14,7 +14,10 @@ use super::ensemble::Shape;
 use super::importance::{self, ScoredRows, permutation_importance};
 use super::recipe::{Recipe, TrainingLimits};
 use super::trainer::{EpochReport, LoopEvent, LoopSettings, TrainingRows, run_loop};
-use crate::dataset::{IngestOptions, TrainingTable, ingest_csv, refuse_identifier_columns, stratified_folds};
+use crate::dataset::{
+    DataFormat, IngestOptions, TrainingTable, ingest_arrow, ingest_csv, ingest_parquet,
+    refuse_identifier_columns, stratified_folds,
+};
 use crate::encoder::{Encoder, EncoderState, Transform};
 use crate::error::ModelError;
 use crate::evaluation::{Curves, Evaluation, choose_threshold, curves, evaluate, evaluate_labelled, roc_auc};
@@ -36,6 +39,22 @@ pub struct DatasetSummary {
     /// ensembles, which held out one validation split.
     #[serde(default)]
     pub folds: u32,
+    /// The server-side source read, as asked; empty for an upload.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// Every object read from the source, in the order read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<SourceObject>,
+}
+
+/// One object of a server-side source: what lineage records of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceObject {
+    pub path: String,
+    pub size: u64,
+    /// The store's entity tag, or empty where it keeps none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub e_tag: String,
 }
 
 /// Data parsed, folded and encoded: everything the loop needs.
@@ -74,23 +93,25 @@ pub struct TrainedVersion {
 /// Rows encoded at a time while preparing: bounds the dense copy.
 const ENCODE_CHUNK_ROWS: usize = 4096;
 
-/// Parses and encodes `csv` for `recipe`. Errors name the line, column or
-/// setting at fault; identifier-like categorical columns are refused unless
-/// the recipe allows them.
-pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<PreparedTraining, ModelError> {
+/// Parses and encodes `data` (a file in the recipe's format) for `recipe`.
+/// Errors name the line, column or setting at fault; identifier-like
+/// columns are refused unless the recipe allows them.
+pub fn prepare(recipe: Recipe, data: &[u8], limits: &TrainingLimits) -> Result<PreparedTraining, ModelError> {
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
-    let table = ingest_csv(
-        csv,
-        &IngestOptions {
-            delimiter: recipe.delimiter as u8,
-            label_column: &recipe.label_column,
-            positive_label: &recipe.positive_label,
-            drop_columns: &recipe.drop_columns,
-            column_types: &column_types,
-            max_rows: limits.max_rows,
-            max_columns: limits.max_columns,
-        },
-    )?;
+    let options = IngestOptions {
+        delimiter: recipe.delimiter as u8,
+        label_column: &recipe.label_column,
+        positive_label: &recipe.positive_label,
+        drop_columns: &recipe.drop_columns,
+        column_types: &column_types,
+        max_rows: limits.max_rows,
+        max_columns: limits.max_columns,
+    };
+    let table = match recipe.format {
+        DataFormat::Csv => ingest_csv(data, &options)?,
+        DataFormat::Parquet => ingest_parquet(data, &options)?,
+        DataFormat::Arrow => ingest_arrow(data, &options)?,
+    };
     if !recipe.allow_identifier_columns {
         refuse_identifier_columns(&table)?;
     }
@@ -112,6 +133,8 @@ pub fn prepare(recipe: Recipe, csv: &[u8], limits: &TrainingLimits) -> Result<Pr
         validation_rows: data.rows() as u64,
         positive_rate: positives as f64 / table.labels.len() as f64,
         folds: members as u32,
+        source: String::new(),
+        objects: Vec::new(),
     };
     Ok(PreparedTraining {
         recipe,

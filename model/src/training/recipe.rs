@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::trainer::LearningRateSchedule;
-use crate::dataset::ColumnKind;
+use crate::dataset::{ColumnKind, DataFormat};
 use crate::error::ModelError;
 pub use crate::evaluation::ThresholdObjective;
 
@@ -41,6 +41,10 @@ pub const MAX_BATCH_SIZE: usize = 65_536;
 pub struct Recipe {
     pub label_column: String,
     pub positive_label: String,
+    /// The training data's file format.
+    #[serde(default)]
+    pub format: DataFormat,
+    /// The CSV's field delimiter (CSV only).
     pub delimiter: char,
     pub drop_columns: Vec<String>,
     pub column_types: BTreeMap<String, ColumnKind>,
@@ -108,6 +112,7 @@ impl Recipe {
         Recipe {
             label_column: label_column.trim().to_string(),
             positive_label: positive_label.trim().to_string(),
+            format: DataFormat::Csv,
             delimiter: ',',
             drop_columns: Vec::new(),
             column_types: BTreeMap::new(),

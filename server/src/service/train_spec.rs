@@ -2,7 +2,7 @@
 //! defaults filled in, and every setting checked (by the recipe itself),
 //! with errors naming the field.
 
-use serval_model::dataset::ColumnKind;
+use serval_model::dataset::{ColumnKind, DataFormat};
 use serval_model::training::{LearningRateSchedule, Recipe, ThresholdObjective, TrainingLimits, defaults};
 use serval_proto::v1 as pb;
 use serval_registry::validate_model_name;
@@ -41,6 +41,12 @@ pub fn recipe(spec: &pb::TrainSpec, limits: &TrainingLimits) -> Result<Recipe, S
         recipe.column_types.insert(name.trim().to_string(), kind);
     }
     recipe.drop_columns = spec.drop_columns.iter().map(|c| c.trim().to_string()).collect();
+    recipe.format = match pb::DataFormat::try_from(spec.format) {
+        Ok(pb::DataFormat::Unspecified | pb::DataFormat::Csv) => DataFormat::Csv,
+        Ok(pb::DataFormat::Parquet) => DataFormat::Parquet,
+        Ok(pb::DataFormat::Arrow) => DataFormat::Arrow,
+        Err(_) => return Err(invalid(format!("format: unknown data format {}", spec.format))),
+    };
     recipe.seed = spec.seed.unwrap_or(defaults::SEED);
     recipe.allow_identifier_columns = spec.allow_identifier_columns;
 
