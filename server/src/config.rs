@@ -36,6 +36,13 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_DATABASE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: Option<u32>,
 
+    /// SQLite: bytes kept in a file beside the registry (`<file>-reserve`)
+    /// and given back when a delete finds the disk full, so that deleting
+    /// versions can free room; made again after a delete that compacts.
+    /// Keep it above the largest version's size. 0: no reserve.
+    #[arg(long, env = "SERVAL_REGISTRY_RESERVE_BYTES", default_value_t = 8 << 20)]
+    pub registry_reserve_bytes: u64,
+
     /// This server's name among the replicas sharing the registry; its
     /// training jobs carry it, and on start it fails the jobs it left
     /// running. Default: the host name (a Kubernetes pod's name).

@@ -17,3 +17,4 @@ mod process;
 mod quality;
 mod replicas;
 mod rollout;
+mod storage;
