@@ -139,11 +139,13 @@ impl VersionPredictMetrics {
     }
 }
 
-/// Training jobs.
+/// Training jobs, and the uploads before them.
 #[derive(Clone)]
 pub struct JobMetrics {
     pub running: IntGauge,
     pub finished: IntCounterVec,
+    /// Training uploads in progress (each holding an upload slot).
+    pub uploads: IntGauge,
 }
 
 /// Metric families of one server.
@@ -234,6 +236,13 @@ impl ServerMetrics {
                         "Training jobs ended, by outcome",
                     ),
                     &["state"],
+                )?,
+            )?,
+            uploads: register(
+                &registry,
+                IntGauge::new(
+                    "serval_training_uploads",
+                    "Training uploads in progress (not yet holding a training slot)",
                 )?,
             )?,
         };

@@ -18,3 +18,4 @@ mod quality;
 mod replicas;
 mod rollout;
 mod storage;
+mod uploads;
