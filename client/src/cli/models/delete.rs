@@ -10,7 +10,7 @@ use crate::cli::CliError;
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Model name.
-    model: String,
+    pub(super) model: String,
     /// Only this version [default: the whole model].
     #[arg(long)]
     version: Option<u32>,
