@@ -37,8 +37,20 @@ pub enum ClientError {
     },
     #[error("no server address given")]
     NoServer,
+    /// The server's answer (or a status this process made that is not a
+    /// lost connection, such as the call's own deadline running out).
     #[error("{}: {}", serval_proto::code_name(.0.code()), .0.message())]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
+    /// The connection broke during the call (the server stopped, or the
+    /// network dropped it) before the answer came, so the server may or
+    /// may not have carried the call out. The transport reports this as
+    /// UNKNOWN or CANCELLED; it is UNAVAILABLE here, the status it wraps
+    /// being the transport's.
+    #[error(
+        "UNAVAILABLE: the connection to the server was lost during the call ({})",
+        transport_detail(.0)
+    )]
+    ConnectionLost(tonic::Status),
     #[error("{0}")]
     Protocol(String),
     /// Reading the training data failed part-way; the call was cancelled
@@ -47,6 +59,40 @@ pub enum ClientError {
         "reading the training data failed after {bytes_sent} bytes: {source}; the upload was cancelled and nothing was trained"
     )]
     UploadRead { bytes_sent: u64, source: std::io::Error },
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        if retry::connection_lost(&status) {
+            ClientError::ConnectionLost(status)
+        } else {
+            ClientError::Status(status)
+        }
+    }
+}
+
+impl ClientError {
+    /// The gRPC code of the failure, where the call got that far: the
+    /// server's answer, or UNAVAILABLE for a connection lost during the
+    /// call.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Status(status) => Some(status.code()),
+            ClientError::ConnectionLost(_) => Some(tonic::Code::Unavailable),
+            _ => None,
+        }
+    }
+
+    /// Whether no server could be reached, so nothing was sent: the
+    /// connection could not be made, or a server said it is unavailable.
+    /// A call that fails so may be sent again as it is.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Unreachable { .. } | ClientError::NoServer => true,
+            ClientError::Status(status) => status.code() == tonic::Code::Unavailable,
+            _ => false,
+        }
+    }
 }
 
 /// The chunks of `reader`, up to [`UPLOAD_CHUNK_BYTES`] each. On a read
@@ -82,18 +128,26 @@ where
 }
 
 /// `error` and its causes, each once: "transport error: tcp connect error:
-/// Connection refused (os error 111)".
+/// Connection refused (os error 111)". A cause whose text is already said
+/// (tonic repeats hyper's message in its own) is left out.
 fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut last = text.clone();
-    let mut cause = error.source();
+    with_causes(error.to_string(), error.source())
+}
+
+/// What the transport said of a broken connection: the status's message
+/// and its causes ("h2 protocol error: error reading a body from
+/// connection: stream closed because of a broken pipe").
+fn transport_detail(status: &tonic::Status) -> String {
+    with_causes(status.message().to_string(), std::error::Error::source(status))
+}
+
+fn with_causes(mut text: String, mut cause: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(error) = cause {
         let message = error.to_string();
-        if message != last {
+        if !message.is_empty() && !text.contains(&message) {
             text.push_str(": ");
             text.push_str(&message);
         }
-        last = message;
         cause = error.source();
     }
     text

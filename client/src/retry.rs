@@ -49,6 +49,28 @@ pub(crate) fn replica_failed(status: &Status) -> bool {
     transport
 }
 
+/// Whether `status` says the connection broke while the call was under
+/// way: made here from a transport error (UNKNOWN or CANCELLED, with that
+/// error as its source), neither a server's answer (which has no source)
+/// nor a connection that could not be made nor the call's own deadline
+/// running out. The server may have carried the call out.
+pub(crate) fn connection_lost(status: &Status) -> bool {
+    if !matches!(status.code(), Code::Unknown | Code::Cancelled) {
+        return false;
+    }
+    let mut cause = status.source();
+    if cause.is_none() {
+        return false;
+    }
+    while let Some(error) = cause {
+        if error.is::<tonic::TimeoutExpired>() || error.is::<tonic::ConnectError>() {
+            return false;
+        }
+        cause = error.source();
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -109,5 +131,24 @@ mod tests {
         expired.set_source(Arc::new(tonic::TimeoutExpired(())));
         assert!(!worth_another_replica(&expired));
         assert!(!replica_failed(&expired));
+        assert!(!connection_lost(&expired));
+    }
+
+    #[test]
+    fn only_a_connection_that_broke_during_the_call_is_lost() {
+        // As tonic reports a response body cut off: hyper's error as the
+        // source of an UNKNOWN made here.
+        let mut cut_off = Status::unknown("h2 protocol error: error reading a body from connection");
+        cut_off.set_source(Arc::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)));
+        assert!(connection_lost(&cut_off));
+        assert!(connection_lost(&local(Code::Cancelled)));
+        // A server's own UNKNOWN, and a connection never made.
+        assert!(!connection_lost(&Status::unknown("from the server")));
+        let mut refused = Status::unknown("tcp connect error");
+        refused.set_source(Arc::new(tonic::ConnectError(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))));
+        assert!(!connection_lost(&refused));
+        assert!(!connection_lost(&local(Code::Unavailable)));
     }
 }

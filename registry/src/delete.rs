@@ -1,7 +1,9 @@
 //! Deleting a version, or a whole model, for good: the refusals while
 //! something still routes traffic to it, the one transaction that removes
 //! the rows (weights included) and appends the audit event, and the VACUUM
-//! afterwards that gives the space back to the file system. Version numbers
+//! afterwards that gives the space back to the file system. On a full
+//! storage the delete still goes through where the engine allows (with the
+//! reserve's room on SQLite) and the VACUUM is deferred. Version numbers
 //! are not freed (see `store.rs`); training job rows stay as history.
 
 use chrono::Utc;
@@ -9,6 +11,7 @@ use serde_json::{Value, json};
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::rollout::append_audit;
+use crate::storage::{Room, is_storage_full};
 use crate::store::Backend;
 use crate::{AuditEvent, ChangeContext, Registry, RegistryError, Result};
 
@@ -51,6 +54,16 @@ pub struct Deletion {
     pub model_deleted: bool,
     /// How much the database file shrank once the space was reclaimed.
     pub bytes_reclaimed: u64,
+    /// Why the file was not compacted after the delete, when it was not
+    /// (e.g. its storage is full: compacting writes a copy). The rows are
+    /// gone either way and new versions reuse their space; the next delete
+    /// that finds room compacts.
+    pub compaction_deferred: Option<String>,
+}
+
+/// Whether `error` says the storage has no room.
+fn storage_full(error: &RegistryError) -> bool {
+    matches!(error, RegistryError::Database(error) if is_storage_full(error))
 }
 
 /// A stored version about to be deleted, as its audit event records it.
@@ -67,12 +80,107 @@ impl Registry {
     ///
     /// Refused ([`RegistryError::InvalidChange`]) with nothing deleted while
     /// an alias or the traffic policy points at a version that would go.
+    ///
+    /// A delete needs little room (SQLite: the pages it changes, in the
+    /// write-ahead log). When even that is missing, the reserve kept beside
+    /// a SQLite registry (see `reserve.rs`) is given back and the delete
+    /// tried once more. Compacting afterwards needs room for a copy of the
+    /// database, so on a full storage it is deferred and reported
+    /// ([`Deletion::compaction_deferred`]) rather than failing the delete.
     pub async fn delete(
         &self,
         model: &str,
         version: Option<u32>,
         context: &ChangeContext,
     ) -> Result<Deletion> {
+        let mut removed = self.remove_rows(model, version, context).await;
+        let full = matches!(&removed, Err(RegistryError::Database(e)) if is_storage_full(e));
+        let released = full && self.release_reserve().await;
+        if released {
+            removed = self.remove_rows(model, version, context).await;
+        }
+        let (versions, model_deleted) = self.checked_write(removed, Room::Found)?;
+        // The rows are gone whatever happens next; failing to give the space
+        // back only means the file stays as large as it was.
+        let compacted = if released {
+            // Correctness: the reserve's room is for the log, not for the
+            // copy compacting writes, which would fill the disk again.
+            Err(None)
+        } else {
+            self.reclaim_space().await.map_err(Some)
+        };
+        let (bytes_reclaimed, compaction_deferred) = match compacted {
+            Ok(bytes) => {
+                self.reserve.make().await;
+                (bytes, None)
+            }
+            Err(error) if error.as_ref().is_none_or(storage_full) => {
+                if let Some(error) = error {
+                    tracing::warn!(model, %error, "deleted; compaction deferred: the registry's storage is full");
+                }
+                self.settle_log().await;
+                let note = format!(
+                    "the registry's storage is full ({}): compacting needs room for a copy of the \
+                     database; new versions reuse the freed space, and the next delete that finds room \
+                     compacts",
+                    self.database
+                );
+                (0, Some(note))
+            }
+            Err(error) => {
+                if let Some(error) = error {
+                    tracing::warn!(model, %error, "deleted, but the registry file could not be compacted");
+                }
+                let note = "the registry file could not be compacted (see the server log)";
+                (0, Some(note.to_string()))
+            }
+        };
+        Ok(Deletion {
+            model: model.to_string(),
+            versions,
+            model_deleted,
+            bytes_reclaimed,
+            compaction_deferred,
+        })
+    }
+
+    /// After a delete on a full storage: checkpoints the write-ahead log
+    /// so that new versions reuse the freed pages through the log's own
+    /// room. When even that lacks room (the last registration's pages wait
+    /// in the log for the file to grow), the reserve is given back first.
+    async fn settle_log(&self) {
+        let Err(error) = self.checkpoint().await else {
+            return;
+        };
+        if !is_storage_full(&error) || !self.release_reserve().await {
+            tracing::warn!(%error, "cannot checkpoint the registry's write-ahead log");
+            return;
+        }
+        if let Err(error) = self.checkpoint().await {
+            tracing::warn!(%error, "cannot checkpoint the registry's write-ahead log, even with the reserve's room");
+        }
+    }
+
+    /// Gives the reserve back to the file system; true when there was one.
+    async fn release_reserve(&self) -> bool {
+        let released = self.reserve.release().await;
+        if released {
+            tracing::warn!(
+                database = %self.database,
+                "the registry's storage is full: gave back the reserve so that a delete can go through"
+            );
+        }
+        released
+    }
+
+    /// The delete itself: checks, rows and audit event in one transaction.
+    /// Returns the versions removed and whether the model went.
+    async fn remove_rows(
+        &self,
+        model: &str,
+        version: Option<u32>,
+        context: &ChangeContext,
+    ) -> Result<(Vec<u32>, bool)> {
         let now = Utc::now().timestamp_millis();
         // Correctness: BEGIN IMMEDIATE takes the write lock before the
         // checks read anything, so no alias or policy can be pointed at the
@@ -139,22 +247,7 @@ impl Registry {
         )
         .await?;
         tx.commit().await?;
-
-        // The rows are gone whatever happens next; failing to give the space
-        // back only means the file stays as large as it was.
-        let bytes_reclaimed = match self.reclaim_space().await {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::warn!(model, %error, "deleted, but the registry file could not be compacted");
-                0
-            }
-        };
-        Ok(Deletion {
-            model: model.to_string(),
-            versions,
-            model_deleted,
-            bytes_reclaimed,
-        })
+        Ok((versions, model_deleted))
     }
 
     /// Rewrites the database without its free pages (VACUUM, which cannot

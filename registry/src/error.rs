@@ -46,6 +46,14 @@ pub enum RegistryError {
     },
     #[error("cannot open registry at {location}: {source}")]
     Open { location: String, source: sqlx::Error },
+    /// The file given as a SQLite registry is something else; it is left
+    /// as it was.
+    #[error("cannot open registry: {location} is not a SQLite database ({source}); it was left untouched")]
+    NotSqlite { location: String, source: sqlx::Error },
+    /// The database has no room left for a write (SQLite's `SQLITE_FULL`,
+    /// PostgreSQL's `disk_full`); nothing of that write was stored.
+    #[error("the registry's storage is full ({database}): {source}")]
+    StorageFull { database: String, source: sqlx::Error },
     #[error("registry migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("registry database error: {0}")]

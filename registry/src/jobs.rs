@@ -94,7 +94,8 @@ impl Registry {
         .bind(i64::from(epochs))
         .bind(replica)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(self.write_error())?;
         self.job(id).await
     }
 
@@ -109,7 +110,8 @@ impl Registry {
         .bind(Utc::now().timestamp_millis())
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+            .map_err(self.write_error())?;
         Ok(cancel_requested.unwrap_or(0) != 0)
     }
 
@@ -120,7 +122,8 @@ impl Registry {
             sqlx::query("UPDATE training_jobs SET cancel_requested = 1 WHERE id = $1 AND state = 'running'")
                 .bind(id)
                 .execute(&self.pool)
-                .await?;
+                .await
+                .map_err(self.write_error())?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -130,7 +133,8 @@ impl Registry {
             .bind(Utc::now().timestamp_millis())
             .bind(replica)
             .execute(&self.pool)
-            .await?;
+            .await
+            .map_err(self.write_error())?;
         Ok(())
     }
 
@@ -152,7 +156,8 @@ impl Registry {
         .bind(error)
         .bind(id)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(self.write_error())?;
         self.job(id).await
     }
 
@@ -176,7 +181,8 @@ impl Registry {
         .bind(restarted)
         .bind(stale_before)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(self.write_error())?;
         Ok(done.rows_affected())
     }
 

@@ -12,7 +12,9 @@ mod delete;
 mod error;
 mod jobs;
 mod names;
+mod reserve;
 mod rollout;
+mod storage;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -25,6 +27,7 @@ pub use names::{validate_alias_name, validate_model_name};
 pub use rollout::{
     Alias, AuditEvent, AuditFilter, ChangeContext, RolloutState, ServingAt, TrafficChange, TrafficPolicy,
 };
+pub use storage::StorageStatus;
 pub use store::{Backend, ModelRecord, NewVersion, OpenOptions, Registry, VersionRecord, redact_password};
 
 /// Result type of every registry call.

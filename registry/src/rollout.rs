@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::storage::Room;
 use crate::store::{Backend, timestamp};
 use crate::{Registry, RegistryError, Result, validate_alias_name};
 
@@ -285,6 +286,17 @@ impl Registry {
         version: u32,
         context: &ChangeContext,
     ) -> Result<RolloutState> {
+        let changed = self.point_alias(model, name, version, context).await;
+        self.checked_write(changed, Room::Unknown)
+    }
+
+    async fn point_alias(
+        &self,
+        model: &str,
+        name: &str,
+        version: u32,
+        context: &ChangeContext,
+    ) -> Result<RolloutState> {
         validate_alias_name(name)?;
         let now = Utc::now().timestamp_millis();
         let mut tx = self.begin_write().await?;
@@ -319,6 +331,11 @@ impl Registry {
         name: &str,
         context: &ChangeContext,
     ) -> Result<RolloutState> {
+        let changed = self.remove_alias(model, name, context).await;
+        self.checked_write(changed, Room::Unknown)
+    }
+
+    async fn remove_alias(&self, model: &str, name: &str, context: &ChangeContext) -> Result<RolloutState> {
         let now = Utc::now().timestamp_millis();
         let mut tx = self.begin_write().await?;
         let model_id = self.model_id(&mut tx, model).await?;
@@ -343,6 +360,19 @@ impl Registry {
     /// With `expected_revision`, refuses (Conflict) if the policy changed
     /// since the caller read it.
     pub async fn update_traffic(
+        &self,
+        model: &str,
+        change: &TrafficChange,
+        expected_revision: Option<u64>,
+        context: &ChangeContext,
+    ) -> Result<RolloutState> {
+        let changed = self
+            .change_traffic(model, change, expected_revision, context)
+            .await;
+        self.checked_write(changed, Room::Unknown)
+    }
+
+    async fn change_traffic(
         &self,
         model: &str,
         change: &TrafficChange,

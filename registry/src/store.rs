@@ -3,6 +3,7 @@
 //! one transaction.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -12,6 +13,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
+use crate::reserve::Reserve;
+use crate::storage::{Room, StorageWatch, is_storage_full};
 use crate::{RegistryError, Result, validate_model_name};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -21,6 +24,9 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migration
 /// registry that cannot be reached must fail admin calls promptly, not hang
 /// them.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite's result code for a file that is not a database.
+const SQLITE_NOTADB: &str = "26";
 
 /// Which database engine holds the registry. The SQL is written once, in the
 /// dialect both understand (`$N` placeholders, `RETURNING`, `ON CONFLICT`);
@@ -53,6 +59,10 @@ pub struct OpenOptions {
     /// Pooled connections at most (at least 1); `None` for the engine's
     /// [default](Backend::default_max_connections).
     pub max_connections: Option<u32>,
+    /// SQLite: bytes kept in a file beside the registry (`<file>-reserve`)
+    /// and given back when a delete finds the disk full, so that it goes
+    /// through (see `reserve.rs`); 0 for none. Unused on PostgreSQL.
+    pub reserve_bytes: u64,
 }
 
 /// A version to register. The registry numbers it.
@@ -103,6 +113,40 @@ pub struct Registry {
     /// The connection URL (PostgreSQL's change notifications need their own
     /// connection).
     pub(crate) url: String,
+    /// How errors and logs name the database (see `storage.rs`).
+    pub(crate) database: String,
+    pub(crate) storage: Arc<StorageWatch>,
+    pub(crate) reserve: Arc<Reserve>,
+}
+
+/// How every connection is set up, by the pool and for the first check.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Session {
+    /// SQLite's `max_page_count`: a registry full at a chosen size, for
+    /// tests (set only through `testing`).
+    pub(crate) max_page_count: Option<u64>,
+}
+
+impl Session {
+    async fn prepare(self, connection: &mut AnyConnection, backend: Backend) -> sqlx::Result<()> {
+        if backend == Backend::Sqlite {
+            // WAL lets readers (other servers on this host too) work beside
+            // the writer; FULL sync: a version reported as registered
+            // survives a power cut.
+            connection
+                .execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                )
+                .await?;
+            if let Some(pages) = self.max_page_count {
+                connection
+                    .execute(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}")))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 const VERSION_COLUMNS: &str = "m.name, v.version, v.created_at_ms, v.recipe, v.encoder, v.metrics, \
@@ -129,30 +173,50 @@ impl Registry {
         } else {
             Backend::Sqlite
         };
-        let url = match backend {
-            Backend::Postgres => location.to_string(),
+        #[cfg(feature = "testing")]
+        let (location, session) = crate::testing::session_settings(location);
+        #[cfg(not(feature = "testing"))]
+        let (location, session) = (location.to_string(), Session::default());
+        let location = location.as_str();
+        let (url, reserve) = match backend {
+            Backend::Postgres => (location.to_string(), Reserve::default()),
             Backend::Sqlite => {
                 let url = if location.starts_with("sqlite:") {
                     location.to_string()
                 } else {
                     format!("sqlite://{location}")
                 };
-                SqliteConnectOptions::from_str(&url)
+                let sqlite = SqliteConnectOptions::from_str(&url)
                     .map_err(open_error)?
-                    .create_if_missing(true)
-                    .to_url_lossy()
-                    .to_string()
+                    .create_if_missing(true);
+                let in_memory = location.contains(":memory:") || location.contains("mode=memory");
+                let reserve_bytes = if in_memory { 0 } else { options.reserve_bytes };
+                let reserve = Reserve::beside(sqlite.get_filename(), reserve_bytes);
+                (sqlite.to_url_lossy().to_string(), reserve)
             }
         };
-        // One plain connection first: a pool that cannot connect reports
-        // only that it timed out, this says why (refused, unknown database,
-        // bad password).
-        AnyConnection::connect(&url)
-            .await
-            .map_err(open_error)?
-            .close()
-            .await
-            .ok();
+        // One plain connection first, set up as the pool's will be: a pool
+        // that cannot connect (or set a connection up) retries until it
+        // times out and then reports only that; this says why at once
+        // (refused, unknown database, bad password, not a SQLite file).
+        let mut first = AnyConnection::connect(&url).await.map_err(open_error)?;
+        if backend == Backend::Sqlite {
+            // Read-only, so a file that is something else is not written
+            // to (the session's WAL pragma would be the first write).
+            if let Err(source) = first.execute("SELECT COUNT(*) FROM sqlite_master").await {
+                return Err(match &source {
+                    sqlx::Error::Database(e) if e.code().as_deref() == Some(SQLITE_NOTADB) => {
+                        RegistryError::NotSqlite {
+                            location: location.to_string(),
+                            source,
+                        }
+                    }
+                    _ => open_error(source),
+                });
+            }
+        }
+        session.prepare(&mut first, backend).await.map_err(open_error)?;
+        first.close().await.ok();
         let max_connections = options
             .max_connections
             .unwrap_or(backend.default_max_connections())
@@ -161,20 +225,7 @@ impl Registry {
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |connection, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers (other servers on this host too)
-                        // work beside the writer; FULL sync: a version
-                        // reported as registered survives a power cut.
-                        connection
-                            .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                            )
-                            .await?;
-                    }
-                    Ok(())
-                })
+                Box::pin(async move { session.prepare(connection, backend).await })
             })
             .connect(&url)
             .await
@@ -183,7 +234,15 @@ impl Registry {
             Backend::Sqlite => SQLITE_MIGRATOR.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATOR.run(&pool).await?,
         }
-        Ok(Self { pool, backend, url })
+        reserve.make().await;
+        Ok(Self {
+            pool,
+            backend,
+            database: crate::storage::describe_database(backend, location),
+            storage: Arc::default(),
+            reserve: Arc::new(reserve),
+            url,
+        })
     }
 
     /// The engine this registry runs on.
@@ -198,7 +257,40 @@ impl Registry {
 
     /// Registers a new version of `new.model` (creating the model on its
     /// first version) in one transaction, and returns it with its number.
+    /// On a full registry: [`RegistryError::StorageFull`], nothing stored.
     pub async fn register_version(&self, new: NewVersion) -> Result<VersionRecord> {
+        let mut registered = self.insert_version(&new).await;
+        if self.backend == Backend::Sqlite
+            && matches!(&registered, Err(RegistryError::Database(e)) if is_storage_full(e))
+        {
+            // The log may have been unable to start over (a reader still
+            // held it) and grown instead: with it checkpointed and started
+            // over, the version may fit in room a delete freed.
+            let _ = self.checkpoint().await;
+            registered = self.insert_version(&new).await;
+        }
+        let registered = self.checked_write(registered, Room::Found)?;
+        if let Err(error) = self.checkpoint().await {
+            tracing::debug!(%error, "cannot checkpoint the registry's write-ahead log");
+        }
+        Ok(registered)
+    }
+
+    /// SQLite: copies what the write-ahead log holds into the database file
+    /// now rather than after a thousand pages, and makes the next write
+    /// start the log over, so that the log's room is reused instead of
+    /// grown: on a disk that fills up, a delete then needs little new room.
+    /// PostgreSQL checkpoints by itself.
+    pub(crate) async fn checkpoint(&self) -> sqlx::Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_version(&self, new: &NewVersion) -> Result<VersionRecord> {
         validate_model_name(&new.model)?;
         let now = Utc::now().timestamp_millis();
         let weights_sha256 = hex::encode(Sha256::digest(&new.weights));
@@ -264,13 +356,13 @@ impl Registry {
         tx.commit().await?;
 
         Ok(VersionRecord {
-            model: new.model,
+            model: new.model.clone(),
             version: version as u32,
             created_at: timestamp(now),
-            recipe: new.recipe,
-            encoder: new.encoder,
-            metrics: new.metrics,
-            dataset: new.dataset,
+            recipe: new.recipe.clone(),
+            encoder: new.encoder.clone(),
+            metrics: new.metrics.clone(),
+            dataset: new.dataset.clone(),
             weights_sha256,
             weights_bytes: weights_bytes as u64,
         })

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::batching::BatchConfig;
-use crate::service::ServiceLimits;
+use crate::service::{ServiceLimits, UploadLimits};
 use serval_model::training::TrainingLimits;
 
 /// Serval's model server: trains behaviour models from CSV, keeps every
@@ -35,6 +35,13 @@ pub struct ServerConfig {
     /// lower it when that would pass the server's `max_connections`.
     #[arg(long, env = "SERVAL_DATABASE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: Option<u32>,
+
+    /// SQLite: bytes kept in a file beside the registry (`<file>-reserve`)
+    /// and given back when a delete finds the disk full, so that deleting
+    /// versions can free room; made again after a delete that compacts.
+    /// Keep it above the largest version's size. 0: no reserve.
+    #[arg(long, env = "SERVAL_REGISTRY_RESERVE_BYTES", default_value_t = 8 << 20)]
+    pub registry_reserve_bytes: u64,
 
     /// This server's name among the replicas sharing the registry; its
     /// training jobs carry it, and on start it fails the jobs it left
@@ -84,9 +91,27 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_MAX_CALLS_PER_CONNECTION", default_value_t = 0)]
     pub max_calls_per_connection: usize,
 
-    /// Training runs allowed at once; more are refused (RESOURCE_EXHAUSTED).
+    /// Trainings allowed at once, each from the end of its upload to its
+    /// registered version; more are refused (RESOURCE_EXHAUSTED).
     #[arg(long, env = "SERVAL_MAX_TRAINING_JOBS", default_value_t = 2)]
     pub max_training_jobs: usize,
+
+    /// Training uploads in progress at once; more are refused
+    /// (RESOURCE_EXHAUSTED). An upload holds no training slot: one is taken
+    /// when its data is complete. Uploads are held in memory, up to this ×
+    /// --max-training-bytes.
+    #[arg(long, env = "SERVAL_MAX_UPLOADS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uploads: u32,
+
+    /// A training upload that sends no data for this long is ended with
+    /// DEADLINE_EXCEEDED (e.g. `30s`, `2m`).
+    #[arg(long, env = "SERVAL_UPLOAD_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upload_idle_timeout: Duration,
+
+    /// Longest a whole training upload may take before it is ended with
+    /// DEADLINE_EXCEEDED (e.g. `10m`); no bound when not set.
+    #[arg(long, env = "SERVAL_MAX_UPLOAD_DURATION", value_parser = humantime::parse_duration)]
+    pub max_upload_duration: Option<Duration>,
 
     /// Data rows one training upload may hold.
     #[arg(long, env = "SERVAL_MAX_TRAINING_ROWS", default_value_t = 5_000_000)]
@@ -202,9 +227,14 @@ impl ServerConfig {
                 max_rows: self.max_training_rows,
                 max_columns: self.max_training_columns as usize,
             },
-            max_upload_bytes: self.max_training_bytes,
+            upload: UploadLimits {
+                max_bytes: self.max_training_bytes,
+                idle_timeout: self.upload_idle_timeout,
+                max_duration: self.max_upload_duration,
+            },
             max_predict_rows: self.max_predict_rows,
             max_training_jobs: self.max_training_jobs,
+            max_uploads: self.max_uploads as usize,
         }
     }
 }
@@ -225,5 +255,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(refused.contains("--database-max-connections"), "{refused}");
+    }
+
+    #[test]
+    fn uploads_stall_for_30s_at_most_by_default_and_have_slots_of_their_own() {
+        let limits = ServerConfig::parse_from(["serval-server"]).service_limits();
+        assert_eq!(limits.upload.idle_timeout, Duration::from_secs(30));
+        assert_eq!(limits.upload.max_duration, None);
+        assert_eq!((limits.max_uploads, limits.max_training_jobs), (4, 2));
+        let limits = ServerConfig::parse_from([
+            "serval-server",
+            "--upload-idle-timeout",
+            "5s",
+            "--max-upload-duration",
+            "10m",
+            "--max-uploads",
+            "1",
+        ])
+        .service_limits();
+        assert_eq!(limits.upload.idle_timeout, Duration::from_secs(5));
+        assert_eq!(limits.upload.max_duration, Some(Duration::from_secs(600)));
+        assert_eq!(limits.max_uploads, 1);
+        assert!(ServerConfig::try_parse_from(["serval-server", "--max-uploads", "0"]).is_err());
     }
 }

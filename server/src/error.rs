@@ -116,7 +116,20 @@ fn registry_status(error: RegistryError) -> (Code, String) {
                     .to_string(),
             )
         }
-        RegistryError::Open { .. } | RegistryError::Migration(_) | RegistryError::Database(_) => {
+        RegistryError::StorageFull { ref database, .. } => {
+            tracing::error!(error = %error, "registry storage full");
+            (
+                Code::ResourceExhausted,
+                format!(
+                    "the registry's storage is full ({database}): nothing was stored; delete versions \
+                     that are no longer needed (serval models delete) or give the database more room"
+                ),
+            )
+        }
+        RegistryError::Open { .. }
+        | RegistryError::NotSqlite { .. }
+        | RegistryError::Migration(_)
+        | RegistryError::Database(_) => {
             tracing::error!(error = %error, "registry database error");
             (
                 Code::Internal,

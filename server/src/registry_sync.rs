@@ -5,8 +5,8 @@
 //! safety net), loads and warms the versions the new state sends traffic
 //! to, and only then swaps the state in. Versions no longer referenced are
 //! unloaded; subscribers get every event. It also tells the health service
-//! whether the registry database can be reached, and keeps this replica's
-//! training jobs' heartbeat.
+//! whether the registry database can be reached and has room, and keeps
+//! this replica's training jobs' heartbeat.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,10 +25,22 @@ use crate::serving::ModelStore;
 const EVENT_BUFFER: usize = 1024;
 
 /// Health-check service name that is SERVING while the registry database
-/// can be reached (admin calls work) and NOT_SERVING while it cannot
-/// (predictions of loaded versions go on; `""` and the model service stay
-/// SERVING).
+/// can be reached and has room (admin calls work), and NOT_SERVING while it
+/// cannot be reached or its storage is full (predictions of loaded versions
+/// go on; `""` and the model service stay SERVING).
 pub const REGISTRY_HEALTH_SERVICE: &str = "serval.registry";
+
+/// What [`REGISTRY_HEALTH_SERVICE`] reports. The health protocol has no
+/// "degraded": a full registry, which still serves reads and deletes but
+/// takes no new versions, is NOT_SERVING like an unreachable one, and the
+/// `serval_registry_storage_full` gauge and the log say which it is.
+fn registry_health(reachable: bool, full: bool) -> ServingStatus {
+    if reachable && !full {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
 
 /// How often a replica refreshes its running jobs' heartbeat, and fails
 /// other replicas' jobs whose heartbeat went stale.
@@ -144,8 +156,8 @@ impl RegistrySync {
     }
 
     /// Starts the background tasks, which run until `stop` turns true: the
-    /// poller (every `poll_interval`; it also reports the database's
-    /// reachability to the health service), the change listener
+    /// poller (every `poll_interval`; it also reports whether the database
+    /// can be reached and has room to the health service), the change listener
     /// (PostgreSQL), and the jobs' heartbeat.
     pub fn spawn_background(self: &Arc<Self>, settings: BackgroundSettings, stop: watch::Receiver<bool>) {
         tokio::spawn(
@@ -165,6 +177,7 @@ impl RegistrySync {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reachable = true;
+        let mut full = false;
         loop {
             if unless_stopped(&mut stop, ticker.tick()).await.is_none() {
                 return;
@@ -177,20 +190,26 @@ impl RegistrySync {
             if let Err(error) = result {
                 tracing::warn!(%error, "cannot read registry changes; retrying");
             }
+            // Writes that found the storage full say so as they fail (and the
+            // registry logs it); the health follows at the next tick.
+            let now_full = self.registry.storage_status().full;
+            if (now_reachable, now_full) == (reachable, full) {
+                continue;
+            }
             if now_reachable != reachable {
-                reachable = now_reachable;
-                let status = if reachable {
+                if now_reachable {
                     tracing::info!("the registry database is reachable again; admin calls work");
-                    ServingStatus::Serving
                 } else {
                     tracing::error!(
                         "the registry database cannot be reached: serving the loaded versions, \
                          admin calls fail until it is back"
                     );
-                    ServingStatus::NotServing
-                };
-                health.set_service_status(REGISTRY_HEALTH_SERVICE, status).await;
+                }
             }
+            (reachable, full) = (now_reachable, now_full);
+            health
+                .set_service_status(REGISTRY_HEALTH_SERVICE, registry_health(reachable, full))
+                .await;
         }
     }
 

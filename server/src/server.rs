@@ -103,6 +103,7 @@ impl Server {
             &config.database,
             OpenOptions {
                 max_connections: config.database_max_connections,
+                reserve_bytes: config.registry_reserve_bytes,
             },
         )
         .await?;
@@ -126,6 +127,7 @@ impl Server {
             source,
         })?;
         let metrics = ServerMetrics::new()?;
+        metrics.watch_registry_storage(registry.clone())?;
         let batching = BatchingSettings {
             config: config.batch_config(),
             pool: ComputePool::new(config.compute_threads as usize).map_err(StartError::Threads)?,

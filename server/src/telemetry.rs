@@ -4,8 +4,10 @@
 //! states: never request contents, feature values or routing keys.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -137,11 +139,13 @@ impl VersionPredictMetrics {
     }
 }
 
-/// Training jobs.
+/// Training jobs, and the uploads before them.
 #[derive(Clone)]
 pub struct JobMetrics {
     pub running: IntGauge,
     pub finished: IntCounterVec,
+    /// Training uploads in progress (each holding an upload slot).
+    pub uploads: IntGauge,
 }
 
 /// Metric families of one server.
@@ -234,6 +238,13 @@ impl ServerMetrics {
                     &["state"],
                 )?,
             )?,
+            uploads: register(
+                &registry,
+                IntGauge::new(
+                    "serval_training_uploads",
+                    "Training uploads in progress (not yet holding a training slot)",
+                )?,
+            )?,
         };
         let loaded_versions = register(
             &registry,
@@ -249,6 +260,29 @@ impl ServerMetrics {
         })
     }
 
+    /// Adds the registry's storage series, read from `registry` at every
+    /// scrape: `serval_registry_storage_full_total`,
+    /// `serval_registry_storage_full` and `serval_registry_reserve_bytes`.
+    pub fn watch_registry_storage(&self, registry: serval_registry::Registry) -> prometheus::Result<()> {
+        let collector = RegistryStorageCollector {
+            registry,
+            full_errors: IntCounter::new(
+                "serval_registry_storage_full_total",
+                "Registry writes refused because the registry's storage is full",
+            )?,
+            full: IntGauge::new(
+                "serval_registry_storage_full",
+                "1 while the registry's storage is full (the last write that needed room found none)",
+            )?,
+            reserve: IntGauge::new(
+                "serval_registry_reserve_bytes",
+                "Bytes held in the SQLite registry's reserve (0: none, or given back to a delete on a full disk)",
+            )?,
+            scraping: Mutex::new(()),
+        };
+        self.registry.register(Box::new(collector))
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -257,6 +291,44 @@ impl ServerMetrics {
             tracing::error!(%error, "cannot encode metrics");
         }
         text
+    }
+}
+
+/// The registry's storage state as metrics, read when scraped.
+struct RegistryStorageCollector {
+    registry: serval_registry::Registry,
+    full_errors: IntCounter,
+    full: IntGauge,
+    reserve: IntGauge,
+    /// Held while the series catch up with the registry.
+    scraping: Mutex<()>,
+}
+
+impl Collector for RegistryStorageCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.full_errors
+            .desc()
+            .into_iter()
+            .chain(self.full.desc())
+            .chain(self.reserve.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        // Correctness: the registry's count only grows and only this
+        // collector moves the counter, one scrape at a time, so the counter
+        // catches up exactly once.
+        let _catching_up = self.scraping.lock().expect("metrics lock poisoned");
+        let status = self.registry.storage_status();
+        self.full_errors
+            .inc_by(status.full_errors.saturating_sub(self.full_errors.get()));
+        self.full.set(i64::from(status.full));
+        self.reserve
+            .set(i64::try_from(status.reserve_bytes).unwrap_or(i64::MAX));
+        let mut families = self.full_errors.collect();
+        families.extend(self.full.collect());
+        families.extend(self.reserve.collect());
+        families
     }
 }
 

@@ -130,7 +130,7 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
     for caller in callers {
         let report = caller
             .await
-            .map_err(|e| CliError::Input(format!("a caller failed: {e}")))?;
+            .map_err(|e| CliError::Failed(format!("a caller failed: {e}")))?;
         latency_us.add(&report.latency_us).expect("same bounds");
         error_latency_us
             .add(&report.error_latency_us)
@@ -239,7 +239,7 @@ async fn predict_requests(
             Some(v) => m.versions.iter().find(|x| x.version == v),
             None => m.versions.last(),
         })
-        .ok_or_else(|| CliError::Input(format!("model {model:?} has no such version")))?;
+        .ok_or_else(|| CliError::Refused(format!("NOT_FOUND: model {model:?} has no such version")))?;
     let width = version.input_width as usize;
     let mut rng = rand::rng();
     Ok((0..DISTINCT)

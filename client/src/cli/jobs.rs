@@ -52,6 +52,16 @@ struct ListArgs {
     json: bool,
 }
 
+/// What a connection lost during `serval jobs …` means.
+pub fn if_connection_lost(args: &JobsArgs) -> String {
+    match &args.command {
+        Some(JobsCommand::Cancel { id, .. }) => format!(
+            "the cancel may or may not have reached the server: `serval jobs` tells whether job {id} still runs"
+        ),
+        _ => super::NOTHING_CHANGED.to_string(),
+    }
+}
+
 pub async fn run(mut client: ServalClient, args: JobsArgs) -> Result<(), CliError> {
     match args.command {
         None => list(&mut client, args.list).await,

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch for `serval`.
 
 mod bench;
+pub mod exit;
 mod jobs;
 mod json;
 mod models;
@@ -19,7 +20,8 @@ use serval_client::{CallMetadata, ClientError, ConnectOptions, ServalClient};
 #[command(
     name = "serval",
     version,
-    about = "Train, list and score behaviour models on a Serval server"
+    about = "Train, list and score behaviour models on a Serval server",
+    after_help = exit::HELP
 )]
 pub struct Cli {
     /// Server URL, or several replicas of one registry as a comma-separated
@@ -84,15 +86,42 @@ enum Command {
     Report(report::ReportArgs),
 }
 
-/// What a command can fail with; printed as `error: …`.
+/// What a command can fail with; printed as `error: …`, with the exit code
+/// of its kind (see `exit`).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Bad flags, arguments or input files.
     #[error("{0}")]
     Input(String),
+    /// The server's error answer, with what the command adds about it.
+    #[error("{0}")]
+    Refused(String),
+    /// A rollout gate failed (the canary was rolled back).
+    #[error("{0}")]
+    GateFailed(String),
+    /// The connection was lost during the call; `then` says whether the
+    /// command may have taken effect and how to find out.
+    #[error("{error}; {then}")]
+    ConnectionLost { error: ClientError, then: String },
+    /// Anything else that went wrong here.
+    #[error("{0}")]
+    Failed(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// This error, with a lost connection explained by `then`.
+    fn explained(self, then: String) -> Self {
+        match self {
+            CliError::Client(error @ ClientError::ConnectionLost(_)) => {
+                CliError::ConnectionLost { error, then }
+            }
+            other => other,
+        }
+    }
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
@@ -108,7 +137,9 @@ fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
         .unwrap_or_else(|| "serval-cli".to_string());
     let mut metadata = CallMetadata::default().with_actor(&actor);
     if let Some(token) = &cli.token {
-        metadata = metadata.with_token(token)?;
+        metadata = metadata
+            .with_token(token)
+            .map_err(|e| CliError::Input(format!("--token: {e}")))?;
     }
     let mut options = ConnectOptions { metadata, tls: None };
     let https = cli.server.iter().any(|url| url.trim().starts_with("https://"));
@@ -139,7 +170,29 @@ fn servers(cli: &Cli) -> Result<Vec<String>, CliError> {
     Ok(servers)
 }
 
+impl Command {
+    /// What a connection lost during this command means: whether it may
+    /// have taken effect, and how to find out.
+    fn if_connection_lost(&self) -> String {
+        match self {
+            Command::Train(args) => train::if_connection_lost(args),
+            Command::Models(args) => models::if_connection_lost(args),
+            Command::Rollout(command) => rollout::if_connection_lost(command),
+            Command::Jobs(args) => jobs::if_connection_lost(args),
+            Command::Predict(_) | Command::Bench(_) | Command::Report(_) => NOTHING_CHANGED.to_string(),
+        }
+    }
+}
+
+/// What a lost connection means for a command that only reads.
+const NOTHING_CHANGED: &str = "this command changes nothing on the server; run it again";
+
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let then = cli.command.if_connection_lost();
+    run_command(cli).await.map_err(|error| error.explained(then))
+}
+
+async fn run_command(cli: Cli) -> Result<(), CliError> {
     let servers = servers(&cli)?;
     let server = servers.as_slice();
     let options = connect_options(&cli)?;

@@ -110,7 +110,7 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
             })
             .await
             .map_err(|e| match e {
-                serval_client::ClientError::Status(status) if offset > 0 => CliError::Input(format!(
+                serval_client::ClientError::Status(status) if offset > 0 => CliError::Refused(format!(
                     "{}: {} (records numbered from row {offset} of the input)",
                     serval_client::code_name(status.code()),
                     status.message()

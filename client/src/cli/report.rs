@@ -31,7 +31,7 @@ pub async fn run(mut client: ServalClient, args: ReportArgs) -> Result<(), CliEr
     }
     let html = render_report(&reports);
     std::fs::write(&args.out, html)
-        .map_err(|e| CliError::Input(format!("cannot write {}: {e}", args.out.display())))?;
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.out.display())))?;
     println!("{}", args.out.display());
     Ok(())
 }

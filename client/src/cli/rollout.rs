@@ -158,6 +158,21 @@ pub struct StartArgs {
     json: bool,
 }
 
+/// What a connection lost during `serval rollout …` means.
+pub fn if_connection_lost(command: &RolloutCommand) -> String {
+    let model = match command {
+        RolloutCommand::Status(_) | RolloutCommand::History(_) | RolloutCommand::Watch(_) => {
+            return super::NOTHING_CHANGED.to_string();
+        }
+        RolloutCommand::Alias(args) => &args.model,
+        RolloutCommand::Canary(args) => &args.model,
+        RolloutCommand::Promote(args) | RolloutCommand::Clear(args) => &args.model,
+        RolloutCommand::Rollback(args) => &args.model,
+        RolloutCommand::Start(args) => &args.model,
+    };
+    format!("the change may or may not have been applied: `serval rollout history --model {model}` tells")
+}
+
 fn parse_time(text: &str) -> Result<DateTime<Utc>, CliError> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
@@ -445,7 +460,7 @@ async fn start(mut client: ServalClient, args: StartArgs) -> Result<(), CliError
                     json!({"model": args.model, "version": args.version, "outcome": "rolled_back", "reason": failure, "steps": steps})
                 );
             }
-            return Err(CliError::Input(format!(
+            return Err(CliError::GateFailed(format!(
                 "rolled back v{}: {failure}",
                 args.version
             )));

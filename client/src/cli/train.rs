@@ -198,6 +198,15 @@ impl TrainArgs {
     }
 }
 
+/// What a connection lost during `serval train` means.
+pub fn if_connection_lost(args: &TrainArgs) -> String {
+    format!(
+        "the training may have started, and a started training goes on without this command: \
+         `serval jobs --model {}` tells whether it runs, failed or registered a version",
+        args.model
+    )
+}
+
 pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliError> {
     let Some(path) = &args.data else {
         // A server-side source: nothing to upload.
@@ -281,7 +290,7 @@ pub async fn follow(mut events: TrainUpload, json: bool, upload: ProgressBar) ->
             None => {}
         }
     }
-    Err(CliError::Input(
+    Err(CliError::Failed(
         "the server ended training without registering a version".into(),
     ))
 }

@@ -8,6 +8,7 @@ mod common;
 mod balancing;
 mod cli;
 mod delete;
+mod exit_codes;
 mod explain;
 mod jobs;
 mod quickstart;

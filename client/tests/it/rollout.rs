@@ -110,9 +110,10 @@ async fn progressive_delivery_rolls_back_a_failing_canary_and_promotes_a_healthy
             "--json",
         ])
         .await;
-    assert!(
-        !failing.status.success(),
-        "a failing canary must fail the rollout"
+    assert_eq!(
+        failing.status.code(),
+        Some(6),
+        "a failing canary must fail the rollout with the gate's exit code"
     );
     let stderr = String::from_utf8_lossy(&failing.stderr);
     assert!(stderr.contains("error rate"), "{stderr}");
@@ -341,6 +342,6 @@ async fn every_subcommand_speaks_json() {
             "5",
         ])
         .await;
-    assert!(!refused.status.success());
+    assert_eq!(refused.status.code(), Some(3), "a refusal's exit code");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("FAILED_PRECONDITION"));
 }

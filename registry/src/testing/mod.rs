@@ -8,9 +8,11 @@
 //! removed when the process ends. Each test gets its own database, dropped
 //! when the [`TestDatabase`] is. Without PostgreSQL binaries, the
 //! PostgreSQL tests skip (see [`postgres_available`]) unless
-//! `SERVAL_REQUIRE_POSTGRES=1`.
+//! `SERVAL_REQUIRE_POSTGRES=1`. A SQLite registry can be made full at a
+//! chosen size ([`limited_to_pages`]).
 
 mod cluster;
+mod full;
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -19,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{Connection, Executor, PgConnection};
 
 pub use cluster::TestCluster;
+pub use full::limited_to_pages;
+pub(crate) use full::session_settings;
 
 use crate::{Backend, Registry};
 

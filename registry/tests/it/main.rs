@@ -43,4 +43,5 @@ mod changes;
 mod delete;
 mod jobs;
 mod rollout;
+mod storage;
 mod store;

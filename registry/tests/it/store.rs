@@ -142,6 +142,7 @@ async fn the_pool_is_sized_as_asked_and_one_connection_is_enough(backend: Backen
 
     let options = OpenOptions {
         max_connections: Some(1),
+        ..OpenOptions::default()
     };
     let registry = Registry::open_with(database.location(), options).await.unwrap();
     assert_eq!(registry.pool().options().get_max_connections(), 1);

@@ -47,6 +47,7 @@ pub async fn delete_model(
         model = %deletion.model,
         versions = ?deletion.versions,
         bytes_reclaimed = deletion.bytes_reclaimed,
+        compaction_deferred = deletion.compaction_deferred.as_deref().unwrap_or(""),
         actor = %context.actor,
         "deleted"
     );
@@ -54,6 +55,7 @@ pub async fn delete_model(
         model: deletion.model,
         versions: deletion.versions,
         bytes_reclaimed: deletion.bytes_reclaimed,
+        compaction_deferred: deletion.compaction_deferred.unwrap_or_default(),
     }))
 }
 

@@ -10,6 +10,7 @@ mod predict;
 mod rollout;
 mod train;
 mod train_spec;
+mod upload;
 
 use std::sync::Arc;
 
@@ -35,21 +36,26 @@ use serval_model::training::TrainingLimits;
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
     pub training: TrainingLimits,
-    /// Bytes one training upload may hold.
-    pub max_upload_bytes: usize,
+    /// Size and time limits of one training upload.
+    pub upload: UploadLimits,
     /// Rows one Predict call may carry.
     pub max_predict_rows: usize,
-    /// Training runs at once; more are refused with RESOURCE_EXHAUSTED.
+    /// Training runs at once (from the end of their upload); more are
+    /// refused with RESOURCE_EXHAUSTED.
     pub max_training_jobs: usize,
+    /// Training uploads in progress at once; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    pub max_uploads: usize,
 }
 
 impl Default for ServiceLimits {
     fn default() -> Self {
         ServiceLimits {
             training: TrainingLimits::default(),
-            max_upload_bytes: 2 << 30,
+            upload: UploadLimits::default(),
             max_predict_rows: 4096,
             max_training_jobs: 2,
+            max_uploads: 4,
         }
     }
 }
@@ -70,6 +76,7 @@ pub struct ServiceState {
     /// This server's name among replicas; its training jobs carry it.
     pub replica_name: String,
     training_slots: Arc<Semaphore>,
+    upload_slots: Arc<Semaphore>,
 }
 
 impl ServiceState {
@@ -95,6 +102,7 @@ impl ServiceState {
             stopping,
             metrics,
             training_slots: Arc::new(Semaphore::new(limits.max_training_jobs)),
+            upload_slots: Arc::new(Semaphore::new(limits.max_uploads)),
             limits,
         }
     }
@@ -114,6 +122,7 @@ impl ModelServiceImpl {
 
 pub use crate::jobs::JobEventStream as TrainEventStream;
 pub use delete::spawn_deleted_version_follower;
+pub use upload::UploadLimits;
 
 fn invalid(message: impl Into<String>) -> Status {
     ServalError::InvalidArgument(message.into()).into()

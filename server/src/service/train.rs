@@ -1,6 +1,6 @@
-//! Train: reads the spec and the chunked CSV, prepares the data, then trains
-//! on a blocking thread while streaming progress, and registers the
-//! version in one transaction.
+//! Train: reads the spec and the chunked CSV (`upload.rs`), takes a
+//! training slot, prepares the data, then trains on a blocking thread while
+//! streaming progress, and registers the version in one transaction.
 
 use std::sync::Arc;
 
@@ -10,15 +10,13 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::upload::UploadSlot;
 use super::{ServiceState, TrainEventStream, actor_of, invalid};
 use crate::catalog::{dataset_to_proto, epoch_to_proto, new_version, version_to_proto};
 use crate::error::ServalError;
 use crate::jobs::RunningJob;
 use serval_model::ModelError;
 use serval_model::training::{self, EpochReport, LoopEvent};
-
-/// Longest pause between two upload messages.
-const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn epoch_event(report: &EpochReport) -> pb::TrainEvent {
     pb::TrainEvent {
@@ -32,7 +30,16 @@ pub async fn train(
 ) -> Result<Response<TrainEventStream>, Status> {
     let actor = actor_of(&request);
     let mut stream = request.into_inner();
-    let spec = match stream.message().await? {
+    let idle_timeout = state.limits.upload.idle_timeout;
+    let first = tokio::time::timeout(idle_timeout, stream.message())
+        .await
+        .map_err(|_| {
+            ServalError::DeadlineExceeded(format!(
+                "no TrainSpec came within {} (the server's --upload-idle-timeout)",
+                humantime::format_duration(idle_timeout)
+            ))
+        })??;
+    let spec = match first {
         Some(pb::TrainRequest {
             payload: Some(pb::train_request::Payload::Spec(spec)),
         }) => spec,
@@ -41,39 +48,39 @@ pub async fn train(
     };
     let recipe = super::train_spec::recipe(&spec, &state.limits.training)?;
     let model = spec.model;
-    // A slot is taken once a valid spec has arrived; an upload that stalls
-    // gives it back after UPLOAD_IDLE.
-    let permit = state.training_slots.clone().try_acquire_owned().map_err(|_| {
+    // Slots: an upload in progress holds an upload slot only, and a
+    // training slot is taken once its data is complete, so uploads that
+    // are slow or stalled never keep trainings that are ready from
+    // running. When every training slot is busy the call is refused now,
+    // before the client sends its data for nothing.
+    let busy = || -> Status {
         ServalError::ResourceExhausted(format!(
             "{} training job(s) already running, the server's limit; retry later",
             state.limits.max_training_jobs
         ))
-    })?;
-
-    let max_bytes = state.limits.max_upload_bytes;
-    let mut csv = Vec::new();
-    while let Some(message) = tokio::time::timeout(UPLOAD_IDLE, stream.message())
-        .await
-        .map_err(|_| Status::deadline_exceeded(format!("the upload stalled for {UPLOAD_IDLE:?}")))??
-    {
-        match message.payload {
-            Some(pb::train_request::Payload::CsvChunk(chunk)) => {
-                if csv.len() + chunk.len() > max_bytes {
-                    return Err(invalid(format!(
-                        "the CSV exceeds {max_bytes} bytes, the server's upload limit"
-                    )));
-                }
-                csv.extend_from_slice(&chunk);
-            }
-            Some(pb::train_request::Payload::Spec(_)) => {
-                return Err(invalid("only the first message may carry a TrainSpec"));
-            }
-            None => return Err(invalid("a message carried neither a spec nor a csv_chunk")),
-        }
+        .into()
+    };
+    if state.training_slots.available_permits() == 0 {
+        return Err(busy());
     }
+    let uploading = UploadSlot::take(&state.upload_slots, &state.metrics.jobs.uploads).ok_or_else(|| {
+        ServalError::ResourceExhausted(format!(
+            "{} upload(s) already in progress, the server's limit; retry later",
+            state.limits.max_uploads
+        ))
+    })?;
+    let csv = super::upload::gather(&mut stream, &state.limits.upload).await?;
     if csv.is_empty() {
         return Err(invalid("no CSV data followed the TrainSpec"));
     }
+    // Correctness: another upload may have finished first and taken the
+    // last slot since the check above; then this one is refused too.
+    let permit = state
+        .training_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| busy())?;
+    drop(uploading);
 
     let limits = state.limits.training.clone();
     let prepared = tokio::task::spawn_blocking(move || training::prepare(recipe, &csv, &limits))

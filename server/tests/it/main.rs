@@ -17,3 +17,5 @@ mod process;
 mod quality;
 mod replicas;
 mod rollout;
+mod storage;
+mod uploads;

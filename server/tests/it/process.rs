@@ -318,3 +318,45 @@ async fn json_logs_carry_the_request_id() {
     let registered = log.lines().find(|l| l.contains("version registered")).unwrap();
     assert!(registered.contains("train-req-7"), "{registered}");
 }
+
+#[tokio::test]
+async fn a_database_that_is_not_sqlite_stops_the_server_at_once_and_is_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    // Anything but SQLite's header: here, bytes that look like nothing.
+    let bytes: Vec<u8> = (0..16_384u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&path, &bytes).unwrap();
+
+    let started = std::time::Instant::now();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(env!("CARGO_BIN_EXE_serval-server"))
+            .args(["--listen", "127.0.0.1:0", "--database"])
+            .arg(&path)
+            .output(),
+    )
+    .await
+    .expect("the server exits")
+    .unwrap();
+    let took = started.elapsed();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} is not a SQLite database", path.display())),
+        "{stderr}"
+    );
+    // Before, a pool retried the connection until its 5-second acquire
+    // timeout and then said only "pool timed out"; now nothing retries, so
+    // the server cannot take that long.
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file is untouched");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["corrupt.db"], "nothing written beside it");
+}

@@ -10,7 +10,7 @@ use crate::cli::CliError;
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Model name.
-    model: String,
+    pub(super) model: String,
     /// Only this version [default: the whole model].
     #[arg(long)]
     version: Option<u32>,
@@ -31,10 +31,14 @@ pub async fn run(mut client: ServalClient, args: DeleteArgs) -> Result<(), CliEr
             "model": deleted.model,
             "versions": deleted.versions,
             "bytes_reclaimed": deleted.bytes_reclaimed,
+            "compaction_deferred": (!deleted.compaction_deferred.is_empty()).then_some(&deleted.compaction_deferred),
         });
         println!("{value}");
     } else {
         println!("{}", summary(&deleted, args.version.is_none()));
+        if !deleted.compaction_deferred.is_empty() {
+            println!("Not compacted: {}", deleted.compaction_deferred);
+        }
     }
     Ok(())
 }
@@ -95,6 +99,7 @@ mod tests {
             model: "shoppers".into(),
             versions,
             bytes_reclaimed: 1_258_291,
+            compaction_deferred: String::new(),
         };
         assert_eq!(
             summary(&response(vec![2]), false),

@@ -38,6 +38,17 @@ struct ListArgs {
     json: bool,
 }
 
+/// What a connection lost during `serval models …` means.
+pub fn if_connection_lost(args: &ModelsArgs) -> String {
+    match &args.command {
+        Some(ModelsCommand::Delete(delete)) => format!(
+            "the delete may or may not have been applied: `serval models --model {}` tells",
+            delete.model
+        ),
+        _ => super::NOTHING_CHANGED.to_string(),
+    }
+}
+
 pub async fn run(client: ServalClient, args: ModelsArgs) -> Result<(), CliError> {
     match args.command {
         None => list(client, args.list).await,
