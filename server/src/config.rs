@@ -9,6 +9,8 @@ use crate::batching::BatchConfig;
 use crate::service::{ServiceLimits, UploadLimits};
 use serval_model::training::TrainingLimits;
 
+use crate::sources::DataSources;
+
 /// Serval's model server: trains behaviour models from CSV, keeps every
 /// version in a registry, and serves predictions over gRPC.
 #[derive(Debug, Clone, Parser)]
@@ -95,6 +97,19 @@ pub struct ServerConfig {
     /// registered version; more are refused (RESOURCE_EXHAUSTED).
     #[arg(long, env = "SERVAL_MAX_TRAINING_JOBS", default_value_t = 2)]
     pub max_training_jobs: usize,
+
+    /// A prefix of object-store URLs (s3://, gs://, az://, file://) that
+    /// training may read from (`serval train --source`); repeatable, or
+    /// comma-separated in the environment. None by default: the server
+    /// reads no source, and local paths only under a file:// prefix given
+    /// here. Credentials come from the server's environment (AWS_*,
+    /// GOOGLE_*, AZURE_*).
+    #[arg(
+        long = "data-source-allow",
+        env = "SERVAL_DATA_SOURCE_ALLOW",
+        value_delimiter = ','
+    )]
+    pub data_source_allow: Vec<String>,
 
     /// Training uploads in progress at once; more are refused
     /// (RESOURCE_EXHAUSTED). An upload holds no training slot: one is taken
@@ -220,8 +235,11 @@ impl ServerConfig {
         }
     }
 
-    pub fn service_limits(&self) -> ServiceLimits {
-        ServiceLimits {
+    /// The limits of every call; an error names a malformed
+    /// --data-source-allow prefix.
+    pub fn service_limits(&self) -> Result<ServiceLimits, String> {
+        Ok(ServiceLimits {
+            sources: DataSources::new(&self.data_source_allow)?,
             training: TrainingLimits {
                 max_epochs: self.max_epochs,
                 max_rows: self.max_training_rows,
@@ -235,7 +253,7 @@ impl ServerConfig {
             max_predict_rows: self.max_predict_rows,
             max_training_jobs: self.max_training_jobs,
             max_uploads: self.max_uploads as usize,
-        }
+        })
     }
 }
 
@@ -259,7 +277,9 @@ mod tests {
 
     #[test]
     fn uploads_stall_for_30s_at_most_by_default_and_have_slots_of_their_own() {
-        let limits = ServerConfig::parse_from(["serval-server"]).service_limits();
+        let limits = ServerConfig::parse_from(["serval-server"])
+            .service_limits()
+            .unwrap();
         assert_eq!(limits.upload.idle_timeout, Duration::from_secs(30));
         assert_eq!(limits.upload.max_duration, None);
         assert_eq!((limits.max_uploads, limits.max_training_jobs), (4, 2));
@@ -272,7 +292,8 @@ mod tests {
             "--max-uploads",
             "1",
         ])
-        .service_limits();
+        .service_limits()
+        .unwrap();
         assert_eq!(limits.upload.idle_timeout, Duration::from_secs(5));
         assert_eq!(limits.upload.max_duration, Some(Duration::from_secs(600)));
         assert_eq!(limits.max_uploads, 1);

@@ -19,6 +19,10 @@ pub enum ServalError {
     /// Overload: a queue or limit is full; retry later.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The caller may not do this (e.g. read a source outside the allowed
+    /// prefixes).
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("{0}")]
     Unavailable(String),
     /// A concurrent change won; re-read and retry.
@@ -49,6 +53,7 @@ impl From<ServalError> for Status {
             ServalError::NotFound(m) => (Code::NotFound, m),
             ServalError::FailedPrecondition(m) => (Code::FailedPrecondition, m),
             ServalError::ResourceExhausted(m) => (Code::ResourceExhausted, m),
+            ServalError::PermissionDenied(m) => (Code::PermissionDenied, m),
             ServalError::Unavailable(m) => (Code::Unavailable, m),
             ServalError::Aborted(m) => (Code::Aborted, m),
             ServalError::DeadlineExceeded(m) => (Code::DeadlineExceeded, m),

@@ -26,6 +26,7 @@ pub mod routing;
 pub mod server;
 pub mod service;
 pub mod serving;
+pub mod sources;
 pub mod telemetry;
 
 pub use config::ServerConfig;

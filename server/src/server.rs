@@ -145,7 +145,7 @@ impl Server {
             models,
             routing,
             sync.clone(),
-            config.service_limits(),
+            config.service_limits().map_err(StartError::Config)?,
             stop_background.subscribe(),
             metrics.clone(),
             config.replica_name.clone(),

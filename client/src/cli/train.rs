@@ -253,6 +253,9 @@ pub async fn follow(mut events: TrainUpload, json: bool, upload: ProgressBar) ->
                         d.skipped_rows,
                         accepted.input_width
                     );
+                    if !d.source.is_empty() {
+                        println!("  read from {} ({} objects)", d.source, d.objects.len());
+                    }
                     if !accepted.job_id.is_empty() {
                         println!(
                             "Job {id}: it goes on if you disconnect; `serval jobs watch {id}` re-attaches",

@@ -15,8 +15,14 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start() -> Self {
+        Self::start_with(|_, _| {}).await
+    }
+
+    /// Starts with the server's config adjusted by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig, &std::path::Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig::for_database(dir.path().join("serval.db").to_string_lossy());
+        let mut config = ServerConfig::for_database(dir.path().join("serval.db").to_string_lossy());
+        configure(&mut config, dir.path());
         let server = Server::start(&config).await.unwrap();
         Fixture { server, dir }
     }

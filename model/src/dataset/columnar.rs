@@ -14,7 +14,6 @@ use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::inference::{ColumnKind, NumericCell, boolean_token, parse_number};
 use super::ingest::{
@@ -52,59 +51,6 @@ impl DataFormat {
             DataFormat::Parquet => "Parquet",
             DataFormat::Arrow => "Arrow",
         }
-    }
-}
-
-/// Rows decoded at a time.
-const BATCH_ROWS: usize = 8192;
-
-/// Reads a Parquet file held in memory.
-pub fn ingest_parquet(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingTable, ModelError> {
-    let sha256 = hex::encode(Sha256::digest(bytes));
-    let corrupt = |e: &dyn std::fmt::Display| invalid(format!("the Parquet file cannot be read: {e}"));
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        bytes::Bytes::copy_from_slice(bytes),
-    )
-    .map_err(|e| corrupt(&e))?;
-    let schema = builder.schema().clone();
-    let reader = builder
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| corrupt(&e))?;
-    ingest_batches(
-        &schema,
-        reader.map(|batch| batch.map_err(|e| corrupt(&e))),
-        sha256,
-        "Parquet",
-        options,
-    )
-}
-
-/// Reads an Arrow IPC file (or stream) held in memory.
-pub fn ingest_arrow(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingTable, ModelError> {
-    let sha256 = hex::encode(Sha256::digest(bytes));
-    let corrupt = |e: &dyn std::fmt::Display| invalid(format!("the Arrow file cannot be read: {e}"));
-    let cursor = std::io::Cursor::new(bytes);
-    if bytes.starts_with(b"ARROW1") {
-        let reader = arrow_ipc::reader::FileReader::try_new(cursor, None).map_err(|e| corrupt(&e))?;
-        let schema = reader.schema();
-        ingest_batches(
-            &schema,
-            reader.map(|batch| batch.map_err(|e| corrupt(&e))),
-            sha256,
-            "Arrow",
-            options,
-        )
-    } else {
-        let reader = arrow_ipc::reader::StreamReader::try_new(cursor, None).map_err(|e| corrupt(&e))?;
-        let schema = reader.schema();
-        ingest_batches(
-            &schema,
-            reader.map(|batch| batch.map_err(|e| corrupt(&e))),
-            sha256,
-            "Arrow",
-            options,
-        )
     }
 }
 

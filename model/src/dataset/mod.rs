@@ -4,12 +4,14 @@
 //! the fitted encoder and aggregates.
 
 mod columnar;
+mod files;
 mod identifiers;
 mod inference;
 mod ingest;
 mod split;
 
-pub use columnar::{DataFormat, ingest_arrow, ingest_batches, ingest_parquet};
+pub use columnar::{DataFormat, ingest_batches};
+pub use files::{DataFile, ingest_files};
 pub use identifiers::refuse_identifier_columns;
 pub use inference::{ColumnKind, NumericCell, boolean_token, parse_number};
 pub use ingest::{ColumnValues, FeatureColumn, IngestOptions, TrainingTable, ingest_csv};

@@ -12,7 +12,9 @@ mod pipeline;
 mod recipe;
 mod trainer;
 
-pub use pipeline::{DatasetSummary, PreparedTraining, SourceObject, TrainedVersion, prepare, train};
+pub use pipeline::{
+    DatasetSummary, PreparedTraining, SourceObject, TrainedVersion, prepare, prepare_files, train,
+};
 pub use recipe::{
     MAX_BATCH_SIZE, MAX_HIDDEN_LAYERS, MAX_LAYER_WIDTH, Recipe, ThresholdObjective, TrainingLimits, defaults,
 };

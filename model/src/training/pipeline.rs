@@ -15,8 +15,7 @@ use super::importance::{self, ScoredRows, permutation_importance};
 use super::recipe::{Recipe, TrainingLimits};
 use super::trainer::{EpochReport, LoopEvent, LoopSettings, TrainingRows, run_loop};
 use crate::dataset::{
-    DataFormat, IngestOptions, TrainingTable, ingest_arrow, ingest_csv, ingest_parquet,
-    refuse_identifier_columns, stratified_folds,
+    DataFile, IngestOptions, TrainingTable, ingest_files, refuse_identifier_columns, stratified_folds,
 };
 use crate::encoder::{Encoder, EncoderState, Transform};
 use crate::error::ModelError;
@@ -97,6 +96,23 @@ const ENCODE_CHUNK_ROWS: usize = 4096;
 /// Errors name the line, column or setting at fault; identifier-like
 /// columns are refused unless the recipe allows them.
 pub fn prepare(recipe: Recipe, data: &[u8], limits: &TrainingLimits) -> Result<PreparedTraining, ModelError> {
+    prepare_files(
+        recipe,
+        &[DataFile {
+            name: "the upload",
+            bytes: data,
+        }],
+        limits,
+    )
+}
+
+/// [`prepare`] for data in several files of the recipe's format, read as
+/// one table in the order given.
+pub fn prepare_files(
+    recipe: Recipe,
+    files: &[DataFile<'_>],
+    limits: &TrainingLimits,
+) -> Result<PreparedTraining, ModelError> {
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
     let options = IngestOptions {
         delimiter: recipe.delimiter as u8,
@@ -107,11 +123,7 @@ pub fn prepare(recipe: Recipe, data: &[u8], limits: &TrainingLimits) -> Result<P
         max_rows: limits.max_rows,
         max_columns: limits.max_columns,
     };
-    let table = match recipe.format {
-        DataFormat::Csv => ingest_csv(data, &options)?,
-        DataFormat::Parquet => ingest_parquet(data, &options)?,
-        DataFormat::Arrow => ingest_arrow(data, &options)?,
-    };
+    let table = ingest_files(recipe.format, files, &options)?;
     if !recipe.allow_identifier_columns {
         refuse_identifier_columns(&table)?;
     }

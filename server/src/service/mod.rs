@@ -29,6 +29,7 @@ use crate::live_stats::LiveStats;
 use crate::registry_sync::RegistrySync;
 use crate::routing::RoutingTable;
 use crate::serving::ModelStore;
+use crate::sources::DataSources;
 use crate::telemetry::ServerMetrics;
 use serval_model::training::TrainingLimits;
 
@@ -36,6 +37,8 @@ use serval_model::training::TrainingLimits;
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
     pub training: TrainingLimits,
+    /// Where training may read server-side sources from.
+    pub sources: DataSources,
     /// Size and time limits of one training upload.
     pub upload: UploadLimits,
     /// Rows one Predict call may carry.
@@ -52,6 +55,7 @@ impl Default for ServiceLimits {
     fn default() -> Self {
         ServiceLimits {
             training: TrainingLimits::default(),
+            sources: DataSources::default(),
             upload: UploadLimits::default(),
             max_predict_rows: 4096,
             max_training_jobs: 2,

@@ -15,8 +15,43 @@ use super::{ServiceState, TrainEventStream, actor_of, invalid};
 use crate::catalog::{dataset_to_proto, epoch_to_proto, new_version, version_to_proto};
 use crate::error::ServalError;
 use crate::jobs::RunningJob;
+use crate::sources::SourceData;
 use serval_model::ModelError;
+use serval_model::dataset::DataFile;
 use serval_model::training::{self, EpochReport, LoopEvent};
+
+/// What a training reads: an upload, or the objects of a server-side
+/// source.
+enum TrainingData {
+    Upload(Vec<u8>),
+    Source(SourceData),
+}
+
+impl TrainingData {
+    /// The prepared training, with the source's lineage in its dataset
+    /// summary.
+    fn prepare(
+        self,
+        recipe: training::Recipe,
+        asked: &str,
+        limits: &training::TrainingLimits,
+    ) -> Result<training::PreparedTraining, ModelError> {
+        match self {
+            TrainingData::Upload(bytes) => training::prepare(recipe, &bytes, limits),
+            TrainingData::Source(source) => {
+                let files: Vec<DataFile<'_>> = source
+                    .files
+                    .iter()
+                    .map(|(name, bytes)| DataFile { name, bytes })
+                    .collect();
+                let mut prepared = training::prepare_files(recipe, &files, limits)?;
+                prepared.dataset.source = asked.to_string();
+                prepared.dataset.objects = source.objects;
+                Ok(prepared)
+            }
+        }
+    }
+}
 
 fn epoch_event(report: &EpochReport) -> pb::TrainEvent {
     pb::TrainEvent {
@@ -47,6 +82,11 @@ pub async fn train(
         None => return Err(invalid("the request stream ended before the TrainSpec")),
     };
     let recipe = super::train_spec::recipe(&spec, &state.limits.training)?;
+    // Correctness: a source is checked against the allowed prefixes before
+    // anything is listed or read, and before any slot is taken.
+    let source = (!spec.source.is_empty())
+        .then(|| state.limits.sources.check(&spec.source))
+        .transpose()?;
     let model = spec.model;
     // Slots: an upload in progress holds an upload slot only, and a
     // training slot is taken once its data is complete, so uploads that
@@ -69,10 +109,33 @@ pub async fn train(
             state.limits.max_uploads
         ))
     })?;
-    let csv = super::upload::gather(&mut stream, &state.limits.upload).await?;
-    if csv.is_empty() {
-        return Err(invalid("no CSV data followed the TrainSpec"));
-    }
+    let data = match &source {
+        None => {
+            let upload = super::upload::gather(&mut stream, &state.limits.upload).await?;
+            if upload.is_empty() {
+                return Err(invalid("no CSV data followed the TrainSpec"));
+            }
+            TrainingData::Upload(upload)
+        }
+        Some(source) => {
+            if super::upload::gather(&mut stream, &state.limits.upload)
+                .await?
+                .is_empty()
+            {
+                TrainingData::Source(
+                    state
+                        .limits
+                        .sources
+                        .read(source, state.limits.upload.max_bytes)
+                        .await?,
+                )
+            } else {
+                return Err(invalid(
+                    "source: a spec that names a source takes no uploaded data",
+                ));
+            }
+        }
+    };
     // Correctness: another upload may have finished first and taken the
     // last slot since the check above; then this one is refused too.
     let permit = state
@@ -83,7 +146,8 @@ pub async fn train(
     drop(uploading);
 
     let limits = state.limits.training.clone();
-    let prepared = tokio::task::spawn_blocking(move || training::prepare(recipe, &csv, &limits))
+    let asked = spec.source.clone();
+    let prepared = tokio::task::spawn_blocking(move || data.prepare(recipe, &asked, &limits))
         .await
         .map_err(|e| ServalError::Internal(format!("data preparation failed: {e}")))?
         .map_err(ServalError::from)?;

@@ -17,5 +17,6 @@ mod process;
 mod quality;
 mod replicas;
 mod rollout;
+mod sources;
 mod storage;
 mod uploads;

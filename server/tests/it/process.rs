@@ -28,10 +28,20 @@ async fn spawn(dir: &Path, extra: &[&str]) -> Process {
 
 /// Starts `serval-server` on the registry `database`, logging into `dir`.
 pub(crate) async fn spawn_on(dir: &Path, database: &str, extra: &[&str]) -> Process {
+    spawn_configured(dir, database, extra, &[]).await
+}
+
+/// [`spawn`] with `env` added to the server's environment.
+pub(crate) async fn spawn_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Process {
+    spawn_configured(dir, &dir.join("serval.db").to_string_lossy(), extra, env).await
+}
+
+async fn spawn_configured(dir: &Path, database: &str, extra: &[&str], env: &[(&str, &str)]) -> Process {
     let log = dir.join(format!("server-{}.log", rand_suffix()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_serval-server"))
         .args(["--listen", "127.0.0.1:0", "--database", database])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .kill_on_drop(true)
