@@ -79,12 +79,17 @@ impl LoadedVersion {
             )));
         }
         // Warm up: one forward pass before any traffic, so the first caller
-        // does not pay for first-touch allocations.
+        // does not pay for first-touch allocations. It runs on a compute
+        // thread, in turn with the queues: loading many versions at once
+        // starts no thread.
         let network = Arc::new(network);
         let warm = network.clone();
-        tokio::task::spawn_blocking(move || warm.predict(&vec![0.0; warm.input_width()]))
+        batching
+            .pool
+            .run(move || warm.predict(&vec![0.0; warm.input_width()]))
             .await
-            .map_err(|e| ServalError::Internal(format!("warm-up failed: {e}")))??;
+            .map_err(|_| ServalError::Internal("warm-up failed: the compute threads have stopped".into()))?
+            .map_err(|_| ServalError::Internal("warm-up failed: the forward pass panicked".into()))??;
         let layer = BatchLayer::new(
             batching.config,
             batching.pool.clone(),
@@ -118,13 +123,20 @@ impl LoadedVersion {
         deadline: Option<Instant>,
         explain: bool,
     ) -> Result<Scored<EncodedExplanation>, ServalError> {
-        self.batcher
-            .submit(PredictRows {
-                rows,
-                deadline,
-                explain,
-            })
-            .await
+        let (answer, wake) = self.batcher.submit_deferring_wake(PredictRows {
+            rows,
+            deadline,
+            explain,
+        });
+        if let Some(wake) = wake {
+            // The compute threads sleep: wake one once this runtime thread
+            // has run the other calls ready now (tokio runs a yielding task
+            // again before it parks or polls for I/O), so that they share
+            // the batch. A lone call waits for nothing but that check.
+            tokio::task::yield_now().await;
+            wake.now();
+        }
+        answer.await
     }
 }
 
