@@ -131,6 +131,8 @@ impl Server {
             pool: ComputePool::new(config.compute_threads as usize).map_err(StartError::Threads)?,
             metrics: metrics.batching.clone(),
             loaded_versions: metrics.loaded_versions.clone(),
+            version_loads: metrics.version_loads.clone(),
+            idle_unloads: metrics.idle_unloads.clone(),
         };
         // Background tasks (metrics endpoint, registry poller, change
         // streams) stop with the server.
@@ -149,6 +151,13 @@ impl Server {
             config.replica_name.clone(),
         ));
         crate::service::spawn_deleted_version_follower(state.clone());
+        if let Some(after) = config.unload_idle_after {
+            tokio::spawn(crate::serving::unload_idle_task(
+                state.models.clone(),
+                after,
+                stop_background.subscribe(),
+            ));
+        }
 
         let metrics_addr = match config.metrics_listen {
             Some(address) => {

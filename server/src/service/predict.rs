@@ -47,6 +47,7 @@ pub async fn predict(
     let loaded = state.models.resolve(&request.model, route.version).await?;
 
     // From here on the call counts in the version's live statistics.
+    loaded.mark_used(started);
     let dense_rows = std::mem::take(&mut request.dense_rows);
     let outcome = match crate::encoding::encode_rows(&loaded.encoder, &request.records, dense_rows) {
         Ok(input) => loaded

@@ -12,6 +12,7 @@ mod errors;
 mod explain;
 mod hostile;
 mod jobs;
+mod loading;
 mod operations;
 mod process;
 mod quality;
