@@ -27,6 +27,7 @@ pub mod server;
 pub mod service;
 pub mod serving;
 pub mod telemetry;
+pub mod wire;
 
 pub use config::ServerConfig;
 pub use error::ServalError;

@@ -25,7 +25,7 @@ use crate::error::ServalError;
 use crate::registry_sync::{BackgroundSettings, JOB_STALE_AFTER, REGISTRY_HEALTH_SERVICE, RegistrySync};
 use crate::request_context::RequestContextLayer;
 use crate::routing::RoutingTable;
-use crate::service::{ModelServiceImpl, ServiceState};
+use crate::service::{ModelServiceImpl, PredictRoute, ServiceState};
 use crate::serving::{BatchingSettings, ModelStore};
 use crate::telemetry::ServerMetrics;
 
@@ -194,9 +194,14 @@ impl Server {
 
         let auth = AuthInterceptor::new(tokens);
         let model_service = InterceptedService::new(
-            ModelServiceServer::new(ModelServiceImpl::new(state.clone()))
-                .max_decoding_message_size(config.max_message_bytes)
-                .max_encoding_message_size(config.max_message_bytes),
+            PredictRoute::new(
+                ModelServiceServer::new(ModelServiceImpl::new(state.clone()))
+                    .max_decoding_message_size(config.max_message_bytes)
+                    .max_encoding_message_size(config.max_message_bytes),
+                state.clone(),
+                config.max_message_bytes,
+                config.max_message_bytes,
+            ),
             auth.clone(),
         );
         // Server reflection in both protocols (grpcurl and older tools

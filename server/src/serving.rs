@@ -21,6 +21,7 @@ use serval_model::explain::{EncodedExplanation, Scorer};
 use serval_model::network::Mlp;
 
 use crate::catalog::documents;
+use crate::encoding::ColumnIndex;
 use crate::error::ServalError;
 use crate::live_stats::VersionStats;
 use crate::telemetry::VersionPredictMetrics;
@@ -44,6 +45,8 @@ pub struct LoadedVersion {
     pub model: String,
     pub version: u32,
     pub encoder: Encoder,
+    /// The encoder's columns by name.
+    pub columns: ColumnIndex,
     pub network: Arc<Mlp>,
     /// Scores at or above it are labelled positive.
     pub threshold: f64,
@@ -114,6 +117,7 @@ impl LoadedVersion {
         Ok(LoadedVersion {
             model: model.to_string(),
             version,
+            columns: ColumnIndex::new(&encoder),
             encoder,
             threshold,
             batcher: layer.layer(scorer),

@@ -10,6 +10,7 @@ mod batching;
 mod delete;
 mod errors;
 mod explain;
+mod forms;
 mod hostile;
 mod jobs;
 mod loading;
