@@ -1,44 +1,45 @@
 #!/usr/bin/env bash
-# Measures the predict path as README "Performance" reports it: builds the
-# release binaries, starts a batched and an unbatched server on scratch
-# registries, trains the online_shoppers model on each, and runs
-# `serval bench` for each comparison.
-#   scripts/bench-predict.sh [duration, default 10s]
+# Measures the predict path as docs/performance.md reports it: builds the
+# release binaries, starts a server on a scratch registry, trains the
+# online_shoppers model, and runs `serval bench` for each comparison: the
+# empty call (`--rpc health`) against Predict with rows as records, as
+# columns and as dense rows, one-row calls at 1, 16 and 256 callers and
+# 64-row calls at 64 callers, in alternating rounds; then overload.
+#   scripts/bench-predict.sh [duration, default 10s] [rounds, default 3]
+# Env: SERVAL_SERVER_BIN, a server binary to measure instead of this
+# checkout's (the client is always this checkout's); SERVAL_BENCH_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
+rounds=${2:-3}
 port=${SERVAL_BENCH_PORT:-50651}
 metrics_port=$((port + 1))
-unbatched_port=$((port + 2))
 server=http://127.0.0.1:$port
-unbatched=http://127.0.0.1:$unbatched_port
+data=examples/data/online_shoppers_intention.csv
 scratch=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
 
 cargo build --release --bin serval --bin serval-server >&2
 serval=target/release/serval
+server_bin=${SERVAL_SERVER_BIN:-target/release/serval-server}
 
-# Two servers side by side, batched and unbatched (--max-batch-rows 1), each
-# with its own scratch registry and the same model: only the one being
-# measured is busy, and the comparisons alternate between them.
-start_server() {
-  local name=$1 listen=$2; shift 2
-  target/release/serval-server --listen "$listen" --database "$scratch/$name.db" "$@" \
-    >"$scratch/$name.log" 2>&1 &
-  local up=false
-  for _ in $(seq 50); do
-    $serval --server "http://$listen" models >/dev/null 2>&1 && { up=true; break; }
-    sleep 0.1
-  done
-  $up || { echo "the $name server did not start: $(cat "$scratch/$name.log")" >&2; exit 1; }
-  $serval --server "http://$listen" train --model shoppers --data examples/data/online_shoppers_intention.csv \
-    --label Revenue --positive TRUE --json >/dev/null
-}
+$server_bin --listen 127.0.0.1:$port --database "$scratch/bench.db" \
+  --metrics-listen 127.0.0.1:$metrics_port >"$scratch/server.log" 2>&1 &
+server_pid=$!
+up=false
+for _ in $(seq 100); do
+  $serval --server $server models >/dev/null 2>&1 && { up=true; break; }
+  sleep 0.1
+done
+$up || { echo "the server did not start: $(cat "$scratch/server.log")" >&2; exit 1; }
+$serval --server $server train --model shoppers --data $data --label Revenue --positive TRUE --json >/dev/null
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # Prints one table row and keeps the run's JSON (labelled) for the summary.
 bench() {
-  local label=$1 target=$2; shift 2
-  $serval --server "$target" bench --duration "$duration" --json "$@" | python3 -c "
+  local label=$1; shift
+  $serval --server $server bench --duration "$duration" --json "$@" | python3 -c "
 import json, sys
 j = json.load(sys.stdin)
 j['label'] = '$label'
@@ -50,28 +51,27 @@ if j.get('error_p50_ms') is not None:
 print(f\"| $label | {j['concurrency']} | {j['rows_per_request']} | {j['rps']:.0f} | {j['rows_per_s']:.0f} | {j['p50_ms']:.3f} | {j['p99_ms']:.3f} | {errors} |\")"
 }
 
-start_server batched 127.0.0.1:$port --metrics-listen 127.0.0.1:$metrics_port
-start_server unbatched 127.0.0.1:$unbatched_port --max-batch-rows 1
-
-echo "| run | concurrency | rows/request | requests/s | rows/s | p50 ms | p99 ms | errors |"
+echo "| run | concurrency | rows/call | calls/s | rows/s | p50 ms | p99 ms | errors |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-# Every comparison alternates three times: the load generator and the
-# server share the machine's cores, and one run can land on a noisy moment
-# that the run it is compared with does not see.
-for round in 1 2 3; do
-  bench "empty RPC (health)" $server --rpc health --concurrency 256
-  bench "batched" $server --model shoppers --concurrency 256
-  bench "unbatched (--max-batch-rows 1)" $unbatched --model shoppers --concurrency 256
-done
-for c in 1 16; do
-  for round in 1 2 3; do
-    bench "batched" $server --model shoppers --concurrency $c
-    bench "unbatched (--max-batch-rows 1)" $unbatched --model shoppers --concurrency $c
+# Every comparison alternates, round after round: the load generator and
+# the server share the machine's cores, and one run can land on a noisy
+# moment that the run it is compared with does not see.
+for round in $(seq "$rounds"); do
+  for c in 1 16 256; do
+    bench "empty call (health)" --rpc health --concurrency $c
+    bench "records" --model shoppers --form records --data $data --concurrency $c
+    bench "columns" --model shoppers --form columns --data $data --concurrency $c
+    bench "dense" --model shoppers --form dense --concurrency $c
+  done
+  for form in records columns dense; do
+    bench "$form" --model shoppers --form $form --data $data --concurrency 64 --rows-per-request 64
   done
 done
-bench "batched" $server --model shoppers --concurrency 64 --rows-per-request 64
-bench "overload" $server --model shoppers --concurrency 4096
-bench "overload" $server --model shoppers --concurrency 4096 --rows-per-request 16
+bench "overload" --model shoppers --form records --data $data --concurrency 4096
+bench "overload" --model shoppers --form records --data $data --concurrency 4096 --rows-per-request 16
+echo "server peak RSS: $(awk '/VmHWM/ {print $2 / 1024 " MiB"}' /proc/$server_pid/status), threads now: $(ls /proc/$server_pid/task | wc -l)" >&2
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
 # How long the server itself took to answer (from the call's start in the
 # service to its answer) to refuse a call, from its Prometheus histogram:
 # refusals only happen in the last run.
@@ -99,20 +99,23 @@ python3 - "$scratch/runs.jsonl" <<'PY'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 def pick(label, concurrency, rows=1):
-    return [r for r in runs if r["label"].startswith(label)
+    return [r for r in runs if r["label"] == label
             and r["concurrency"] == concurrency and r["rows_per_request"] == rows]
-def rounds(name, numerators, denominators):
-    ratios = [n["rps"] / d["rps"] for n, d in zip(numerators, denominators)]
-    print(f"{name}, round by round: " + ", ".join(f"{r:.2f}x" for r in ratios)
-          + f" (median {statistics.median(ratios):.2f}x)")
-batched = pick("batched", 256)
-rounds("256 one-row callers, batched / empty RPC", batched, pick("empty RPC", 256))
-rounds("256 one-row callers, batched / unbatched", batched, pick("unbatched", 256))
-for c in (1, 16):
-    b, u = pick("batched", c), pick("unbatched", c)
-    rounds(f"concurrency {c}, batched / unbatched", b, u)
-    p50 = statistics.median(x["p50_ms"] - y["p50_ms"] for x, y in zip(b, u))
-    print(f"concurrency {c}, p50 batched minus unbatched: median {p50:+.3f} ms")
-wide = pick("batched", 64, 64)[0]["rows_per_s"]
-print(f"64-row requests: {wide / statistics.median(b['rows_per_s'] for b in batched):.1f}x the rows/s of one-row requests")
+def rounds(name, numerators, denominators, key="rps", target=None):
+    ratios = [n[key] / d[key] for n, d in zip(numerators, denominators)]
+    median = statistics.median(ratios)
+    verdict = "" if target is None else (" met" if median >= target else f" below {target}x")
+    print(f"{name}: " + ", ".join(f"{r:.2f}x" for r in ratios) + f" (median {median:.2f}x{verdict})")
+health = {c: pick("empty call (health)", c) for c in (1, 16, 256)}
+for c in (1, 16, 256):
+    for form in ("records", "columns", "dense"):
+        target = {(256, "records"): 0.8, (16, "records"): 0.6, (256, "dense"): 0.85}.get((c, form))
+        rounds(f"C={c}, {form} / empty call", pick(form, c), health[c], target=target)
+for form in ("records", "columns", "dense"):
+    p50 = statistics.median(x["p50_ms"] - y["p50_ms"] for x, y in zip(pick(form, 1), health[1]))
+    verdict = (" met" if p50 <= 0.08 else " above +0.08 ms") if form == "records" else ""
+    print(f"C=1, {form} p50 minus the empty call's: median {p50:+.3f} ms{verdict}")
+dense64 = pick("dense", 64, 64)
+rounds("64-row calls, records / dense rows/s", pick("records", 64, 64), dense64, "rows_per_s", 0.6)
+rounds("64-row calls, columns / dense rows/s", pick("columns", 64, 64), dense64, "rows_per_s", 0.9)
 PY

@@ -75,9 +75,18 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_MAX_QUEUED_ROWS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued_rows: u32,
 
-    /// Threads that run forward passes (each product on one thread).
+    /// Threads that run forward passes (each product on one thread), shared
+    /// by every loaded version: the server's threads do not grow with the
+    /// number of versions loaded.
     #[arg(long, env = "SERVAL_COMPUTE_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub compute_threads: u32,
+
+    /// Unload a loaded version once no call has used it for this long
+    /// (e.g. `10m`); its next call loads it again (counted in
+    /// `serval_version_loads_total`). Off when not set: loaded versions stay
+    /// until no rollout state sends them traffic.
+    #[arg(long, env = "SERVAL_UNLOAD_IDLE_AFTER", value_parser = humantime::parse_duration)]
+    pub unload_idle_after: Option<Duration>,
 
     /// Largest decoded request message, in bytes (Train uploads are chunked
     /// and never need more than the default).

@@ -28,6 +28,7 @@ pub mod service;
 pub mod serving;
 pub mod sources;
 pub mod telemetry;
+pub mod wire;
 
 pub use config::ServerConfig;
 pub use error::ServalError;

@@ -25,7 +25,7 @@ use crate::error::ServalError;
 use crate::registry_sync::{BackgroundSettings, JOB_STALE_AFTER, REGISTRY_HEALTH_SERVICE, RegistrySync};
 use crate::request_context::RequestContextLayer;
 use crate::routing::RoutingTable;
-use crate::service::{ModelServiceImpl, ServiceState};
+use crate::service::{ModelServiceImpl, PredictRoute, ServiceState};
 use crate::serving::{BatchingSettings, ModelStore};
 use crate::telemetry::ServerMetrics;
 
@@ -133,6 +133,8 @@ impl Server {
             pool: ComputePool::new(config.compute_threads as usize).map_err(StartError::Threads)?,
             metrics: metrics.batching.clone(),
             loaded_versions: metrics.loaded_versions.clone(),
+            version_loads: metrics.version_loads.clone(),
+            idle_unloads: metrics.idle_unloads.clone(),
         };
         // Background tasks (metrics endpoint, registry poller, change
         // streams) stop with the server.
@@ -151,6 +153,13 @@ impl Server {
             config.replica_name.clone(),
         ));
         crate::service::spawn_deleted_version_follower(state.clone());
+        if let Some(after) = config.unload_idle_after {
+            tokio::spawn(crate::serving::unload_idle_task(
+                state.models.clone(),
+                after,
+                stop_background.subscribe(),
+            ));
+        }
 
         let metrics_addr = match config.metrics_listen {
             Some(address) => {
@@ -187,9 +196,14 @@ impl Server {
 
         let auth = AuthInterceptor::new(tokens);
         let model_service = InterceptedService::new(
-            ModelServiceServer::new(ModelServiceImpl::new(state.clone()))
-                .max_decoding_message_size(config.max_message_bytes)
-                .max_encoding_message_size(config.max_message_bytes),
+            PredictRoute::new(
+                ModelServiceServer::new(ModelServiceImpl::new(state.clone()))
+                    .max_decoding_message_size(config.max_message_bytes)
+                    .max_encoding_message_size(config.max_message_bytes),
+                state.clone(),
+                config.max_message_bytes,
+                config.max_message_bytes,
+            ),
             auth.clone(),
         );
         // Server reflection in both protocols (grpcurl and older tools

@@ -1,10 +1,13 @@
 //! Loaded model versions and where Predict finds them: each version's
 //! encoder, network and batching queue, loaded once from the registry
-//! (weights verified) and shared by every call.
+//! (weights verified) and shared by every call; and, when the operator asks
+//! for it, versions that served no call for a while unloaded (loaded again
+//! by their next call).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serval_registry::Registry;
 use tokio::sync::OnceCell;
@@ -18,6 +21,7 @@ use serval_model::explain::{EncodedExplanation, Scorer};
 use serval_model::network::Mlp;
 
 use crate::catalog::documents;
+use crate::encoding::ColumnIndex;
 use crate::error::ServalError;
 use crate::live_stats::VersionStats;
 use crate::telemetry::VersionPredictMetrics;
@@ -30,6 +34,10 @@ pub struct BatchingSettings {
     pub metrics: BatchMetricsFamily,
     /// Versions loaded now.
     pub loaded_versions: prometheus::IntGauge,
+    /// Loads, first ones and reloads after an idle unload alike.
+    pub version_loads: prometheus::IntCounter,
+    /// Versions unloaded for serving no call for `--unload-idle-after`.
+    pub idle_unloads: prometheus::IntCounter,
 }
 
 /// A version ready to score rows.
@@ -37,6 +45,8 @@ pub struct LoadedVersion {
     pub model: String,
     pub version: u32,
     pub encoder: Encoder,
+    /// The encoder's columns by name.
+    pub columns: ColumnIndex,
     pub network: Arc<Mlp>,
     /// Scores at or above it are labelled positive.
     pub threshold: f64,
@@ -44,6 +54,10 @@ pub struct LoadedVersion {
     pub batcher: Batcher<EncodedExplanation>,
     /// Where this version's calls are counted, set by the first call.
     recorders: OnceLock<CallRecorders>,
+    /// When a call last used it: milliseconds since its store's epoch.
+    last_used: AtomicU64,
+    /// The store's epoch, for `last_used`.
+    epoch: Instant,
 }
 
 /// A version's live statistics window and Prometheus series. Performance:
@@ -58,6 +72,7 @@ impl LoadedVersion {
     async fn load(
         registry: &Registry,
         batching: &BatchingSettings,
+        epoch: Instant,
         model: &str,
         version: u32,
     ) -> Result<Self, ServalError> {
@@ -79,12 +94,17 @@ impl LoadedVersion {
             )));
         }
         // Warm up: one forward pass before any traffic, so the first caller
-        // does not pay for first-touch allocations.
+        // does not pay for first-touch allocations. It runs on a compute
+        // thread, in turn with the queues: loading many versions at once
+        // starts no thread.
         let network = Arc::new(network);
         let warm = network.clone();
-        tokio::task::spawn_blocking(move || warm.predict(&vec![0.0; warm.input_width()]))
+        batching
+            .pool
+            .run(move || warm.predict(&vec![0.0; warm.input_width()]))
             .await
-            .map_err(|e| ServalError::Internal(format!("warm-up failed: {e}")))??;
+            .map_err(|_| ServalError::Internal("warm-up failed: the compute threads have stopped".into()))?
+            .map_err(|_| ServalError::Internal("warm-up failed: the forward pass panicked".into()))??;
         let layer = BatchLayer::new(
             batching.config,
             batching.pool.clone(),
@@ -97,12 +117,31 @@ impl LoadedVersion {
         Ok(LoadedVersion {
             model: model.to_string(),
             version,
+            columns: ColumnIndex::new(&encoder),
             encoder,
             threshold,
             batcher: layer.layer(scorer),
             network,
             recorders: OnceLock::new(),
+            last_used: AtomicU64::new(millis_since(epoch, Instant::now())),
+            epoch,
         })
+    }
+
+    /// Notes that a call started using this version at `at`.
+    pub fn mark_used(&self, at: Instant) {
+        // Performance: written at most once a millisecond, so that callers
+        // on different cores do not take turns owning the cache line.
+        let at = millis_since(self.epoch, at);
+        if self.last_used.load(Ordering::Relaxed) < at {
+            self.last_used.store(at, Ordering::Relaxed);
+        }
+    }
+
+    /// How long since a call last used it (or since it was loaded).
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        let used = self.last_used.load(Ordering::Relaxed);
+        Duration::from_millis(millis_since(self.epoch, now).saturating_sub(used))
     }
 
     /// This version's recorders, made by `make` on first use.
@@ -118,14 +157,25 @@ impl LoadedVersion {
         deadline: Option<Instant>,
         explain: bool,
     ) -> Result<Scored<EncodedExplanation>, ServalError> {
-        self.batcher
-            .submit(PredictRows {
-                rows,
-                deadline,
-                explain,
-            })
-            .await
+        let (answer, wake) = self.batcher.submit_deferring_wake(PredictRows {
+            rows,
+            deadline,
+            explain,
+        });
+        if let Some(wake) = wake {
+            // The compute threads sleep: wake one once this runtime thread
+            // has run the other calls ready now (tokio runs a yielding task
+            // again before it parks or polls for I/O), so that they share
+            // the batch. A lone call waits for nothing but that check.
+            tokio::task::yield_now().await;
+            wake.now();
+        }
+        answer.await
     }
+}
+
+fn millis_since(epoch: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(epoch).as_millis() as u64
 }
 
 type Slot = Arc<OnceCell<Arc<LoadedVersion>>>;
@@ -136,6 +186,8 @@ pub struct ModelStore {
     batching: BatchingSettings,
     /// Model → version → its loaded form (or the load in progress).
     loaded: RwLock<HashMap<String, HashMap<u32, Slot>>>,
+    /// Where versions' `last_used` times count from.
+    epoch: Instant,
 }
 
 impl ModelStore {
@@ -144,6 +196,7 @@ impl ModelStore {
             registry,
             batching,
             loaded: RwLock::default(),
+            epoch: Instant::now(),
         }
     }
 
@@ -189,8 +242,10 @@ impl ModelStore {
         // map.
         let loaded = slot
             .get_or_try_init(|| async {
-                let loaded = LoadedVersion::load(&self.registry, &self.batching, model, version).await?;
+                let loaded =
+                    LoadedVersion::load(&self.registry, &self.batching, self.epoch, model, version).await?;
                 self.batching.loaded_versions.inc();
+                self.batching.version_loads.inc();
                 tracing::info!(model, version, "version loaded and warmed");
                 Ok::<_, ServalError>(Arc::new(loaded))
             })
@@ -228,20 +283,91 @@ impl ModelStore {
             .unwrap_or_default()
     }
 
-    /// Drops a version; calls already holding it finish normally.
+    /// Drops a version (its batching series too); calls already holding
+    /// it finish normally.
     pub fn unload(&self, model: &str, version: u32) {
-        let removed = {
-            let mut loaded = self.loaded.write().expect("model store lock poisoned");
-            loaded
-                .get_mut(model)
-                .and_then(|versions| versions.remove(&version))
-        };
-        if let Some(slot) = removed {
-            if slot.initialized() {
-                self.batching.loaded_versions.dec();
-            }
+        if self.remove(model, version, |_| true) {
             self.batching.metrics.remove_version(model, version);
             tracing::info!(model, version, "version unloaded");
         }
+    }
+
+    /// Unloads every loaded version that no call has used for `after`; a
+    /// later call loads it again. Its metric series stay, so its counts go
+    /// on after a reload. Returns how many were unloaded.
+    pub fn unload_idle(&self, after: Duration) -> usize {
+        let now = Instant::now();
+        let idle: Vec<(String, u32)> = {
+            let loaded = self.loaded.read().expect("model store lock poisoned");
+            loaded
+                .iter()
+                .flat_map(|(model, versions)| {
+                    versions.iter().filter_map(move |(&version, slot)| {
+                        let idle = slot.get().is_some_and(|v| v.idle_for(now) >= after);
+                        idle.then(|| (model.clone(), version))
+                    })
+                })
+                .collect()
+        };
+        let mut unloaded = 0;
+        for (model, version) in idle {
+            // Correctness: checked again under the write lock, so a version a
+            // call used meanwhile stays.
+            let still_idle = |slot: &Slot| slot.get().is_some_and(|v| v.idle_for(Instant::now()) >= after);
+            if self.remove(&model, version, still_idle) {
+                self.batching.idle_unloads.inc();
+                unloaded += 1;
+                tracing::info!(model, version, idle_for = ?after, "idle version unloaded");
+            }
+        }
+        unloaded
+    }
+
+    /// Removes a version's slot if `which` says so; true if it was loaded.
+    fn remove(&self, model: &str, version: u32, which: impl Fn(&Slot) -> bool) -> bool {
+        let removed = {
+            let mut loaded = self.loaded.write().expect("model store lock poisoned");
+            let Some(versions) = loaded.get_mut(model) else {
+                return false;
+            };
+            let removed = match versions.get(&version) {
+                Some(slot) if which(slot) => versions.remove(&version),
+                _ => None,
+            };
+            if versions.is_empty() {
+                loaded.remove(model);
+            }
+            removed
+        };
+        match removed {
+            Some(slot) if slot.initialized() => {
+                self.batching.loaded_versions.dec();
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+}
+
+/// Unloads versions idle for `after`, checking every `after / 4` (between
+/// 10 ms and 10 s), until `stop` turns true.
+pub async fn unload_idle_task(
+    models: Arc<ModelStore>,
+    after: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = (after / 4).clamp(Duration::from_millis(10), Duration::from_secs(10));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        models.unload_idle(after);
     }
 }

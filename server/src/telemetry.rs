@@ -157,6 +157,10 @@ pub struct ServerMetrics {
     pub predict: PredictMetrics,
     pub jobs: JobMetrics,
     pub loaded_versions: IntGauge,
+    /// Version loads, reloads after an idle unload included.
+    pub version_loads: IntCounter,
+    /// Versions unloaded for serving no call for `--unload-idle-after`.
+    pub idle_unloads: IntCounter,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -250,6 +254,20 @@ impl ServerMetrics {
             &registry,
             IntGauge::new("serval_loaded_versions", "Model versions loaded and serving")?,
         )?;
+        let version_loads = register(
+            &registry,
+            IntCounter::new(
+                "serval_version_loads_total",
+                "Model versions loaded (a reload after an idle unload counts again)",
+            )?,
+        )?;
+        let idle_unloads = register(
+            &registry,
+            IntCounter::new(
+                "serval_versions_unloaded_idle_total",
+                "Model versions unloaded after serving no call for --unload-idle-after",
+            )?,
+        )?;
         Ok(ServerMetrics {
             registry,
             batching,
@@ -257,6 +275,8 @@ impl ServerMetrics {
             predict,
             jobs,
             loaded_versions,
+            version_loads,
+            idle_unloads,
         })
     }
 

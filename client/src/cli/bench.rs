@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use hdrhistogram::Histogram;
 use prost::Message;
 use rand::Rng;
 use serde_json::json;
-use serval_client::records::records_from_csv;
+use serval_client::records::ColumnTable;
 use serval_client::{ConnectOptions, ServalClient, code_name, proto as pb};
 use tonic_health::pb::HealthCheckRequest;
 
@@ -28,11 +29,28 @@ enum Rpc {
     Health,
 }
 
+/// How Predict calls carry their rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Form {
+    /// `records`: one map of column name to value per row (needs --data).
+    Records,
+    /// `columns`: each column named once, then a typed array of its values
+    /// (needs --data).
+    Columns,
+    /// `dense_rows`: already-encoded rows, random values of the model's
+    /// input width.
+    Dense,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Model to call (not needed with --rpc health).
     #[arg(long, required_if_eq("rpc", "predict"))]
     model: Option<String>,
+    /// Spread the calls evenly over N models, named MODEL-1 … MODEL-N, of
+    /// the same input columns (each caller takes them in turn).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    spread: Option<u32>,
     /// Version [default: the latest].
     #[arg(long)]
     version: Option<u32>,
@@ -51,8 +69,12 @@ pub struct BenchArgs {
     /// Which call to make.
     #[arg(long, value_enum, default_value_t = Rpc::Predict)]
     rpc: Rpc,
-    /// CSV whose rows become the records sent; without it, random dense rows
-    /// of the model's input width are sent.
+    /// How Predict calls carry their rows [default: records with --data,
+    /// dense without].
+    #[arg(long, value_enum)]
+    form: Option<Form>,
+    /// CSV whose rows are sent (as records or columns); without it, random
+    /// dense rows of the model's input width are sent.
     #[arg(long)]
     data: Option<PathBuf>,
     /// HTTP/2 connections the callers share, taking turns over the
@@ -86,7 +108,7 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
         channels.push(ServalClient::channel_to(server, options.tls.clone()).await?);
     }
     // Requests are encoded once; callers cycle through them.
-    let (path, requests): (&'static str, Vec<Bytes>) = match args.rpc {
+    let (path, requests): (&'static str, Arc<[Bytes]>) = match args.rpc {
         Rpc::Predict => (
             "/serval.v1.ModelService/Predict",
             predict_requests(
@@ -100,7 +122,7 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
         ),
         Rpc::Health => (
             "/grpc.health.v1.Health/Check",
-            vec![Bytes::from(HealthCheckRequest::default().encode_to_vec())],
+            Arc::new([Bytes::from(HealthCheckRequest::default().encode_to_vec())]),
         ),
     };
 
@@ -156,6 +178,8 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
             "version": args.version,
             "concurrency": args.concurrency,
             "rows_per_request": args.rows_per_request,
+            "form": (args.rpc == Rpc::Predict).then(|| form_name(&args)),
+            "spread": args.spread,
             "connections": args.connections,
             "duration_s": seconds,
             "requests": total,
@@ -173,9 +197,11 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
     } else {
         let target = match args.rpc {
             Rpc::Predict => format!(
-                "predict {} {}",
+                "predict {}{} {} ({})",
                 args.model.as_deref().unwrap_or_default(),
-                args.version.map_or("latest".to_string(), |v| format!("v{v}"))
+                args.spread.map_or(String::new(), |n| format!("-1…{n}")),
+                args.version.map_or("latest".to_string(), |v| format!("v{v}")),
+                form_name(&args)
             ),
             Rpc::Health => "health check".to_string(),
         };
@@ -206,59 +232,118 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
     Ok(())
 }
 
-/// A few distinct requests the callers cycle through.
+/// A few distinct requests the callers cycle through (per model, with
+/// --spread, the models taking turns).
 async fn predict_requests(
     args: &BenchArgs,
     mut client: ServalClient,
 ) -> Result<Vec<pb::PredictRequest>, CliError> {
     let model = args.model.clone().unwrap_or_default();
+    let models: Vec<String> = match args.spread {
+        Some(n) => (1..=n).map(|i| format!("{model}-{i}")).collect(),
+        None => vec![model.clone()],
+    };
     let rows = args.rows_per_request as usize;
     const DISTINCT: usize = 64;
-    if let Some(path) = &args.data {
-        let file = std::fs::File::open(path)
-            .map_err(|e| CliError::Input(format!("cannot open {}: {e}", path.display())))?;
-        let records = records_from_csv(std::io::BufReader::new(file), b',').map_err(CliError::Input)?;
-        if records.is_empty() {
-            return Err(CliError::Input(format!("{} has no rows", path.display())));
+    let form = args.form.unwrap_or(if args.data.is_some() {
+        Form::Records
+    } else {
+        Form::Dense
+    });
+    let bodies: Vec<pb::PredictRequest> = match form {
+        Form::Records | Form::Columns => {
+            let Some(path) = &args.data else {
+                return Err(CliError::Input(format!(
+                    "--form {} needs --data FILE (a CSV with the model's columns)",
+                    if form == Form::Records {
+                        "records"
+                    } else {
+                        "columns"
+                    }
+                )));
+            };
+            let file = std::fs::File::open(path)
+                .map(std::io::BufReader::new)
+                .map_err(|e| CliError::Input(format!("cannot open {}: {e}", path.display())))?;
+            let table = ColumnTable::from_csv(file, b',').map_err(CliError::Input)?;
+            let total = table.rows();
+            if total == 0 {
+                return Err(CliError::Input(format!("{} has no rows", path.display())));
+            }
+            // The same rows in either form: request i holds rows i*rows…
+            // of the file, wrapping around.
+            let ranges = (0..DISTINCT).map(|i| {
+                let first = (i * rows) % total;
+                (first..first + rows).map(move |r| r % total)
+            });
+            // Records carry the same typed values as columns (numbers
+            // where the CSV's text is exactly one), as a service holding
+            // typed rows sends them.
+            if form == Form::Records {
+                ranges
+                    .map(|rows| pb::PredictRequest {
+                        records: table.records(rows),
+                        ..Default::default()
+                    })
+                    .collect()
+            } else {
+                ranges
+                    .map(|rows| pb::PredictRequest {
+                        columns: table.columns(rows),
+                        ..Default::default()
+                    })
+                    .collect()
+            }
         }
-        return Ok((0..DISTINCT)
-            .map(|i| pb::PredictRequest {
-                model: model.clone(),
-                version: args.version,
-                records: (0..rows)
-                    .map(|r| records[(i * rows + r) % records.len()].clone())
-                    .collect(),
-                ..Default::default()
-            })
-            .collect());
-    }
-    let listed = client.list_models(Some(&model)).await?;
-    let version = listed
-        .first()
-        .and_then(|m| match args.version {
-            Some(v) => m.versions.iter().find(|x| x.version == v),
-            None => m.versions.last(),
-        })
-        .ok_or_else(|| CliError::Refused(format!("NOT_FOUND: model {model:?} has no such version")))?;
-    let width = version.input_width as usize;
-    let mut rng = rand::rng();
-    Ok((0..DISTINCT)
-        .map(|_| pb::PredictRequest {
-            model: model.clone(),
-            version: args.version,
-            dense_rows: (0..rows)
-                .map(|_| pb::DenseRow {
-                    values: (0..width).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        Form::Dense => {
+            let listed = client.list_models(Some(&models[0])).await?;
+            let version = listed
+                .first()
+                .and_then(|m| match args.version {
+                    Some(v) => m.versions.iter().find(|x| x.version == v),
+                    None => m.versions.last(),
                 })
-                .collect(),
-            ..Default::default()
+                .ok_or_else(|| {
+                    CliError::Refused(format!("NOT_FOUND: model {:?} has no such version", models[0]))
+                })?;
+            let width = version.input_width as usize;
+            let mut rng = rand::rng();
+            (0..DISTINCT)
+                .map(|_| pb::PredictRequest {
+                    dense_rows: (0..rows)
+                        .map(|_| pb::DenseRow {
+                            values: (0..width).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect()
+        }
+    };
+    // Each model gets every body in turn; with one model, the bodies.
+    let count = models.len().max(DISTINCT);
+    Ok((0..count)
+        .map(|i| pb::PredictRequest {
+            model: models[i % models.len()].clone(),
+            version: args.version,
+            ..bodies[i % bodies.len()].clone()
         })
         .collect())
 }
 
+fn form_name(args: &BenchArgs) -> &'static str {
+    match args.form {
+        Some(Form::Records) => "records",
+        Some(Form::Columns) => "columns",
+        Some(Form::Dense) => "dense",
+        None if args.data.is_some() => "records",
+        None => "dense",
+    }
+}
+
 async fn call_until(
     mut caller: RawCaller,
-    requests: Vec<Bytes>,
+    requests: Arc<[Bytes]>,
     first: usize,
     measure_from: Instant,
     end: Instant,

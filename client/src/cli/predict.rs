@@ -1,11 +1,12 @@
-//! `serval predict`: scores every row of a CSV file, or JSON records, and
-//! prints one probability per row; `--explain` adds each row's feature
-//! attributions.
+//! `serval predict`: scores every row of a CSV file (sent column by column)
+//! or JSON records, and prints one probability per row; `--explain` adds
+//! each row's feature attributions.
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use clap::Args;
-use serval_client::records::{records_from_csv, records_from_json};
+use serval_client::records::{ColumnTable, records_from_json};
 use serval_client::{ServalClient, proto as pb};
 
 use super::CliError;
@@ -54,9 +55,40 @@ pub struct PredictArgs {
     json: bool,
 }
 
+/// The rows to score, as read.
+enum Rows {
+    /// From `--data`: sent as columns.
+    Table(ColumnTable),
+    /// From `--records`.
+    Records(Vec<pb::Record>),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Table(table) => table.rows(),
+            Rows::Records(records) => records.len(),
+        }
+    }
+
+    /// A request carrying `rows` of them.
+    fn request(&self, rows: Range<usize>) -> pb::PredictRequest {
+        match self {
+            Rows::Table(table) => pb::PredictRequest {
+                columns: table.columns(rows),
+                ..Default::default()
+            },
+            Rows::Records(records) => pb::PredictRequest {
+                records: records[rows].to_vec(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliError> {
-    let records = match (&args.data, &args.records) {
-        (_, Some(json)) => records_from_json(json).map_err(CliError::Input)?,
+    let rows = match (&args.data, &args.records) {
+        (_, Some(json)) => Rows::Records(records_from_json(json).map_err(CliError::Input)?),
         (Some(path), None) => {
             if !args.delimiter.is_ascii() {
                 return Err(CliError::Input(format!(
@@ -65,40 +97,38 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
                 )));
             }
             let result = if path.as_os_str() == "-" {
-                records_from_csv(std::io::stdin().lock(), args.delimiter as u8)
+                ColumnTable::from_csv(std::io::stdin().lock(), args.delimiter as u8)
             } else {
                 let file = std::fs::File::open(path)
                     .map_err(|e| CliError::Input(format!("cannot open {}: {e}", path.display())))?;
-                records_from_csv(std::io::BufReader::new(file), args.delimiter as u8)
+                ColumnTable::from_csv(std::io::BufReader::new(file), args.delimiter as u8)
             };
-            result.map_err(CliError::Input)?
+            Rows::Table(result.map_err(CliError::Input)?)
         }
         (None, None) => return Err(CliError::Input("give --data FILE or --records JSON".into())),
     };
-    if records.is_empty() {
+    if rows.len() == 0 {
         return Err(CliError::Input("no rows to score".into()));
     }
 
     // Every chunk is scored by the same version: the first answer pins it.
     let mut version = args.version;
     let mut arm = "";
-    let mut scores = Vec::with_capacity(records.len());
-    let mut labels = Vec::with_capacity(records.len());
+    let mut scores = Vec::with_capacity(rows.len());
+    let mut labels = Vec::with_capacity(rows.len());
     let mut threshold = 0.0;
     let mut explanations = Vec::new();
-    let mut offset = 0;
     let rows_per_call = if args.explain {
         EXPLAINED_ROWS_PER_CALL
     } else {
         ROWS_PER_CALL
     };
-    for chunk in records.chunks(rows_per_call) {
+    for offset in (0..rows.len()).step_by(rows_per_call) {
+        let chunk = offset..(offset + rows_per_call).min(rows.len());
         let response = client
             .predict(pb::PredictRequest {
                 model: args.model.clone(),
                 version,
-                records: chunk.to_vec(),
-                dense_rows: Vec::new(),
                 alias: if version.is_some() {
                     String::new()
                 } else {
@@ -107,11 +137,12 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
                 routing_key: args.routing_key.clone().unwrap_or_default(),
                 explain: args.explain,
                 top_k: args.top_k,
+                ..rows.request(chunk)
             })
             .await
             .map_err(|e| match e {
                 serval_client::ClientError::Status(status) if offset > 0 => CliError::Refused(format!(
-                    "{}: {} (records numbered from row {offset} of the input)",
+                    "{}: {} (rows numbered from row {offset} of the input)",
                     serval_client::code_name(status.code()),
                     status.message()
                 )),
@@ -123,7 +154,6 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
         labels.extend(response.labels);
         explanations.extend(response.explanations);
         threshold = response.threshold;
-        offset += chunk.len();
     }
 
     if args.json {

@@ -14,13 +14,15 @@ pub struct BatchConfig {
     /// Rows in a batch at most (a single larger request runs alone); 1
     /// turns batching off.
     pub max_batch_rows: usize,
-    /// Longest a row waits for company while a compute slot is free. A row
-    /// never waits when the compute thread is idle; 0 means never wait.
+    /// Longest a row waits for company while one of its version's passes
+    /// runs and another compute slot is free. A row never waits when none
+    /// of its version's passes runs; 0 means never wait.
     pub max_batch_delay: Duration,
     /// Rows waiting at most; beyond it calls fail fast with
     /// RESOURCE_EXHAUSTED.
     pub max_queued_rows: usize,
-    /// Batches of one version computing at once.
+    /// Batches of one version computing at once (on as many compute
+    /// threads).
     pub max_in_flight: usize,
 }
 
@@ -35,8 +37,8 @@ impl Default for BatchConfig {
     }
 }
 
-/// Wraps a predictor in a [`Batcher`] whose worker runs on a thread of its
-/// own and computes on `pool`.
+/// Wraps a predictor in a [`Batcher`] whose batches run on `pool`, the
+/// compute threads every version shares.
 #[derive(Clone)]
 pub struct BatchLayer {
     config: BatchConfig,
@@ -57,36 +59,11 @@ impl BatchLayer {
 impl<S: BatchScorer> Layer<Arc<S>> for BatchLayer {
     type Service = Batcher<S::Explanation>;
 
+    /// No thread per version: the version's queue joins the pool's
+    /// rotation whenever it has a batch to cut. (Each version used to get
+    /// a batching thread and a small runtime of its own: 60 loaded versions
+    /// made 69 threads and ~1 MB of memory each.)
     fn layer(&self, scorer: Arc<S>) -> Batcher<S::Explanation> {
-        let (batcher, worker) = Batcher::pair(scorer, self.config, self.pool.clone(), self.metrics.clone());
-        spawn_worker(worker);
-        batcher
-    }
-}
-
-/// Runs `worker` on a thread of its own (with a small runtime for its
-/// channels and timer) until its last [`Batcher`] handle is gone.
-///
-/// Why not a task on the server's runtime: measured at 4096 callers, the
-/// worker then waited behind every runnable call task each time it woke,
-/// so batches were cut every ~30 ms instead of back to back and goodput
-/// collapsed to ~8k rows/s while the refusals churned. On its own thread
-/// it is woken by the operating system as soon as a pass ends, or rows
-/// arrive while a compute slot is free.
-fn spawn_worker<S: BatchScorer>(worker: super::Worker<S>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build();
-    let spawned = match runtime {
-        Ok(runtime) => std::thread::Builder::new()
-            .name("serval-batcher".into())
-            .spawn(move || runtime.block_on(worker.run()))
-            .map_err(|error| error.to_string()),
-        Err(error) => Err(error.to_string()),
-    };
-    if let Err(error) = spawned {
-        // The worker went with the failed thread; its callers are answered
-        // UNAVAILABLE when their queue closes.
-        tracing::error!(%error, "cannot start a batching thread");
+        Batcher::new(scorer, self.config, self.pool.clone(), self.metrics.clone())
     }
 }

@@ -51,7 +51,8 @@ pub struct Message<E> {
     /// released when they leave the queue, so waiting rows never exceed
     /// `max_queued_rows`.
     pub permit: OwnedSemaphorePermit,
-    /// The caller's span, so worker logs about it carry its context.
+    /// The caller's span, so compute-thread logs about it carry its
+    /// context.
     pub span: tracing::Span,
 }
 

@@ -16,20 +16,22 @@ pub const MAX_EXPLAIN_ROWS: usize = 256;
 pub const DEFAULT_TOP_K: usize = 5;
 
 /// `encoded` by original column, largest magnitude first, cut to `top_k`
-/// (0 means the default); `record` supplies the values shown.
+/// (0 means the default); `shown` holds the row's value of each column as
+/// the caller sent it (none for dense rows).
 pub fn by_column(
     encoder: &Encoder,
     encoded: &EncodedExplanation,
-    record: Option<&pb::Record>,
+    shown: Option<&[String]>,
     top_k: u32,
 ) -> pb::RowExplanation {
     let mut columns: Vec<pb::Attribution> = encoder
         .column_spans()
-        .map(|(name, span)| pb::Attribution {
+        .enumerate()
+        .map(|(i, (name, span))| pb::Attribution {
             column: name.to_string(),
-            value: record
-                .and_then(|r| r.fields.get(name))
-                .map(value_text)
+            value: shown
+                .and_then(|values| values.get(i))
+                .cloned()
                 .unwrap_or_default(),
             attribution: encoded.attributions[span].iter().map(|&a| f64::from(a)).sum(),
         })
@@ -47,15 +49,5 @@ pub fn by_column(
         baseline_logit: f64::from(encoded.baseline_logit),
         completeness_gap: f64::from(encoded.completeness_gap),
         steps: encoded.steps,
-    }
-}
-
-/// A record field as the caller sent it, as text.
-fn value_text(value: &pb::Value) -> String {
-    match &value.kind {
-        Some(pb::value::Kind::StringValue(s)) => s.clone(),
-        Some(pb::value::Kind::NumberValue(x)) => x.to_string(),
-        Some(pb::value::Kind::BoolValue(b)) => b.to_string(),
-        Some(pb::value::Kind::NullValue(_)) | None => String::new(),
     }
 }

@@ -7,6 +7,7 @@ mod delete;
 mod explanation;
 mod jobs;
 mod predict;
+mod predict_route;
 mod rollout;
 mod train;
 mod train_spec;
@@ -126,6 +127,7 @@ impl ModelServiceImpl {
 
 pub use crate::jobs::JobEventStream as TrainEventStream;
 pub use delete::spawn_deleted_version_follower;
+pub use predict_route::{PREDICT_PATH, PredictRoute};
 pub use upload::UploadLimits;
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -191,11 +193,19 @@ impl ModelService for ModelServiceImpl {
         train::train(self.state.clone(), request).await
     }
 
+    /// Served through [`PredictRoute`], which reads the request as
+    /// [`PredictCall`](crate::wire::PredictCall) without this message's
+    /// per-value allocations; this entry point, for callers holding the
+    /// public message, reads it the same way.
     async fn predict(
         &self,
         request: Request<pb::PredictRequest>,
     ) -> Result<Response<pb::PredictResponse>, Status> {
-        predict::predict(&self.state, request).await
+        use prost::Message as _;
+        let (metadata, extensions, message) = request.into_parts();
+        let call = crate::wire::PredictCall::decode(message.encode_to_vec().as_slice())
+            .map_err(|e| ServalError::Internal(format!("re-reading the request failed: {e}")))?;
+        predict::predict(&self.state, Request::from_parts(metadata, extensions, call)).await
     }
 
     async fn list_models(

@@ -1,5 +1,7 @@
 //! Predict: checks the request, routes it to a version, encodes the rows
 //! with that version's encoder, and scores them through its batching queue.
+//! The request arrives as [`PredictCall`], the server's allocation-free
+//! reading of `serval.v1.PredictRequest` (see `predict_route`).
 
 use std::time::Instant;
 
@@ -10,14 +12,15 @@ use super::{ServiceState, explanation, invalid};
 use crate::error::ServalError;
 use crate::routing::Route;
 use crate::serving::CallRecorders;
+use crate::wire::PredictCall;
 
 pub async fn predict(
     state: &ServiceState,
-    request: Request<pb::PredictRequest>,
+    request: Request<PredictCall>,
 ) -> Result<Response<pb::PredictResponse>, Status> {
     let started = Instant::now();
     let deadline = crate::deadline::from_metadata(request.metadata());
-    let mut request = request.into_inner();
+    let request = request.into_inner();
     super::check_model(&request.model)?;
     if request.version.is_some() && !request.alias.is_empty() {
         return Err(invalid("set version or alias, not both"));
@@ -25,12 +28,7 @@ pub async fn predict(
     if !request.alias.is_empty() {
         super::check_alias(&request.alias)?;
     }
-    let rows = match (request.records.is_empty(), request.dense_rows.is_empty()) {
-        (true, true) => return Err(invalid("no rows: set records or dense_rows")),
-        (false, false) => return Err(invalid("set records or dense_rows, not both")),
-        (false, true) => request.records.len(),
-        (true, false) => request.dense_rows.len(),
-    };
+    let rows = crate::encoding::row_count(&request).map_err(invalid)?;
     if rows > state.limits.max_predict_rows {
         return Err(invalid(format!(
             "{rows} rows in one call; the server accepts at most {}",
@@ -47,13 +45,17 @@ pub async fn predict(
     let loaded = state.models.resolve(&request.model, route.version).await?;
 
     // From here on the call counts in the version's live statistics.
-    let dense_rows = std::mem::take(&mut request.dense_rows);
-    let outcome = match crate::encoding::encode_rows(&loaded.encoder, &request.records, dense_rows) {
-        Ok(input) => loaded
-            .score(input, deadline, request.explain)
-            .await
-            .map_err(Status::from),
-        Err(status) => Err(status),
+    loaded.mark_used(started);
+    let encoded = crate::encoding::encode_call(&loaded.encoder, &loaded.columns, &request, request.explain);
+    let (outcome, shown) = match encoded {
+        Ok(encoded) => (
+            loaded
+                .score(encoded.input, deadline, request.explain)
+                .await
+                .map_err(Status::from),
+            encoded.shown,
+        ),
+        Err(error) => (Err(Status::from(error)), Vec::new()),
     };
     let (code, scores) = match &outcome {
         Ok(scored) => (tonic::Code::Ok, scored.scores.as_slice()),
@@ -74,7 +76,12 @@ pub async fn predict(
         .iter()
         .enumerate()
         .map(|(i, encoded)| {
-            explanation::by_column(&loaded.encoder, encoded, request.records.get(i), request.top_k)
+            explanation::by_column(
+                &loaded.encoder,
+                encoded,
+                shown.get(i).map(Vec::as_slice),
+                request.top_k,
+            )
         })
         .collect();
     let scores = scored.scores;
@@ -93,7 +100,7 @@ pub async fn predict(
 /// Routes by the server's copy of the registry; a model it does not know
 /// yet (registered through another server a moment ago) triggers one
 /// re-read.
-async fn route(state: &ServiceState, request: &pb::PredictRequest) -> Result<Route, Status> {
+async fn route(state: &ServiceState, request: &PredictCall) -> Result<Route, Status> {
     if !request.routing_key.is_empty() {
         // Privacy: the key only ever in hashed form (computed only when
         // debug logging is on).

@@ -1,6 +1,7 @@
 //! The batching layer's behaviour (not its speed): how many forward passes
-//! run, which rows they hold, and what callers get back — with the real
-//! network, a real compute thread, and a gate that holds a pass open so the
+//! run, which rows they hold, in which order versions sharing the compute
+//! threads get their turns, and what callers get back — with the real
+//! network, real compute threads, and a gate that holds a pass open so the
 //! test controls what arrives while it runs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -127,13 +128,13 @@ async fn concurrent_calls_share_few_passes_and_get_their_own_rows() {
     let predictor = Gated::new();
     let max_batch_rows = 256;
     let metrics = BatchMetrics::unregistered();
-    let (mut batcher, worker) = Batcher::pair(
+    let (mut batcher, hold) = Batcher::held(
         predictor.clone(),
         config(max_batch_rows, HOUR, 100_000),
         ComputePool::new(1).unwrap(),
         metrics.clone(),
     );
-    // Queue every call before the worker starts.
+    // Queue every call before the compute thread may take any.
     let mut calls = Vec::new();
     let mut inputs = Vec::new();
     let mut total_rows = 0;
@@ -144,7 +145,7 @@ async fn concurrent_calls_share_few_passes_and_get_their_own_rows() {
         inputs.push(input.clone());
         calls.push(batcher.ready().await.unwrap().call(PredictRows::scores_of(input)));
     }
-    tokio::spawn(worker.run());
+    hold.release();
     let answers = soon(join_all(calls)).await;
 
     let passes = predictor.sizes().len();
@@ -284,7 +285,7 @@ async fn a_failed_pass_fails_only_its_own_callers() {
         assert_eq!(answer.unwrap().unwrap().len(), 1);
     }
     assert_eq!(predictor.sizes(), vec![1, 3]);
-    // The worker carries on.
+    // The compute thread carries on.
     assert_eq!(soon(call(&batcher, rows(9, 2))).await.unwrap().len(), 2);
 }
 
@@ -334,13 +335,13 @@ async fn explaining_callers_share_the_batch_and_only_they_get_explanations() {
         baseline: baseline.clone(),
     });
     let metrics = BatchMetrics::unregistered();
-    let (batcher, worker) = Batcher::pair(
+    let (batcher, hold) = Batcher::held(
         scorer,
         config(256, HOUR, 10_000),
         ComputePool::new(1).unwrap(),
         metrics.clone(),
     );
-    // Queued before the worker starts, so they form one batch.
+    // Queued before the compute thread may take any, so they form one batch.
     let mut calls = Vec::new();
     for caller in 0..6 {
         let explain = caller % 2 == 0;
@@ -355,7 +356,7 @@ async fn explaining_callers_share_the_batch_and_only_they_get_explanations() {
             }),
         ));
     }
-    tokio::spawn(worker.run());
+    hold.release();
     for (input, explain, answer) in calls {
         let scored = soon(answer).await.unwrap();
         assert_eq!(scored.scores, network.predict(&input).unwrap());
@@ -375,12 +376,12 @@ async fn explaining_callers_share_the_batch_and_only_they_get_explanations() {
     assert_eq!(metrics.batches.get(), 1, "one forward pass for all six callers");
 }
 
-/// The worker cuts batches on a thread of its own: calls are answered even
-/// while every thread of the runtime that made the batcher is busy (under
-/// overload, call tasks would otherwise queue ahead of it each time it
-/// wakes), and even after that runtime is gone.
+/// Batches are cut and computed on the compute threads: calls are answered
+/// even while every thread of the runtime that made the batcher is busy
+/// (under overload, call tasks would otherwise queue ahead of the batching
+/// each time it wakes), and even after that runtime is gone.
 #[test]
-fn the_worker_needs_no_thread_of_the_servers_runtime() {
+fn batching_needs_no_thread_of_the_servers_runtime() {
     let predictor = Gated::new();
     let (layer, metrics) = layer(config(256, Duration::ZERO, 1024));
     let server_runtime = tokio::runtime::Builder::new_current_thread()
@@ -412,4 +413,166 @@ fn the_worker_needs_no_thread_of_the_servers_runtime() {
     let after = callers.block_on(async { soon(call(&batcher, rows(4, 1))).await });
     assert_eq!(after.unwrap().len(), 1);
     assert_eq!(metrics.batches.get(), 2);
+}
+
+/// A version's scorer that logs, in a log shared with other versions, the
+/// size of each pass as it starts; passes wait on a shared gate.
+struct Logged {
+    name: &'static str,
+    gate: Arc<Gated>,
+    log: Arc<Mutex<Vec<(&'static str, usize)>>>,
+}
+
+impl BatchScorer for Logged {
+    type Explanation = ();
+
+    fn width(&self) -> usize {
+        WIDTH
+    }
+
+    fn score(&self, rows: &[f32]) -> Result<Vec<f32>, ModelError> {
+        self.log.lock().unwrap().push((self.name, rows.len() / WIDTH));
+        self.gate.score(rows)
+    }
+}
+
+/// Waits until `rows` rows wait in the queue `metrics` counts.
+async fn queued(metrics: &BatchMetrics, rows: i64) {
+    soon(async {
+        while metrics.queued_rows.get() != rows {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_busy_version_delays_another_versions_lone_call_by_one_batch_at_most() {
+    let gate = Gated::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    // One compute thread for both versions.
+    let pool = ComputePool::new(1).unwrap();
+    let version = |name: &'static str| {
+        let metrics = BatchMetrics::unregistered();
+        let scorer = Arc::new(Logged {
+            name,
+            gate: gate.clone(),
+            log: log.clone(),
+        });
+        let layer = BatchLayer::new(config(4, HOUR, 1000), pool.clone(), metrics.clone());
+        (layer.layer(scorer), metrics)
+    };
+    let (busy, busy_metrics) = version("busy");
+    let (lone, lone_metrics) = version("lone");
+
+    gate.close();
+    let first = tokio::spawn(call(&busy, rows(0, 1)));
+    gate.wait_started(1).await;
+    // 40 rows for the busy version queue behind its running pass: ten
+    // batches' worth. Then one call for the other version.
+    let flood: Vec<_> = (1..=40).map(|i| tokio::spawn(call(&busy, rows(i, 1)))).collect();
+    queued(&busy_metrics, 40).await;
+    let alone = tokio::spawn(call(&lone, rows(99, 1)));
+    queued(&lone_metrics, 1).await;
+    gate.open();
+
+    soon(first).await.unwrap().unwrap();
+    assert_eq!(soon(alone).await.unwrap().unwrap().len(), 1);
+    for answer in soon(join_all(flood)).await {
+        assert_eq!(answer.unwrap().unwrap().len(), 1);
+    }
+    let log = log.lock().unwrap().clone();
+    // The lone call waited only for the pass already running.
+    assert_eq!(log[..2], [("busy", 1), ("lone", 1)], "{log:?}");
+    assert_eq!(log[2..], [("busy", 4); 10], "{log:?}");
+}
+
+#[tokio::test]
+async fn versions_take_turns_on_the_shared_threads_one_batch_each() {
+    let gate = Gated::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let pool = ComputePool::new(1).unwrap();
+    let names = ["a", "b", "c"];
+    let versions: Vec<_> = names
+        .iter()
+        .map(|&name| {
+            let metrics = BatchMetrics::unregistered();
+            let scorer = Arc::new(Logged {
+                name,
+                gate: gate.clone(),
+                log: log.clone(),
+            });
+            let layer = BatchLayer::new(config(2, HOUR, 1000), pool.clone(), metrics.clone());
+            (layer.layer(scorer), metrics)
+        })
+        .collect();
+
+    gate.close();
+    // A pass of an unrelated version holds the thread while the three
+    // queues fill with three batches each.
+    let (blocker, _) = {
+        let metrics = BatchMetrics::unregistered();
+        let scorer = Arc::new(Logged {
+            name: "blocker",
+            gate: gate.clone(),
+            log: log.clone(),
+        });
+        (
+            BatchLayer::new(config(2, HOUR, 1000), pool.clone(), metrics.clone()).layer(scorer),
+            metrics,
+        )
+    };
+    let held = tokio::spawn(call(&blocker, rows(0, 1)));
+    gate.wait_started(1).await;
+    let mut calls = Vec::new();
+    for (batcher, metrics) in &versions {
+        for i in 0..6 {
+            calls.push(tokio::spawn(call(batcher, rows(i, 1))));
+        }
+        queued(metrics, 6).await;
+    }
+    gate.open();
+    soon(held).await.unwrap().unwrap();
+    for answer in soon(join_all(calls)).await {
+        assert_eq!(answer.unwrap().unwrap().len(), 1);
+    }
+    let order: Vec<&str> = log.lock().unwrap().iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        order,
+        ["blocker", "a", "b", "c", "a", "b", "c", "a", "b", "c"],
+        "round robin, one batch of two rows per turn"
+    );
+}
+
+#[tokio::test]
+async fn a_deferred_wake_leaves_the_rows_waiting_until_it_is_done_or_dropped() {
+    let predictor = Gated::new();
+    let (layer, _) = layer(config(256, HOUR, 1000));
+    let batcher = layer.layer(predictor.clone());
+    // Until the compute thread is found asleep: a call that finds it awake
+    // is taken without a wake.
+    let (answer, wake) = soon(async {
+        loop {
+            let (answer, wake) = batcher.submit_deferring_wake(PredictRows::scores_of(rows(1, 1)));
+            if let Some(wake) = wake {
+                return (answer, wake);
+            }
+            answer.await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let passes = predictor.sizes().len();
+    // Nobody wakes the sleeping thread meanwhile.
+    let mut answer = Box::pin(answer);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), &mut answer)
+            .await
+            .is_err(),
+        "answered before the wake"
+    );
+    assert_eq!(predictor.sizes().len(), passes);
+    // A caller that leaves before doing it still wakes the thread.
+    drop(wake);
+    assert_eq!(soon(answer).await.unwrap().scores.len(), 1);
 }

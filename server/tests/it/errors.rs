@@ -152,7 +152,7 @@ async fn bad_predict_calls_are_refused_with_named_problems() {
         }],
         ..Default::default()
     };
-    assert_status(client.predict(both).await, Code::InvalidArgument, "not both");
+    assert_status(client.predict(both).await, Code::InvalidArgument, "not several");
     let too_many = pb::PredictRequest {
         model: "small".into(),
         records: vec![small_record(1.0, "red", true); 4097],

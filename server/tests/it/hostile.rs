@@ -364,6 +364,43 @@ fn probe_records() -> Vec<pb::Record> {
     ]
 }
 
+/// `probe_records()` as columns.
+fn probe_columns() -> pb::PredictRequest {
+    pb::PredictRequest {
+        model: "small".into(),
+        columns: vec![
+            numbers_column("x", &[19.0, 1.0, 10.5]),
+            strings_column("colour", &["red", "purple", "blue"]),
+            bools_column("member", &[true, false, false]),
+        ],
+        ..Default::default()
+    }
+}
+
+fn numbers_column(name: &str, values: &[f64]) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        numbers: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn strings_column(name: &str, values: &[&str]) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        strings: values.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn bools_column(name: &str, values: &[bool]) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        bools: values.to_vec(),
+        ..Default::default()
+    }
+}
+
 fn records(model: &str, records: Vec<pb::Record>) -> pb::PredictRequest {
     pb::PredictRequest {
         model: model.to_string(),
@@ -681,20 +718,31 @@ fn predict_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
         )),
     ));
 
+    cases.extend(predict_column_cases(calls, probe));
+
     // Predict: row counts and dense rows.
     cases.push(Case::refused(
         "Predict: no rows",
         invalid,
-        "no rows: set records or dense_rows",
+        "no rows: set records, columns or dense_rows",
         calls.predict(records("small", Vec::new())),
     ));
     cases.push(Case::refused(
         "Predict: records and dense rows both set",
         invalid,
-        "set records or dense_rows, not both",
+        "set one of records, columns and dense_rows, not several",
         calls.predict(pb::PredictRequest {
             records: probe_records(),
             ..dense(vec![vec![0.0; width]])
+        }),
+    ));
+    cases.push(Case::refused(
+        "Predict: records and columns both set",
+        invalid,
+        "set one of records, columns and dense_rows, not several",
+        calls.predict(pb::PredictRequest {
+            records: probe_records(),
+            ..probe_columns()
         }),
     ));
     cases.push(Case::refused(
@@ -755,6 +803,158 @@ fn predict_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
         Code::OutOfRange,
         too_large(oversize.encoded_len()),
         calls.predict(oversize),
+    ));
+    cases
+}
+
+/// Predict with rows as columns: the same checks and messages as records
+/// (by row and column), plus the columns' own shape — one typed array each,
+/// all of one length, each name once.
+fn predict_column_cases(calls: &Calls, probe: &[f32]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let invalid = Code::InvalidArgument;
+    let with = |edit: fn(&mut Vec<pb::Column>)| {
+        let mut request = probe_columns();
+        edit(&mut request.columns);
+        calls.predict(request)
+    };
+
+    cases.push(Case::scores(
+        "Predict: the probe rows as columns score as the records do",
+        3,
+        Some(probe.to_vec()),
+        calls.predict(probe_columns()),
+    ));
+    cases.push(Case::scores(
+        "Predict: columns in another order, and one the model does not use, score the same",
+        3,
+        Some(probe.to_vec()),
+        with(|c| {
+            c.reverse();
+            c.push(strings_column("label", &["1", "0", "1"]));
+        }),
+    ));
+    cases.push(Case::scores(
+        "Predict: missing values in columns are scored (imputed)",
+        3,
+        None,
+        with(|c| c[0].missing = vec![0, 2]),
+    ));
+    cases.push(Case::refused(
+        "Predict: ragged columns",
+        invalid,
+        "columns[1] (\"colour\") has 2 values, but columns[0] has 3: every column needs one value per row",
+        with(|c| {
+            c[1].strings.pop();
+        }),
+    ));
+    cases.push(Case::refused(
+        "Predict: a misspelt column in place of one the model uses",
+        invalid,
+        "columns: missing column \"member\"",
+        with(|c| c[2].name = "membr".into()),
+    ));
+    cases.push(Case::refused(
+        "Predict: a column named twice",
+        invalid,
+        "columns[3]: column \"x\" appears twice",
+        with(|c| c.push(numbers_column("x", &[1.0, 2.0, 3.0]))),
+    ));
+    cases.push(Case::refused(
+        "Predict: a column the model does not use, named twice",
+        invalid,
+        "columns[4]: column \"extra\" appears twice",
+        with(|c| {
+            c.push(numbers_column("extra", &[1.0, 2.0, 3.0]));
+            c.push(numbers_column("extra", &[1.0, 2.0, 3.0]));
+        }),
+    ));
+    cases.push(Case::refused(
+        "Predict: a column without a name",
+        invalid,
+        "columns[1]: no name",
+        with(|c| c[1].name.clear()),
+    ));
+    cases.push(Case::refused(
+        "Predict: a column without values",
+        invalid,
+        "columns[2] (\"member\"): no values (set numbers, strings or bools, one per row)",
+        with(|c| c[2].bools.clear()),
+    ));
+    cases.push(Case::refused(
+        "Predict: a column with two typed arrays",
+        invalid,
+        "columns[0] (\"x\"): set one of numbers, strings and bools, not several",
+        with(|c| c[0].strings = vec!["1".into(), "2".into(), "3".into()]),
+    ));
+    cases.push(Case::refused(
+        "Predict: a numeric column given bools",
+        invalid,
+        "row 0, column \"x\": expected a number, got a bool",
+        with(|c| c[0] = bools_column("x", &[true, false, true])),
+    ));
+    cases.push(Case::refused(
+        "Predict: a numeric column given text that is not a number",
+        invalid,
+        "row 1, column \"x\": expected a number, got \"abc\"",
+        with(|c| c[0] = strings_column("x", &["1", "abc", "2"])),
+    ));
+    for (label, x) in [
+        ("NaN", f64::NAN),
+        ("inf", f64::INFINITY),
+        ("-inf", f64::NEG_INFINITY),
+    ] {
+        cases.push(Case::refused(
+            format!("Predict: numeric column {label} in columns"),
+            invalid,
+            format!("row 2, column \"x\": {label} is not a finite number"),
+            calls.predict(pb::PredictRequest {
+                columns: vec![
+                    numbers_column("x", &[1.0, 2.0, x]),
+                    strings_column("colour", &["red", "red", "red"]),
+                    bools_column("member", &[true, true, true]),
+                ],
+                ..records("small", Vec::new())
+            }),
+        ));
+    }
+    cases.push(Case::refused(
+        "Predict: categorical column NaN in columns",
+        invalid,
+        "row 1, column \"colour\": NaN is not a finite number",
+        with(|c| c[1] = numbers_column("colour", &[1.0, f64::NAN, 2.0])),
+    ));
+    cases.push(Case::refused(
+        "Predict: boolean column 2 in columns",
+        invalid,
+        "row 0, column \"member\": expected a boolean (or 1/0), got 2",
+        with(|c| c[2] = numbers_column("member", &[2.0, 1.0, 0.0])),
+    ));
+    cases.push(Case::scores(
+        "Predict: NaN where a row's value is marked missing is not read",
+        3,
+        None,
+        with(|c| {
+            c[0].numbers[1] = f64::NAN;
+            c[0].missing = vec![1];
+        }),
+    ));
+    cases.push(Case::refused(
+        "Predict: a missing row beyond the rows",
+        invalid,
+        "columns[0] (\"x\"): missing row 3, but the call has 3 rows",
+        with(|c| c[0].missing = vec![0, 3]),
+    ));
+    cases.push(Case::refused(
+        "Predict: 4097 rows as columns",
+        invalid,
+        "4097 rows in one call; the server accepts at most 4096",
+        with(|c| {
+            let rows = MAX_PREDICT_ROWS + 1;
+            c[0] = numbers_column("x", &vec![1.0; rows]);
+            c[1] = strings_column("colour", &vec!["red"; rows]);
+            c[2] = bools_column("member", &vec![true; rows]);
+        }),
     ));
     cases
 }
