@@ -190,6 +190,10 @@ pub(crate) fn endpoint(url: &str, tls: Option<ClientTlsConfig>) -> Result<Endpoi
         .tcp_nodelay(true)
         .connect_timeout(CONNECT_TIMEOUT);
     if let Some(tls) = tls {
+        // Ring, as tonic's `tls-ring` expects: rustls will not choose a
+        // provider by itself when a program links two. One already
+        // installed stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         endpoint = endpoint.tls_config(tls).map_err(connect_error)?;
     }
     Ok(endpoint)

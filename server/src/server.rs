@@ -71,10 +71,18 @@ fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, StartError> {
     std::fs::read(path).map_err(|e| StartError::Config(format!("cannot read {what} {}: {e}", path.display())))
 }
 
+/// Makes ring the process's TLS provider, as tonic's `tls-ring` expects:
+/// with more than one provider linked (object_store brings aws-lc-rs),
+/// rustls will not choose by itself. A provider already installed stays.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn tls_config(config: &ServerConfig) -> Result<Option<ServerTlsConfig>, StartError> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         return Ok(None);
     };
+    install_tls_provider();
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
         read_pem(cert, "--tls-cert")?,
         read_pem(key, "--tls-key")?,
