@@ -35,7 +35,7 @@ python="$work/venv/bin/python"
 port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 address="127.0.0.1:$port"
 
-"$server_bin" --listen "$address" --database "$work/serval.db" >"$work/server.log" 2>&1 &
+"$server_bin" --listen "$address" --http-listen off --database "$work/serval.db" >"$work/server.log" 2>&1 &
 server_pid=$!
 
 # Wait (up to 30 s) until the standard gRPC health service answers SERVING.

@@ -56,6 +56,12 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Address for the Open Inference Protocol (KServe v2) over HTTP/JSON:
+    /// health, server and model metadata, and inference, with the same
+    /// tokens, routing and limits as gRPC Predict. `off` disables it.
+    #[arg(long, env = "SERVAL_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: OptionalAddress,
+
     /// Rows one Predict call may carry.
     #[arg(long, env = "SERVAL_MAX_PREDICT_ROWS", default_value_t = 4096)]
     pub max_predict_rows: usize,
@@ -206,6 +212,23 @@ fn default_replica_name() -> String {
         .unwrap_or_else(|| "serval-server".to_string())
 }
 
+/// A listener's address, or `off` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddress(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(OptionalAddress(None));
+        }
+        text.parse()
+            .map(|address| OptionalAddress(Some(address)))
+            .map_err(|e| format!("{text:?} is neither an address (host:port) nor `off`: {e}"))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -213,12 +236,21 @@ pub enum LogFormat {
 }
 
 impl ServerConfig {
-    /// Defaults for `database`, listening on an ephemeral loopback port.
+    /// Defaults for `database`, listening on ephemeral loopback ports (gRPC
+    /// and HTTP), so that servers side by side never collide.
     pub fn for_database(database: impl Into<String>) -> Self {
         let mut config = ServerConfig::parse_from(["serval-server"]);
         config.listen = "127.0.0.1:0".parse().expect("valid address");
+        config.http_listen = OptionalAddress(Some("127.0.0.1:0".parse().expect("valid address")));
         config.database = database.into();
         config
+    }
+
+    /// Largest HTTP request body: four times --max-message-bytes (64 MiB by
+    /// default), as a JSON number takes two to three times the bytes of a
+    /// protobuf double, so both protocols carry about the same rows.
+    pub fn max_http_body_bytes(&self) -> usize {
+        self.max_message_bytes.saturating_mul(4)
     }
 
     /// The configured tokens (file and inline together).
@@ -282,6 +314,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(refused.contains("--database-max-connections"), "{refused}");
+    }
+
+    #[test]
+    fn the_http_listener_defaults_to_8080_and_can_be_turned_off() {
+        let parse = |args: &[&str]| {
+            ServerConfig::try_parse_from(["serval-server"].iter().chain(args))
+                .map(|config| config.http_listen)
+        };
+        assert_eq!(
+            parse(&[]).unwrap(),
+            OptionalAddress(Some("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert_eq!(parse(&["--http-listen", "off"]).unwrap(), OptionalAddress(None));
+        assert_eq!(
+            parse(&["--http-listen", "0.0.0.0:9000"]).unwrap(),
+            OptionalAddress(Some("0.0.0.0:9000".parse().unwrap()))
+        );
+        let refused = parse(&["--http-listen", "nowhere"]).unwrap_err().to_string();
+        assert!(refused.contains("off"), "{refused}");
+        assert_eq!(
+            ServerConfig::for_database("x.db").http_listen,
+            OptionalAddress(Some("127.0.0.1:0".parse().unwrap()))
+        );
     }
 
     #[test]

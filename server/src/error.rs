@@ -1,6 +1,7 @@
 //! The server's one error type and its mapping to gRPC status codes: the
 //! one place where the model crate's and the registry's errors, named by
-//! cause, become codes a caller can act on.
+//! cause, become codes a caller can act on; and the one mapping of those
+//! codes to HTTP statuses, for the HTTP edge (`oip_http`).
 
 use serval_model::ModelError;
 use serval_registry::RegistryError;
@@ -81,6 +82,28 @@ impl From<ServalError> for Status {
     }
 }
 
+/// The HTTP status of a call that ended with `code`, so that HTTP callers
+/// can act on the same causes as gRPC callers (the usual gRPC-HTTP
+/// mapping, as in Google's API design guide).
+pub fn http_status(code: Code) -> http::StatusCode {
+    use http::StatusCode;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        // "Client closed request": the caller went away.
+        Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// What a caller can do about a model error.
 fn model_code(error: &ModelError) -> Code {
     match error {
@@ -140,6 +163,37 @@ fn registry_status(error: RegistryError) -> (Code, String) {
                 Code::Internal,
                 "registry database error (see server log)".to_string(),
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_the_http_status_a_caller_can_act_on() {
+        let expected = [
+            (Code::Ok, 200),
+            (Code::InvalidArgument, 400),
+            (Code::FailedPrecondition, 400),
+            (Code::OutOfRange, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::Aborted, 409),
+            (Code::ResourceExhausted, 429),
+            (Code::Cancelled, 499),
+            (Code::Unimplemented, 501),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Unknown, 500),
+            (Code::Internal, 500),
+            (Code::DataLoss, 500),
+        ];
+        for (code, status) in expected {
+            assert_eq!(http_status(code).as_u16(), status, "{code:?}");
         }
     }
 }

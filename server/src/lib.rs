@@ -7,7 +7,9 @@
 //! documents (`catalog`); on Predict, `service::predict` routes
 //! (`routing`), finds the loaded version (`serving`), encodes its records
 //! with the model crate's encoder and scores them through the version's
-//! `batching` queue. Errors of every crate become status codes in `error`.
+//! `batching` queue. `oip_http` serves the Open Inference Protocol over
+//! HTTP/JSON and hands its inference requests to the same Predict. Errors
+//! of every crate become status codes in `error`.
 
 pub mod auth;
 pub mod batching;
@@ -19,6 +21,7 @@ pub mod error;
 pub mod jobs;
 pub mod live_stats;
 pub mod metrics_http;
+pub mod oip_http;
 pub mod privacy;
 pub mod registry_sync;
 pub mod request_context;

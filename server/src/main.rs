@@ -38,11 +38,27 @@ fn main() -> std::process::ExitCode {
 
 async fn run(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::start(&config).await?;
-    println!("serval-server listening on {}", server.local_addr());
+    announce(&server);
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await?;
     Ok(())
+}
+
+/// Prints where the server listens: the gRPC address first, on a line of
+/// its own (scripts read its last word), then the HTTP address. One write,
+/// whose failure is ignored: a reader that stops after the first line must
+/// not stop the server.
+fn announce(server: &Server) {
+    use std::io::Write;
+    let mut text = format!("serval-server listening on {}\n", server.local_addr());
+    if let Some(http) = server.http_addr() {
+        text.push_str(&format!(
+            "serval-server listening for HTTP (Open Inference Protocol) on {http}\n"
+        ));
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
 }
 
 /// One forward pass or training step on this workload is a few small

@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::telemetry::GrpcMetrics;
 
-const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 #[derive(Clone)]
 pub struct RequestContextLayer {
@@ -51,13 +51,13 @@ pub struct RequestContext<S> {
 }
 
 /// A caller's request id is kept if it is short, printable ASCII.
-fn usable_id(value: &HeaderValue) -> Option<String> {
+pub(crate) fn usable_id(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?;
     (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic()))
         .then(|| text.to_string())
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 

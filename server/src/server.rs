@@ -1,7 +1,8 @@
 //! Starting and stopping a server: open the registry, load what serves
 //! traffic, bind the listener (TLS when configured), and serve ModelService,
 //! the standard health service and server reflection behind authentication
-//! and the request-context layer, until told to stop; then drain.
+//! and the request-context layer, and the Open Inference Protocol over HTTP
+//! on its own listener, until told to stop; then drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,9 @@ const MODEL_SERVICE: &str = "serval.v1.ModelService";
 pub struct Server {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    /// The HTTP listener; it ends once its connections have closed.
+    http_task: Option<JoinHandle<()>>,
     stop_background: watch::Sender<bool>,
     metrics: ServerMetrics,
     state: Arc<ServiceState>,
@@ -203,6 +207,23 @@ impl Server {
         );
 
         let auth = AuthInterceptor::new(tokens);
+        let (http_addr, http_task) = match config.http_listen.0 {
+            Some(address) => {
+                let listener = crate::oip_http::bind(address)
+                    .await
+                    .map_err(|source| StartError::Bind { address, source })?;
+                let bound = listener.local_addr().ok();
+                let http = crate::oip_http::OipHttp::new(
+                    state.clone(),
+                    auth.clone(),
+                    metrics.http.clone(),
+                    config.max_http_body_bytes(),
+                );
+                let task = tokio::spawn(http.serve(listener, stop_background.subscribe()));
+                (bound, Some(task))
+            }
+            None => (None, None),
+        };
         let model_service = InterceptedService::new(
             PredictRoute::new(
                 ModelServiceServer::new(ModelServiceImpl::new(state.clone()))
@@ -256,6 +277,7 @@ impl Server {
         );
         tracing::info!(
             address = %local_addr,
+            http = ?http_addr,
             database = %serval_registry::redact_password(&config.database),
             replica = %config.replica_name,
             tls = config.tls_cert.is_some(),
@@ -265,6 +287,8 @@ impl Server {
         Ok(Server {
             local_addr,
             metrics_addr,
+            http_addr,
+            http_task,
             stop_background,
             metrics,
             state,
@@ -290,6 +314,11 @@ impl Server {
         self.metrics_addr
     }
 
+    /// Where the Open Inference Protocol is served over HTTP, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
     pub fn metrics(&self) -> &ServerMetrics {
         &self.metrics
     }
@@ -300,8 +329,8 @@ impl Server {
 
     /// Drains and stops: health goes NOT_SERVING, long-lived streams end,
     /// running training jobs are cancelled (no partial version), no new
-    /// calls are accepted, in-flight calls (and their batches) finish within
-    /// the grace period, and the registry is closed.
+    /// calls are accepted (gRPC or HTTP), in-flight calls (and their
+    /// batches) finish within the grace period, and the registry is closed.
     pub async fn shutdown(mut self) -> Result<(), ServalError> {
         self.health
             .set_service_status("", ServingStatus::NotServing)
@@ -317,7 +346,9 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let served = match tokio::time::timeout(self.grace, &mut self.task).await {
+        // One grace period for both listeners, which drain side by side.
+        let grace_ends = tokio::time::Instant::now() + self.grace;
+        let served = match tokio::time::timeout_at(grace_ends, &mut self.task).await {
             Ok(joined) => joined.map_err(|e| ServalError::Internal(format!("server task failed: {e}")))?,
             Err(_) => {
                 tracing::warn!(grace = ?self.grace, "calls still running after the grace period; stopping anyway");
@@ -325,6 +356,12 @@ impl Server {
                 Ok(())
             }
         };
+        if let Some(mut http) = self.http_task.take()
+            && tokio::time::timeout_at(grace_ends, &mut http).await.is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "HTTP requests still running after the grace period; stopping anyway");
+            http.abort();
+        }
         // Cancelled jobs record their end before the registry closes.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !self.state.jobs.all().is_empty() && tokio::time::Instant::now() < deadline {

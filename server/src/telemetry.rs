@@ -33,6 +33,23 @@ impl GrpcMetrics {
     }
 }
 
+/// Every HTTP request (`oip_http`), by route and HTTP status.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl HttpMetrics {
+    /// `route` is one of the server's fixed route names, never a path.
+    pub fn observe(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.duration.with_label_values(&[route]).observe(seconds);
+    }
+}
+
 /// Predict calls by model, version and status code.
 #[derive(Clone)]
 pub struct PredictMetrics {
@@ -154,6 +171,7 @@ pub struct ServerMetrics {
     pub registry: Registry,
     pub batching: BatchMetricsFamily,
     pub grpc: GrpcMetrics,
+    pub http: HttpMetrics,
     pub predict: PredictMetrics,
     pub jobs: JobMetrics,
     pub loaded_versions: IntGauge,
@@ -192,6 +210,29 @@ impl ServerMetrics {
                     HistogramOpts::new("serval_grpc_request_duration_seconds", "gRPC call latency by RPC")
                         .buckets(LATENCY_BUCKETS.to_vec()),
                     &["rpc"],
+                )?,
+            )?,
+        };
+        let http = HttpMetrics {
+            requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "serval_http_requests_total",
+                        "HTTP requests (Open Inference Protocol) by route and status",
+                    ),
+                    &["route", "status"],
+                )?,
+            )?,
+            duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "serval_http_request_duration_seconds",
+                        "HTTP request latency (Open Inference Protocol) by route",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["route"],
                 )?,
             )?,
         };
@@ -272,6 +313,7 @@ impl ServerMetrics {
             registry,
             batching,
             grpc,
+            http,
             predict,
             jobs,
             loaded_versions,

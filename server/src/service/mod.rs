@@ -127,6 +127,9 @@ impl ModelServiceImpl {
 
 pub use crate::jobs::JobEventStream as TrainEventStream;
 pub use delete::spawn_deleted_version_follower;
+/// Predict itself, for the HTTP edge (`oip_http`), which reaches it with
+/// the same [`PredictCall`](crate::wire::PredictCall) as gRPC.
+pub(crate) use predict::predict;
 pub use predict_route::{PREDICT_PATH, PredictRoute};
 pub use upload::UploadLimits;
 
@@ -137,7 +140,7 @@ fn invalid(message: impl Into<String>) -> Status {
 /// Refuses malformed model names before any lookup (INVALID_ARGUMENT with
 /// a bounded echo of the name), so absurd names never reach the registry,
 /// the loaded-version map or an error message whole.
-fn check_model(name: &str) -> Result<(), Status> {
+pub(crate) fn check_model(name: &str) -> Result<(), Status> {
     serval_registry::validate_model_name(name).map_err(|e| invalid(format!("model: {e}")))
 }
 

@@ -39,7 +39,14 @@ pub(crate) async fn spawn_with_env(dir: &Path, extra: &[&str], env: &[(&str, &st
 async fn spawn_configured(dir: &Path, database: &str, extra: &[&str], env: &[(&str, &str)]) -> Process {
     let log = dir.join(format!("server-{}.log", rand_suffix()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_serval-server"))
-        .args(["--listen", "127.0.0.1:0", "--database", database])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--database",
+            database,
+        ])
         .args(extra)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -343,7 +350,7 @@ async fn a_database_that_is_not_sqlite_stops_the_server_at_once_and_is_left_unto
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         Command::new(env!("CARGO_BIN_EXE_serval-server"))
-            .args(["--listen", "127.0.0.1:0", "--database"])
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "off", "--database"])
             .arg(&path)
             .output(),
     )
