@@ -355,3 +355,25 @@ async fn an_s3_glob_reads_the_matching_parts_and_nothing_outside_the_prefix() {
     assert!(status.message().contains(corrupt), "{status:?}");
     assert_eq!(model_names(&mut client).await, ["clicks", "uploaded"]);
 }
+
+#[tokio::test]
+async fn a_malformed_allowed_prefix_stops_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (prefix, why) in [
+        ("ftp://host/data/", "is not one of s3://"),
+        ("s3://lake/clicks/*/", "holds no glob pattern"),
+        ("lake/clicks", "not a URL"),
+    ] {
+        let mut config =
+            serval_server::ServerConfig::for_database(dir.path().join("serval.db").to_string_lossy());
+        config.data_source_allow = vec![prefix.to_string()];
+        let error = match serval_server::Server::start(&config).await {
+            Ok(_) => panic!("{prefix} was accepted"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains("--data-source-allow") && error.contains(why),
+            "{prefix}: {error}"
+        );
+    }
+}
