@@ -1,4 +1,5 @@
-//! Generated code for Serval's gRPC contract (`proto/serval/v1`): messages,
+//! Generated code for Serval's gRPC contract (`proto/serval/v1`) and the
+//! Open Inference Protocol's (`proto/inference`): messages,
 //! client and server stubs, and the encoded file descriptor set that server
 //! reflection serves. Nothing here is written by hand but this module.
 
@@ -6,6 +7,12 @@
 #[allow(clippy::large_enum_variant)]
 pub mod v1 {
     tonic::include_proto!("serval.v1");
+}
+
+/// Package `inference`: the Open Inference Protocol (KServe v2 / Triton),
+/// `inference.GRPCInferenceService`.
+pub mod inference {
+    tonic::include_proto!("inference");
 }
 
 /// The file descriptor set of every `.proto` file above (imports included),
