@@ -521,7 +521,7 @@ async fn bad_requests_get_predicts_codes_and_name_the_input() {
     );
     let (code, message) = code_and_message(oip.model_infer(wrong_values).await);
     assert_eq!(code, Code::InvalidArgument, "{message}");
-    assert!(message.contains('x'), "{message}");
+    assert!(message.contains("column \"x\""), "{message}");
 
     let ragged = oip::ModelInferRequest {
         model_name: "small".into(),
