@@ -1,4 +1,5 @@
-//! Compiles `serval/v1/*.proto` in pure Rust (protox, no `protoc` binary) into
+//! Compiles `serval/v1/*.proto` and the Open Inference Protocol's
+//! `inference/grpc_predict_v2.proto` in pure Rust (protox, no `protoc` binary) into
 //! prost messages, tonic stubs, and a file descriptor set for reflection.
 
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["serval/v1/serval.proto"];
+    let protos = ["serval/v1/serval.proto", "inference/grpc_predict_v2.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Checks the Open Inference Protocol over HTTP with the real third-party
-# client (tritonclient.http): a fresh serval-server on free loopback ports
+# Checks the Open Inference Protocol over HTTP and gRPC with the real
+# third-party clients (tritonclient.http, tritonclient.grpc): a fresh serval-server on free loopback ports
 # with a scratch registry, a small model trained with the `serval` CLI, the
 # CLI's own Predict answer for some rows, then check_tritonclient.py.
 # Exits with the check's status.
@@ -96,7 +96,7 @@ serval=("$cli_bin" --server "http://$address")
 "${serval[@]}" predict --model small --data "$work/rows.csv" --json >"$work/expected.json"
 
 status=0
-"$python" examples/oip/check_tritonclient.py "$http_address" "$work" || status=$?
+"$python" examples/oip/check_tritonclient.py "$http_address" "$work" "$address" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "check failed (exit $status); server log:" >&2
   tail -n 50 "$work/server.log" >&2

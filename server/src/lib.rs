@@ -7,8 +7,9 @@
 //! documents (`catalog`); on Predict, `service::predict` routes
 //! (`routing`), finds the loaded version (`serving`), encodes its records
 //! with the model crate's encoder and scores them through the version's
-//! `batching` queue. `oip_http` serves the Open Inference Protocol over
-//! HTTP/JSON and hands its inference requests to the same Predict. Errors
+//! `batching` queue. `oip_http` and `oip_grpc` serve the Open Inference
+//! Protocol over HTTP/JSON and gRPC (what both share is in `oip`) and hand
+//! their inference requests to the same Predict. Errors
 //! of every crate become status codes in `error`.
 
 pub mod auth;
@@ -21,6 +22,8 @@ pub mod error;
 pub mod jobs;
 pub mod live_stats;
 pub mod metrics_http;
+pub mod oip;
+pub mod oip_grpc;
 pub mod oip_http;
 pub mod privacy;
 pub mod registry_sync;

@@ -1,7 +1,8 @@
 //! Starting and stopping a server: open the registry, load what serves
 //! traffic, bind the listener (TLS when configured), and serve ModelService,
-//! the standard health service and server reflection behind authentication
-//! and the request-context layer, and the Open Inference Protocol over HTTP
+//! the standard health service, server reflection and the Open Inference
+//! Protocol's `inference.GRPCInferenceService` behind authentication and
+//! the request-context layer, and the Open Inference Protocol over HTTP
 //! on its own listener, until told to stop; then drain.
 
 use std::net::SocketAddr;
@@ -235,6 +236,10 @@ impl Server {
             ),
             auth.clone(),
         );
+        // The Open Inference Protocol over gRPC checks tokens itself: its
+        // liveness, readiness and server metadata are open, like health.
+        let oip_grpc =
+            crate::oip_grpc::OipGrpc::server(state.clone(), auth.clone(), config.max_message_bytes);
         // Server reflection in both protocols (grpcurl and older tools
         // speak only v1alpha).
         let reflection = || {
@@ -269,6 +274,7 @@ impl Server {
                 .layer(RequestContextLayer::new(metrics.grpc.clone()))
                 .add_service(health_service)
                 .add_service(model_service)
+                .add_service(oip_grpc)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .serve_with_incoming_shutdown(incoming, async {

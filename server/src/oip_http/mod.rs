@@ -7,13 +7,13 @@
 //! errors take their HTTP status from `error::http_status`.
 //!
 //! Paths are in `routes`, the JSON bodies and their translation to
-//! Predict's columns or dense rows in `tensors`, metadata and readiness in
-//! `models`.
+//! Predict's columns or dense rows in `tensors`; what is not JSON (layout
+//! checks, datatypes, parameters, outputs, metadata, the hand-off to
+//! Predict) is the protocol's, shared with gRPC, in `crate::oip`.
 //!
 //! Privacy: a request is logged and counted by its fixed route name and
 //! status only; error messages, which may quote a value, go to the caller.
 
-mod models;
 mod routes;
 mod tensors;
 
@@ -34,18 +34,19 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
 use tracing::Instrument;
 
 use crate::auth::AuthInterceptor;
 use crate::error::http_status;
+use crate::oip::metadata::{ModelMetadata, PLATFORM};
+use crate::oip::{SERVER_NAME, tensors::arm_name};
 use crate::request_context::{REQUEST_ID, new_id, usable_id};
 use crate::service::ServiceState;
 use crate::telemetry::HttpMetrics;
-use crate::wire::PredictCall;
 use routes::{Endpoint, ModelPath, NoEndpoint};
-use tensors::{InferRequest, InferResponse, ResponseParameters, Rows};
+use tensors::{InferRequest, InferResponse, ResponseParameters};
 
 /// How long a client may take to send a request's headers, and then its
 /// body, before the request is ended: a slow sender holds no task for long.
@@ -246,7 +247,7 @@ impl OipHttp {
             Endpoint::ServerMetadata => Ok(json_reply(
                 StatusCode::OK,
                 &json!({
-                    "name": "serval",
+                    "name": SERVER_NAME,
                     "version": env!("CARGO_PKG_VERSION"),
                     "extensions": [],
                 }),
@@ -263,12 +264,15 @@ impl OipHttp {
             }
             Endpoint::ModelMetadata(path) => Ok(json_reply(
                 StatusCode::OK,
-                &models::metadata(&self.state, &path).await?,
+                &metadata_json(&crate::oip::metadata::metadata(&self.state, &path.name, path.version).await?),
             )),
-            Endpoint::ModelReady(path) => Ok(json_reply(
-                StatusCode::OK,
-                &models::ready(&self.state, &path).await?,
-            )),
+            Endpoint::ModelReady(path) => {
+                let version = crate::oip::metadata::ready(&self.state, &path.name, path.version).await?;
+                Ok(json_reply(
+                    StatusCode::OK,
+                    &json!({"name": path.name, "version": version.to_string(), "ready": true}),
+                ))
+            }
             Endpoint::Infer(path) => self.infer(path, request, extensions, id).await,
         }
     }
@@ -304,42 +308,18 @@ impl OipHttp {
         infer
             .check_outputs(options.explain)
             .map_err(Failure::bad_request)?;
-        // Predict reads its rows as encoded messages (see `wire`).
-        let (columns, dense_rows) = match infer.rows().map_err(Failure::bad_request)? {
-            Rows::Columns(columns) => (columns.iter().map(encoded).collect(), Vec::new()),
-            Rows::Dense(rows) => (Vec::new(), rows.iter().map(encoded).collect()),
-        };
-        let call = PredictCall {
-            model: path.name,
-            version: path.version,
-            records: Vec::new(),
-            dense_rows,
-            alias: options.alias,
-            routing_key: options.routing_key,
-            explain: options.explain,
-            // Every column's attribution, in the answering version's order.
-            top_k: if options.explain { u32::MAX } else { 0 },
-            columns,
-        };
-        let mut metadata = MetadataMap::new();
-        if let Some(timeout) = options.timeout
-            && let Ok(value) = MetadataValue::try_from(grpc_timeout(timeout))
-        {
-            metadata.insert("grpc-timeout", value);
-        }
-        let model = call.model.clone();
-        let answer = crate::service::predict(
+        let rows = infer.rows().map_err(Failure::bad_request)?;
+        let inference = crate::oip::infer(
             &self.state,
-            tonic::Request::from_parts(metadata, extensions, call),
+            MetadataMap::new(),
+            extensions,
+            path.name,
+            path.version,
+            rows,
+            &options,
         )
-        .await?
-        .into_inner();
-        let columns: Vec<String> = if options.explain {
-            let loaded = self.state.models.resolve(&model, answer.version).await?;
-            loaded.encoder.column_names().map(str::to_string).collect()
-        } else {
-            Vec::new()
-        };
+        .await?;
+        let (answer, columns) = (inference.answer, inference.columns);
         let outputs = tensors::outputs(&infer, &answer, &columns).map_err(Failure::bad_request)?;
         Ok(json_reply(
             StatusCode::OK,
@@ -348,7 +328,7 @@ impl OipHttp {
                 model_version: answer.version.to_string(),
                 id: infer.id.clone().unwrap_or_else(|| id.to_string()),
                 parameters: ResponseParameters {
-                    arm: tensors::arm_name(answer.arm),
+                    arm: arm_name(answer.arm),
                     threshold: answer.threshold,
                 },
                 outputs,
@@ -389,37 +369,36 @@ impl OipHttp {
     }
 }
 
-fn encoded(message: &impl prost::Message) -> Bytes {
-    Bytes::from(message.encode_to_vec())
-}
-
 /// Resolves once `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// A deadline as gRPC's `grpc-timeout` header spells it, for Predict.
-fn grpc_timeout(timeout: Duration) -> String {
-    let micros = timeout.as_micros();
-    if micros < 100_000_000 {
-        format!("{micros}u")
-    } else {
-        format!("{}S", timeout.as_secs().min(99_999_999))
-    }
+/// Model metadata as the JSON protocol spells it (with Serval's
+/// parameters: the version described, the dense width, the threshold).
+fn metadata_json(metadata: &ModelMetadata) -> serde_json::Value {
+    let tensors = |tensors: &[crate::oip::metadata::TensorMetadata]| -> Vec<serde_json::Value> {
+        tensors
+            .iter()
+            .map(|t| json!({"name": t.name, "datatype": t.datatype, "shape": t.shape}))
+            .collect()
+    };
+    json!({
+        "name": metadata.name,
+        "versions": metadata.versions,
+        "platform": PLATFORM,
+        "inputs": tensors(&metadata.inputs),
+        "outputs": tensors(&metadata.outputs),
+        "parameters": {
+            "version": metadata.version.to_string(),
+            "input_width": metadata.input_width,
+            "threshold": metadata.threshold,
+            "note": metadata.note(),
+        },
+    })
 }
 
 /// Binds the HTTP listener.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_become_grpc_timeout_values() {
-        assert_eq!(grpc_timeout(Duration::from_micros(2500)), "2500u");
-        assert_eq!(grpc_timeout(Duration::from_secs(500)), "500S");
-    }
 }

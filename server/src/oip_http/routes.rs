@@ -111,10 +111,7 @@ fn endpoint(path: &str) -> Result<Endpoint, NoEndpoint> {
 }
 
 fn parse_version(text: &str) -> Result<u32, NoEndpoint> {
-    text.parse().map_err(|_| {
-        let shown: String = text.chars().take(40).filter(|c| !c.is_control()).collect();
-        NoEndpoint::BadVersion(format!("version {shown:?} is not a version number"))
-    })
+    crate::oip::parse_version(text).map_err(NoEndpoint::BadVersion)
 }
 
 #[cfg(test)]

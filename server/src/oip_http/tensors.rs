@@ -1,15 +1,18 @@
 //! The Open Inference Protocol's JSON bodies and their translation: an
 //! inference request becomes Predict's columns (one input per original
 //! column) or dense rows (one FP32 input of shape [N, input_width]), and
-//! Predict's answer becomes output tensors. Checks shapes, datatypes and
-//! parameters, naming the input; what the values mean for a model is
-//! `encoding`'s, reached through Predict. Owns no I/O.
-
-use std::time::Duration;
+//! Predict's answer becomes output tensors. Reads JSON values and nested
+//! data only; the layout checks, datatypes, parameters and outputs are the
+//! protocol's, shared with gRPC (`crate::oip`). Owns no I/O.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use serval_proto::v1 as pb;
+
+use crate::oip::tensors::{
+    Datatype, InferOptions, Layout, Output, OutputData, ParameterValue, Rows, TensorShape,
+    check_output_names, dense_rows, element_count, layout, shorten,
+};
 
 /// An inference request body.
 #[derive(Debug, Deserialize)]
@@ -38,149 +41,50 @@ pub struct RequestedOutput {
     pub name: String,
 }
 
-/// The request parameters Serval reads; others (e.g. Triton's
-/// `binary_data_output`) are ignored.
-#[derive(Debug, Default, PartialEq)]
-pub struct InferOptions {
-    pub alias: String,
-    pub routing_key: String,
-    pub explain: bool,
-    /// Triton's `timeout` parameter (microseconds): the call's deadline.
-    pub timeout: Option<Duration>,
-}
-
-/// The rows of a request, in one of Predict's forms.
-#[derive(Debug, PartialEq)]
-pub enum Rows {
-    Columns(Vec<pb::Column>),
-    Dense(Vec<pb::DenseRow>),
-}
-
-/// The probability output's name.
-pub const PROBABILITY: &str = "probability";
-/// The label output's name.
-pub const LABEL: &str = "label";
-/// Prefix of the per-column attribution outputs (`attribution/{column}`).
-pub const ATTRIBUTION: &str = "attribution/";
-
-/// Integer datatypes and their ranges.
-const INTEGERS: [(&str, i128, i128); 8] = [
-    ("INT8", i8::MIN as i128, i8::MAX as i128),
-    ("INT16", i16::MIN as i128, i16::MAX as i128),
-    ("INT32", i32::MIN as i128, i32::MAX as i128),
-    ("INT64", i64::MIN as i128, i64::MAX as i128),
-    ("UINT8", 0, u8::MAX as i128),
-    ("UINT16", 0, u16::MAX as i128),
-    ("UINT32", 0, u32::MAX as i128),
-    ("UINT64", 0, u64::MAX as i128),
-];
-
-const SUPPORTED: &str = "BYTES, BOOL, FP32, FP64, INT8-INT64 or UINT8-UINT64";
-
 impl InferRequest {
     /// Serval's parameters, checked.
     pub fn options(&self) -> Result<InferOptions, String> {
-        let mut options = InferOptions::default();
         let Some(parameters) = &self.parameters else {
-            return Ok(options);
+            return Ok(InferOptions::default());
         };
-        let text = |key: &str| -> Result<String, String> {
-            match parameters.get(key) {
-                None | Some(Value::Null) => Ok(String::new()),
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(other) => Err(format!("parameters.{key}: a string, not {}", kind(other))),
-            }
-        };
-        options.alias = text("alias")?;
-        options.routing_key = text("routing_key")?;
-        options.explain = match parameters.get("explain") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(format!("parameters.explain: true or false, not {}", kind(other))),
-        };
-        options.timeout = match parameters.get("timeout") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(0) => None,
-                Some(micros) => Some(Duration::from_micros(micros)),
-                None => {
-                    return Err(format!(
-                        "parameters.timeout: microseconds, a whole number, not {n}"
-                    ));
-                }
+        InferOptions::read(|key| match parameters.get(key) {
+            None | Some(Value::Null) => ParameterValue::Absent,
+            Some(Value::Bool(b)) => ParameterValue::Bool(*b),
+            Some(Value::String(s)) => ParameterValue::Text(s),
+            Some(Value::Number(n)) => match n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)) {
+                Some(whole) => ParameterValue::Whole(whole),
+                None => ParameterValue::Number(n.as_f64().unwrap_or(f64::NAN)),
             },
-            Some(other) => return Err(format!("parameters.timeout: microseconds, not {}", kind(other))),
-        };
-        Ok(options)
+            Some(other) => ParameterValue::Other(kind(other)),
+        })
     }
 
-    /// Refuses outputs that no answer can carry (attributions only with
-    /// `explain`; whether the answering version has the column is checked
-    /// with its answer).
+    /// Refuses outputs that no answer can carry.
     pub fn check_outputs(&self, explain: bool) -> Result<(), String> {
-        for output in self.outputs.iter().flatten() {
-            let known = output.name == PROBABILITY
-                || output.name == LABEL
-                || (explain && output.name.starts_with(ATTRIBUTION));
-            if !known {
-                return Err(format!(
-                    "outputs: no output {:?}; the outputs are {PROBABILITY:?}, {LABEL:?} and, with \
-                     parameters.explain, \"{ATTRIBUTION}{{column}}\"",
-                    shorten(&output.name)
-                ));
-            }
-        }
-        Ok(())
+        check_output_names(self.outputs.iter().flatten().map(|o| o.name.as_str()), explain)
     }
 
     /// The request's rows in Predict's form: one input per column (shape
     /// [N]), or one FP32 input of encoded rows (shape [N, input_width]).
     pub fn rows(&self) -> Result<Rows, String> {
-        if self.inputs.is_empty() {
-            return Err(
-                "inputs: none given; send one input of shape [N] per column, or one FP32 input \
-                        of shape [N, input_width] with encoded rows"
-                    .to_string(),
-            );
+        let shapes: Vec<TensorShape<'_>> = self
+            .inputs
+            .iter()
+            .map(|input| TensorShape {
+                name: &input.name,
+                shape: &input.shape,
+            })
+            .collect();
+        match layout(&shapes)? {
+            Layout::Dense { width, .. } => dense(&self.inputs[0], width).map(Rows::Dense),
+            Layout::Columns { .. } => self
+                .inputs
+                .iter()
+                .map(column)
+                .collect::<Result<_, _>>()
+                .map(Rows::Columns),
         }
-        if let Some(dense) = self.inputs.iter().find(|input| input.shape.len() == 2) {
-            if self.inputs.len() > 1 {
-                return Err(format!(
-                    "input {:?}: a 2-D input carries encoded rows and must be the only input; send \
-                     columns as inputs of shape [N]",
-                    shorten(&dense.name)
-                ));
-            }
-            return dense_rows(dense).map(Rows::Dense);
-        }
-        let mut columns: Vec<pb::Column> = Vec::with_capacity(self.inputs.len());
-        let mut first: Option<(&str, usize)> = None;
-        for input in &self.inputs {
-            let column = column(input)?;
-            let rows = input.shape.first().copied().unwrap_or_default() as usize;
-            if let Some((name, expected)) = first
-                && rows != expected
-            {
-                return Err(format!(
-                    "input {:?} has {rows} rows, but input {:?} has {expected}: every column needs one \
-                     value per row",
-                    shorten(&input.name),
-                    shorten(name)
-                ));
-            }
-            first.get_or_insert((&input.name, rows));
-            if columns.iter().any(|c| c.name == input.name) {
-                return Err(format!("input {:?} appears twice", shorten(&input.name)));
-            }
-            columns.push(column);
-        }
-        Ok(Rows::Columns(columns))
     }
-}
-
-/// A name as an error quotes it: bounded.
-fn shorten(name: &str) -> String {
-    name.chars().take(64).collect()
 }
 
 /// How a JSON value is named in an error.
@@ -199,20 +103,7 @@ fn kind(value: &Value) -> &'static str {
 /// or nested exactly as the shape says.
 fn flatten(input: &InputTensor) -> Result<Vec<&Value>, String> {
     let name = shorten(&input.name);
-    if let Some(&bad) = input.shape.iter().find(|&&d| d < 0) {
-        return Err(format!(
-            "input {name:?}: shape {:?} has a negative dimension ({bad})",
-            input.shape
-        ));
-    }
-    let expected = input
-        .shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
-        .ok_or_else(|| format!("input {name:?}: shape {:?} is too large", input.shape))?;
-    if expected == 0 {
-        return Err(format!("input {name:?}: shape {:?} has no rows", input.shape));
-    }
+    let expected = element_count(&input.name, &input.shape)?;
     let Value::Array(data) = &input.data else {
         return Err(format!(
             "input {name:?}: data must be an array, not {}",
@@ -261,24 +152,16 @@ fn nested<'a>(data: &'a [Value], shape: &[i64], out: &mut Vec<&'a Value>) -> Res
 /// missing.
 fn column(input: &InputTensor) -> Result<pb::Column, String> {
     let name = shorten(&input.name);
-    if input.shape.len() != 1 {
-        return Err(format!(
-            "input {name:?}: shape {:?} is neither [N] (one column) nor [N, input_width] (encoded rows)",
-            input.shape
-        ));
-    }
-    if input.name.is_empty() {
-        return Err("inputs: an input has no name".to_string());
-    }
+    let datatype = Datatype::parse(&input.name, &input.datatype)?;
     let values = flatten(input)?;
     let mut column = pb::Column {
         name: input.name.clone(),
         ..Default::default()
     };
-    let datatype = input.datatype.as_str();
     let wrong = |i: usize, wanted: &str, value: &Value| {
         format!(
-            "input {name:?}: datatype {datatype} needs {wanted} (or null); element {i} is {}",
+            "input {name:?}: datatype {} needs {wanted} (or null); element {i} is {}",
+            datatype.name(),
             kind(value)
         )
     };
@@ -287,52 +170,46 @@ fn column(input: &InputTensor) -> Result<pb::Column, String> {
             column.missing.push(i as u32);
         }
         match datatype {
-            "BYTES" => column.strings.push(match value {
+            Datatype::Bytes => column.strings.push(match value {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
                 other => return Err(wrong(i, "strings", other)),
             }),
-            "BOOL" => column.bools.push(match value {
+            Datatype::Bool => column.bools.push(match value {
                 Value::Bool(b) => *b,
                 Value::Null => false,
                 other => return Err(wrong(i, "true or false", other)),
             }),
-            "FP32" | "FP64" => column.numbers.push(match value {
+            Datatype::Fp32 | Datatype::Fp64 => column.numbers.push(match value {
                 Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
                 Value::Null => 0.0,
                 other => return Err(wrong(i, "numbers", other)),
             }),
-            _ => {
-                let Some(&(_, min, max)) = INTEGERS.iter().find(|(t, ..)| *t == datatype) else {
-                    return Err(format!(
-                        "input {name:?}: datatype {:?} is not supported ({SUPPORTED})",
-                        shorten(datatype)
-                    ));
-                };
-                column.numbers.push(match value {
-                    Value::Number(n) => {
-                        let whole = n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
-                        match whole {
-                            Some(w) if (min..=max).contains(&w) => w as f64,
-                            _ => {
-                                return Err(format!(
-                                    "input {name:?}: datatype {datatype} needs whole numbers from {min} to \
-                                     {max}; element {i} is {n}"
-                                ));
-                            }
-                        }
+            Datatype::Integer {
+                name: integer,
+                min,
+                max,
+                ..
+            } => column.numbers.push(match value {
+                Value::Number(n) => match n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)) {
+                    Some(whole) => datatype.whole(&input.name, i, whole)?,
+                    None => {
+                        return Err(format!(
+                            "input {name:?}: datatype {integer} needs whole numbers from {min} to {max}; \
+                             element {i} is {n}"
+                        ));
                     }
-                    Value::Null => 0.0,
-                    other => return Err(wrong(i, "whole numbers", other)),
-                });
-            }
+                },
+                Value::Null => 0.0,
+                other => return Err(wrong(i, "whole numbers", other)),
+            }),
         }
     }
     Ok(column)
 }
 
 /// The one 2-D input as dense rows: FP32, shape [N, input_width].
-fn dense_rows(input: &InputTensor) -> Result<Vec<pb::DenseRow>, String> {
+fn dense(input: &InputTensor, width: usize) -> Result<Vec<pb::DenseRow>, String> {
     let name = shorten(&input.name);
     if input.datatype != "FP32" && input.datatype != "FP64" {
         return Err(format!(
@@ -340,7 +217,6 @@ fn dense_rows(input: &InputTensor) -> Result<Vec<pb::DenseRow>, String> {
             shorten(&input.datatype)
         ));
     }
-    let width = input.shape[1].max(0) as usize;
     let values = flatten(input)?;
     let numbers = values
         .into_iter()
@@ -353,10 +229,7 @@ fn dense_rows(input: &InputTensor) -> Result<Vec<pb::DenseRow>, String> {
             )),
         })
         .collect::<Result<Vec<f32>, String>>()?;
-    Ok(numbers
-        .chunks(width)
-        .map(|row| pb::DenseRow { values: row.to_vec() })
-        .collect())
+    Ok(dense_rows(&numbers, width))
 }
 
 /// An output tensor of an inference response.
@@ -368,11 +241,15 @@ pub struct OutputTensor {
     pub data: OutputData,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum OutputData {
-    Float(Vec<f32>),
-    Int(Vec<i32>),
+impl From<Output> for OutputTensor {
+    fn from(output: Output) -> Self {
+        OutputTensor {
+            name: output.name,
+            datatype: output.data.datatype(),
+            shape: [output.data.len()],
+            data: output.data,
+        }
+    }
 }
 
 /// An inference response body.
@@ -394,84 +271,25 @@ pub struct ResponseParameters {
     pub threshold: f64,
 }
 
-/// The name of a Predict arm in responses.
-pub fn arm_name(arm: i32) -> &'static str {
-    match pb::Arm::try_from(arm).unwrap_or(pb::Arm::Unspecified) {
-        pb::Arm::Unspecified => "",
-        pb::Arm::Pinned => "pinned",
-        pb::Arm::Alias => "alias",
-        pb::Arm::Stable => "stable",
-        pb::Arm::Canary => "canary",
-        pb::Arm::Latest => "latest",
-    }
-}
-
-/// Predict's answer as output tensors: `probability`, `label` and, when
-/// explained, `attribution/{column}` for each of `columns` (the answering
-/// version's original columns, in its order) — those asked for in
-/// `request`, or all.
+/// Predict's answer as the output tensors `request` asks for (all when it
+/// names none).
 pub fn outputs(
     request: &InferRequest,
     answer: &pb::PredictResponse,
     columns: &[String],
 ) -> Result<Vec<OutputTensor>, String> {
-    let rows = answer.scores.len();
-    let mut all = vec![
-        OutputTensor {
-            name: PROBABILITY.to_string(),
-            datatype: "FP32",
-            shape: [rows],
-            data: OutputData::Float(answer.scores.clone()),
-        },
-        OutputTensor {
-            name: LABEL.to_string(),
-            datatype: "INT32",
-            shape: [rows],
-            data: OutputData::Int(answer.labels.iter().map(|&l| i32::from(l)).collect()),
-        },
-    ];
-    if !answer.explanations.is_empty() {
-        for (c, column) in columns.iter().enumerate() {
-            let data = answer
-                .explanations
-                .iter()
-                .map(|row| {
-                    // Rows list every column, largest first; most often
-                    // the same order from row to row.
-                    row.attributions
-                        .get(c)
-                        .filter(|a| a.column == *column)
-                        .or_else(|| row.attributions.iter().find(|a| a.column == *column))
-                        .map_or(0.0, |a| a.attribution as f32)
-                })
-                .collect();
-            all.push(OutputTensor {
-                name: format!("{ATTRIBUTION}{column}"),
-                datatype: "FP32",
-                shape: [rows],
-                data: OutputData::Float(data),
-            });
-        }
-    }
-    let Some(asked) = &request.outputs else {
-        return Ok(all);
-    };
-    let mut chosen = Vec::with_capacity(asked.len());
-    for output in asked {
-        let at = all.iter().position(|o| o.name == output.name).ok_or_else(|| {
-            format!(
-                "outputs: no output {:?}: version {} has no such column",
-                shorten(&output.name),
-                answer.version
-            )
-        })?;
-        chosen.push(all.swap_remove(at));
-    }
-    Ok(chosen)
+    let asked: Option<Vec<&str>> = request
+        .outputs
+        .as_ref()
+        .map(|outputs| outputs.iter().map(|o| o.name.as_str()).collect());
+    let outputs = crate::oip::tensors::outputs(answer, columns, asked.as_deref())?;
+    Ok(outputs.into_iter().map(OutputTensor::from).collect())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn request(body: Value) -> InferRequest {
@@ -620,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn parameters_are_read_and_checked() {
+    fn json_parameters_are_read_and_checked() {
         let options = request(serde_json::json!({"inputs": [], "parameters": {
             "alias": "production", "routing_key": "user-7", "explain": true, "timeout": 2500,
             "binary_data_output": true

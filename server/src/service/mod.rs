@@ -127,8 +127,9 @@ impl ModelServiceImpl {
 
 pub use crate::jobs::JobEventStream as TrainEventStream;
 pub use delete::spawn_deleted_version_follower;
-/// Predict itself, for the HTTP edge (`oip_http`), which reaches it with
-/// the same [`PredictCall`](crate::wire::PredictCall) as gRPC.
+/// Predict itself, for the Open Inference Protocol (`oip`, over HTTP and
+/// gRPC), which reaches it with the same
+/// [`PredictCall`](crate::wire::PredictCall) as `serval.v1` Predict.
 pub(crate) use predict::predict;
 pub use predict_route::{PREDICT_PATH, PredictRoute};
 pub use upload::UploadLimits;

@@ -14,6 +14,7 @@ mod forms;
 mod hostile;
 mod jobs;
 mod loading;
+mod oip_grpc;
 mod oip_http;
 mod operations;
 mod process;

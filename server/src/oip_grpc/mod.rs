@@ -1,0 +1,192 @@
+//! The Open Inference Protocol (KServe v2) over gRPC:
+//! `inference.GRPCInferenceService`, served on the same port as
+//! `serval.v1.ModelService` and inside the same request-context layer.
+//! Liveness, readiness and server metadata are open, like the health
+//! service; model metadata, model readiness and inference need a token
+//! (any role) when tokens are configured, checked by the same
+//! [`AuthInterceptor`] as every other call. Inference goes through
+//! `service::predict` (via `crate::oip::infer`), so its errors carry the
+//! same codes as `serval.v1` Predict's; tensor errors are
+//! INVALID_ARGUMENT naming the input.
+//!
+//! The protobuf tensors and their translation are in `tensors`; the rest
+//! of the protocol is shared with HTTP in `crate::oip`.
+
+mod tensors;
+
+use std::sync::Arc;
+
+use serval_proto::inference as oip;
+use serval_proto::inference::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
+use tonic::service::Interceptor;
+use tonic::{Request, Response, Status};
+
+use crate::auth::AuthInterceptor;
+use crate::oip::metadata::{PLATFORM, TensorMetadata};
+use crate::oip::tensors::arm_name;
+use crate::oip::{SERVER_NAME, parse_version};
+use crate::service::ServiceState;
+
+/// The protocol's gRPC service.
+pub struct OipGrpc {
+    state: Arc<ServiceState>,
+    auth: AuthInterceptor,
+}
+
+impl OipGrpc {
+    /// The service, ready to mount, with the server's message size limits.
+    pub fn server(
+        state: Arc<ServiceState>,
+        auth: AuthInterceptor,
+        max_message_bytes: usize,
+    ) -> GrpcInferenceServiceServer<OipGrpc> {
+        GrpcInferenceServiceServer::new(OipGrpc { state, auth })
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+
+    /// The caller's identity, checked as the interceptor checks every
+    /// other call's.
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<http::Extensions, Status> {
+        let check = Request::from_parts(request.metadata().clone(), http::Extensions::new(), ());
+        let (_, extensions, ()) = self.auth.clone().call(check)?.into_parts();
+        Ok(extensions)
+    }
+}
+
+/// `model_version` or `version`: empty is the version the server chooses.
+fn version(text: &str) -> Result<Option<u32>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    parse_version(text).map(Some).map_err(Status::invalid_argument)
+}
+
+fn tensor_metadata(tensors: Vec<TensorMetadata>) -> Vec<oip::model_metadata_response::TensorMetadata> {
+    tensors
+        .into_iter()
+        .map(|t| oip::model_metadata_response::TensorMetadata {
+            name: t.name,
+            datatype: t.datatype.to_string(),
+            shape: t.shape,
+        })
+        .collect()
+}
+
+fn string_parameter(value: impl Into<String>) -> oip::InferParameter {
+    oip::InferParameter {
+        parameter_choice: Some(oip::infer_parameter::ParameterChoice::StringParam(value.into())),
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for OipGrpc {
+    async fn server_live(
+        &self,
+        _request: Request<oip::ServerLiveRequest>,
+    ) -> Result<Response<oip::ServerLiveResponse>, Status> {
+        Ok(Response::new(oip::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _request: Request<oip::ServerReadyRequest>,
+    ) -> Result<Response<oip::ServerReadyResponse>, Status> {
+        let ready = !*self.state.stopping.borrow();
+        Ok(Response::new(oip::ServerReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _request: Request<oip::ServerMetadataRequest>,
+    ) -> Result<Response<oip::ServerMetadataResponse>, Status> {
+        Ok(Response::new(oip::ServerMetadataResponse {
+            name: SERVER_NAME.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            extensions: Vec::new(),
+        }))
+    }
+
+    /// Ready when the version loads; an unknown model or version is not
+    /// ready (as Triton answers), other errors are errors.
+    async fn model_ready(
+        &self,
+        request: Request<oip::ModelReadyRequest>,
+    ) -> Result<Response<oip::ModelReadyResponse>, Status> {
+        self.authenticate(&request)?;
+        let request = request.into_inner();
+        let version = version(&request.version)?;
+        let ready = match crate::oip::metadata::ready(&self.state, &request.name, version).await {
+            Ok(_) => true,
+            Err(status) if status.code() == tonic::Code::NotFound => false,
+            Err(status) => return Err(status),
+        };
+        Ok(Response::new(oip::ModelReadyResponse { ready }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<oip::ModelMetadataRequest>,
+    ) -> Result<Response<oip::ModelMetadataResponse>, Status> {
+        self.authenticate(&request)?;
+        let request = request.into_inner();
+        let metadata =
+            crate::oip::metadata::metadata(&self.state, &request.name, version(&request.version)?).await?;
+        Ok(Response::new(oip::ModelMetadataResponse {
+            name: metadata.name,
+            versions: metadata.versions,
+            platform: PLATFORM.to_string(),
+            inputs: tensor_metadata(metadata.inputs),
+            outputs: tensor_metadata(metadata.outputs),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<oip::ModelInferRequest>,
+    ) -> Result<Response<oip::ModelInferResponse>, Status> {
+        let extensions = self.authenticate(&request)?;
+        let (metadata, _, request) = request.into_parts();
+        let version = version(&request.model_version)?;
+        let options = tensors::options(&request.parameters).map_err(Status::invalid_argument)?;
+        let asked = tensors::asked_outputs(&request, options.explain).map_err(Status::invalid_argument)?;
+        let rows = tensors::rows(&request).map_err(Status::invalid_argument)?;
+        let inference = crate::oip::infer(
+            &self.state,
+            metadata,
+            extensions,
+            request.model_name.clone(),
+            version,
+            rows,
+            &options,
+        )
+        .await?;
+        let answer = inference.answer;
+        let outputs = crate::oip::tensors::outputs(&answer, &inference.columns, asked.as_deref())
+            .map_err(Status::invalid_argument)?;
+        let (outputs, raw_output_contents) = tensors::raw_outputs(outputs);
+        let parameters = [
+            ("arm".to_string(), string_parameter(arm_name(answer.arm))),
+            (
+                "threshold".to_string(),
+                oip::InferParameter {
+                    parameter_choice: Some(oip::infer_parameter::ParameterChoice::DoubleParam(
+                        answer.threshold,
+                    )),
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        Ok(Response::new(oip::ModelInferResponse {
+            model_name: answer.model,
+            model_version: answer.version.to_string(),
+            id: request.id,
+            parameters,
+            outputs,
+            raw_output_contents,
+        }))
+    }
+}
