@@ -34,6 +34,7 @@ pub mod service;
 pub mod serving;
 pub mod sources;
 pub mod telemetry;
+pub mod trace_context;
 pub mod wire;
 
 pub use config::ServerConfig;

@@ -2,7 +2,8 @@
 //! (the caller's `x-request-id`, or a new one), runs the call inside a
 //! tracing span carrying it — so every log line about the call names it —
 //! returns the id in the response headers, and counts the call by RPC and
-//! final status code with its latency.
+//! final status code with its latency. A caller's W3C `traceparent` puts
+//! the call in the caller's trace (`trace_context`).
 //!
 //! Privacy: a call is logged and counted by its status code only, never by
 //! its status message or contents — an INVALID_ARGUMENT message may quote a
@@ -19,6 +20,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::telemetry::GrpcMetrics;
+use crate::trace_context::{TRACEPARENT, TraceContext};
 
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
@@ -69,7 +71,9 @@ fn rpc_name(path: &str) -> String {
             if !method.is_empty()
                 && method.len() <= 64
                 && method.bytes().all(|b| b.is_ascii_alphanumeric())
-                && (service.ends_with("ModelService") || service.contains("grpc.")) =>
+                && (service.ends_with("ModelService")
+                    || service.ends_with("inference.GRPCInferenceService")
+                    || service.contains("grpc.")) =>
         {
             method.to_string()
         }
@@ -110,7 +114,20 @@ where
         // sensitive, it is sent as a never-indexed literal.
         header.set_sensitive(true);
         let rpc = rpc_name(request.uri().path());
-        let span = tracing::info_span!("rpc", request_id = %id, rpc = %rpc);
+        let span = tracing::info_span!(
+            "rpc",
+            request_id = %id,
+            rpc = %rpc,
+            trace_id = tracing::field::Empty,
+            parent_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        let trace = TraceContext::from_header(request.headers().get(TRACEPARENT));
+        if let Some(trace) = &trace {
+            span.record("trace_id", trace.trace_id.as_str());
+            span.record("parent_id", trace.parent_id.as_str());
+            span.record("span_id", trace.span_id.as_str());
+        }
         let metrics = self.metrics.clone();
         let started = Instant::now();
         // Correctness: the clone that was polled ready is the one called.
@@ -121,6 +138,9 @@ where
                 let response = inner.call(request).await?;
                 let (mut parts, body) = response.into_parts();
                 parts.headers.insert(REQUEST_ID, header);
+                if let Some(trace) = trace {
+                    parts.headers.insert(TRACEPARENT, trace.response_header());
+                }
                 let code = grpc_status(&parts.headers);
                 let body = ObservedBody {
                     inner: body,
@@ -227,6 +247,10 @@ mod tests {
     fn rpc_names_are_bounded() {
         assert_eq!(rpc_name("/serval.v1.ModelService/Predict"), "Predict");
         assert_eq!(rpc_name("/grpc.health.v1.Health/Check"), "Check");
+        assert_eq!(
+            rpc_name("/inference.GRPCInferenceService/ModelInfer"),
+            "ModelInfer"
+        );
         assert_eq!(rpc_name("/evil/../../etc"), "unknown");
         assert_eq!(
             rpc_name(&format!("/serval.v1.ModelService/{}", "A".repeat(500))),
@@ -252,5 +276,42 @@ mod tests {
         // Sensitive values go out as HPACK never-indexed literals, so unique
         // ids do not churn the connection's header table.
         assert!(id.is_sensitive());
+    }
+
+    #[tokio::test]
+    async fn a_callers_traceparent_comes_back_with_this_calls_span() {
+        let metrics = crate::telemetry::ServerMetrics::new().unwrap().grpc;
+        let inner = tower::service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+        });
+        let mut service = RequestContextLayer::new(metrics).layer(inner);
+        let call = |traceparent: Option<&str>| {
+            let mut request = Request::builder().uri("/serval.v1.ModelService/Predict");
+            if let Some(value) = traceparent {
+                request = request.header(TRACEPARENT, value);
+            }
+            request.body(()).unwrap()
+        };
+        let response = service
+            .call(call(Some(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )))
+            .await
+            .unwrap();
+        let returned = response.headers().get(TRACEPARENT).unwrap().to_str().unwrap();
+        let fields: Vec<&str> = returned.split('-').collect();
+        assert_eq!(
+            (fields[0], fields[1], fields[3]),
+            ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
+        );
+        assert!(
+            fields[2].len() == 16 && fields[2] != "00f067aa0ba902b7",
+            "{returned}"
+        );
+        // Without one, or with a malformed one, nothing is added.
+        for traceparent in [None, Some("00-xyz-00f067aa0ba902b7-01")] {
+            let response = service.call(call(traceparent)).await.unwrap();
+            assert!(response.headers().get(TRACEPARENT).is_none());
+        }
     }
 }

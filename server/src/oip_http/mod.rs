@@ -45,6 +45,7 @@ use crate::oip::{SERVER_NAME, tensors::arm_name};
 use crate::request_context::{REQUEST_ID, new_id, usable_id};
 use crate::service::ServiceState;
 use crate::telemetry::HttpMetrics;
+use crate::trace_context::{TRACEPARENT, TraceContext};
 use routes::{Endpoint, ModelPath, NoEndpoint};
 use tensors::{InferRequest, InferResponse, ResponseParameters};
 
@@ -201,7 +202,20 @@ impl OipHttp {
             .unwrap_or_else(new_id);
         let endpoint = routes::resolve(request.method(), request.uri().path());
         let route = endpoint.as_ref().map_or("unknown", Endpoint::name);
-        let span = tracing::info_span!("http", request_id = %id, route);
+        let span = tracing::info_span!(
+            "http",
+            request_id = %id,
+            route,
+            trace_id = tracing::field::Empty,
+            parent_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        let trace = TraceContext::from_header(request.headers().get(TRACEPARENT));
+        if let Some(trace) = &trace {
+            span.record("trace_id", trace.trace_id.as_str());
+            span.record("parent_id", trace.parent_id.as_str());
+            span.record("span_id", trace.span_id.as_str());
+        }
         async {
             let reply = match endpoint {
                 Ok(endpoint) => self.dispatch(endpoint, request, &id).await,
@@ -225,6 +239,9 @@ impl OipHttp {
             tracing::debug!(status = reply.status().as_u16(), seconds, "request finished");
             if let Ok(value) = HeaderValue::from_str(&id) {
                 reply.headers_mut().insert(REQUEST_ID, value);
+            }
+            if let Some(trace) = &trace {
+                reply.headers_mut().insert(TRACEPARENT, trace.response_header());
             }
             reply
         }

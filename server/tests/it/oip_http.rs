@@ -661,3 +661,31 @@ async fn tokens_guard_model_endpoints_and_leave_health_open() {
         assert_eq!(get(address, open).await.status, 200, "{open}");
     }
 }
+
+#[tokio::test]
+async fn a_callers_traceparent_comes_back_with_this_requests_span() {
+    let test = TestServer::start().await;
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let answer = request(
+        http(&test),
+        "GET",
+        "/v2/health/live",
+        &[("traceparent", traceparent)],
+        b"",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let returned = &answer.headers["traceparent"];
+    assert!(
+        returned.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && returned.ends_with("-01"),
+        "{returned}"
+    );
+    assert_ne!(returned, traceparent);
+    // Without one, nothing is added.
+    assert!(
+        !get(http(&test), "/v2/health/live")
+            .await
+            .headers
+            .contains_key("traceparent")
+    );
+}

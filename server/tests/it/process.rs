@@ -304,7 +304,7 @@ async fn a_flipped_byte_in_stored_weights_is_caught_and_other_versions_serve() {
 }
 
 #[tokio::test]
-async fn json_logs_carry_the_request_id() {
+async fn json_logs_carry_the_request_id_and_the_callers_trace() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = spawn(dir.path(), &["--log-format", "json"]).await;
     let mut client = server.client().await;
@@ -321,7 +321,25 @@ async fn json_logs_carry_the_request_id() {
     request
         .metadata_mut()
         .insert("x-request-id", "train-req-7".parse().unwrap());
-    let mut events = client.raw().train(request).await.unwrap().into_inner();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    let response = client.raw().train(request).await.unwrap();
+    // The call joins the caller's trace with a span of its own.
+    let returned = response
+        .metadata()
+        .get("traceparent")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        returned.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && returned.ends_with("-01"),
+        "{returned}"
+    );
+    assert_ne!(returned, traceparent);
+    let mut events = response.into_inner();
     while events.message().await.unwrap().is_some() {}
     server.signal("-TERM");
     server.wait().await;
@@ -332,6 +350,16 @@ async fn json_logs_carry_the_request_id() {
         .unwrap_or_else(|| panic!("no training log line in {log}"));
     let line: serde_json::Value = serde_json::from_str(started).unwrap();
     assert_eq!(line["span"]["request_id"], "train-req-7", "{line}");
+    assert_eq!(
+        line["span"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{line}"
+    );
+    assert_eq!(line["span"]["parent_id"], "00f067aa0ba902b7", "{line}");
+    assert_eq!(
+        returned.split('-').nth(2),
+        line["span"]["span_id"].as_str(),
+        "the span id returned is the one logged: {line}"
+    );
     let registered = log.lines().find(|l| l.contains("version registered")).unwrap();
     assert!(registered.contains("train-req-7"), "{registered}");
 }
