@@ -124,9 +124,7 @@ where
         );
         let trace = TraceContext::from_header(request.headers().get(TRACEPARENT));
         if let Some(trace) = &trace {
-            span.record("trace_id", trace.trace_id.as_str());
-            span.record("parent_id", trace.parent_id.as_str());
-            span.record("span_id", trace.span_id.as_str());
+            trace.record(&span);
         }
         let metrics = self.metrics.clone();
         let started = Instant::now();

@@ -56,6 +56,14 @@ impl TraceContext {
         })
     }
 
+    /// Fills the `trace_id`, `parent_id` and `span_id` fields a call's span
+    /// was created with (empty).
+    pub(crate) fn record(&self, span: &tracing::Span) {
+        span.record("trace_id", self.trace_id.as_str());
+        span.record("parent_id", self.parent_id.as_str());
+        span.record("span_id", self.span_id.as_str());
+    }
+
     /// The `traceparent` a response carries: the caller's trace, this
     /// call's span.
     pub(crate) fn response_header(&self) -> HeaderValue {

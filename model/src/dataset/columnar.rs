@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::inference::{ColumnKind, NumericCell, boolean_token, parse_number};
 use super::ingest::{
-    ColumnValues, FeatureColumn, IngestOptions, InternedColumn, TrainingTable, invalid, list, plan_columns,
-    typed_column,
+    ColumnValues, FeatureColumn, IngestOptions, InternedColumn, TrainingTable, invalid, one_label_class,
+    plan_columns, positive_never_occurs, typed_column,
 };
 use crate::error::ModelError;
 
@@ -239,18 +239,10 @@ pub fn ingest_batches(
     }
     let positives = labels.iter().filter(|&&l| l == 1.0).count();
     if positives == 0 {
-        return Err(invalid(format!(
-            "positive label {:?} never occurs in label column {:?} (values: {})",
-            options.positive_label,
-            options.label_column,
-            list(&label_values)
-        )));
+        return Err(positive_never_occurs(options, &label_values));
     }
     if positives == labels.len() {
-        return Err(invalid(format!(
-            "label column {:?} has only one class ({positive:?}); training needs positive and negative rows",
-            options.label_column
-        )));
+        return Err(one_label_class(options));
     }
     let features = feature_indices
         .iter()

@@ -283,24 +283,35 @@ fn csv_error(error: csv::Error) -> ModelError {
 fn binary_labels(label: &InternedColumn, options: &IngestOptions<'_>) -> Result<Vec<f32>, ModelError> {
     let positive = options.positive_label.trim();
     let Some(&positive_id) = label.index.get(positive) else {
-        return Err(invalid(format!(
-            "positive label {:?} never occurs in label column {:?} (values: {})",
-            options.positive_label,
-            options.label_column,
-            list(&label.dictionary)
-        )));
+        return Err(positive_never_occurs(options, &label.dictionary));
     };
     if label.dictionary.len() < 2 {
-        return Err(invalid(format!(
-            "label column {:?} has only one class ({positive:?}); training needs positive and negative rows",
-            options.label_column
-        )));
+        return Err(one_label_class(options));
     }
     Ok(label
         .ids
         .iter()
         .map(|&id| if id == positive_id { 1.0 } else { 0.0 })
         .collect())
+}
+
+/// The positive label is not among the label column's `values`.
+pub(super) fn positive_never_occurs(options: &IngestOptions<'_>, values: &[String]) -> ModelError {
+    invalid(format!(
+        "positive label {:?} never occurs in label column {:?} (values: {})",
+        options.positive_label,
+        options.label_column,
+        list(values)
+    ))
+}
+
+/// Every labelled row is positive.
+pub(super) fn one_label_class(options: &IngestOptions<'_>) -> ModelError {
+    invalid(format!(
+        "label column {:?} has only one class ({:?}); training needs positive and negative rows",
+        options.label_column,
+        options.positive_label.trim()
+    ))
 }
 
 pub(super) fn typed_column(

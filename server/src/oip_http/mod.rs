@@ -212,9 +212,7 @@ impl OipHttp {
         );
         let trace = TraceContext::from_header(request.headers().get(TRACEPARENT));
         if let Some(trace) = &trace {
-            span.record("trace_id", trace.trace_id.as_str());
-            span.record("parent_id", trace.parent_id.as_str());
-            span.record("span_id", trace.span_id.as_str());
+            trace.record(&span);
         }
         async {
             let reply = match endpoint {
