@@ -101,7 +101,7 @@ pub fn version_to_proto(record: &VersionRecord) -> Result<pb::ModelVersion, Serv
         created_at: Some(timestamp(record.created_at)),
         metrics: Some(metrics(&stored.validation)),
         test_metrics: stored.test.as_ref().map(metrics),
-        dataset: Some(dataset_to_proto(&docs.dataset, docs.recipe.format)),
+        dataset: Some(dataset_to_proto(&docs.dataset, &docs.recipe)),
         hyper_parameters: Some(hyper_parameters(&docs.recipe)),
         seed: docs.recipe.seed,
         label_column: docs.recipe.label_column.clone(),
@@ -221,7 +221,8 @@ pub fn report_to_proto(record: &VersionRecord) -> Result<pb::VersionReport, Serv
     })
 }
 
-pub fn dataset_to_proto(d: &DatasetSummary, format: DataFormat) -> pb::DatasetSummary {
+/// What the version learned from, with how the recipe read and split it.
+pub fn dataset_to_proto(d: &DatasetSummary, recipe: &Recipe) -> pb::DatasetSummary {
     pb::DatasetSummary {
         sha256: d.sha256.clone(),
         rows: d.rows,
@@ -241,7 +242,8 @@ pub fn dataset_to_proto(d: &DatasetSummary, format: DataFormat) -> pb::DatasetSu
                 e_tag: o.e_tag.clone(),
             })
             .collect(),
-        format: match format {
+        split_key: recipe.split_key.clone(),
+        format: match recipe.format {
             DataFormat::Csv => pb::DataFormat::Csv,
             DataFormat::Parquet => pb::DataFormat::Parquet,
             DataFormat::Arrow => pb::DataFormat::Arrow,

@@ -38,6 +38,7 @@ pub fn dataset(d: Option<&pb::DatasetSummary>) -> Value {
         "validation_rows": d.validation_rows,
         "positive_rate": d.positive_rate,
         "folds": d.folds,
+        "split_key": d.split_key,
         "format": d.format().as_str_name().trim_start_matches("DATA_FORMAT_").to_ascii_lowercase(),
         "source": d.source,
         "objects": d.objects.iter().map(|o| json!({"path": o.path, "size": o.size, "e_tag": o.e_tag})).collect::<Vec<_>>(),

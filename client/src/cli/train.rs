@@ -94,6 +94,11 @@ pub struct TrainArgs {
     /// are then stored in the registry as categories.
     #[arg(long)]
     allow_identifier_columns: bool,
+    /// A column (e.g. user_id) that keeps all rows with one value on one
+    /// side of every split, so the held-out figures say what a new user
+    /// would get; the key is not an input.
+    #[arg(long)]
+    split_key: Option<String>,
     /// Field delimiter.
     #[arg(long, default_value = ",")]
     delimiter: String,
@@ -183,6 +188,7 @@ impl TrainArgs {
             }),
             seed: self.seed,
             allow_identifier_columns: self.allow_identifier_columns,
+            split_key: self.split_key.clone().unwrap_or_default(),
             format: self
                 .format
                 .or_else(|| self.data.as_deref().map(Format::of_path))
@@ -255,6 +261,9 @@ pub async fn follow(mut events: TrainUpload, json: bool, upload: ProgressBar) ->
                     );
                     if !d.source.is_empty() {
                         println!("  read from {} ({} objects)", d.source, d.objects.len());
+                    }
+                    if !d.split_key.is_empty() {
+                        println!("  folded by {}: all rows with one value on one side", d.split_key);
                     }
                     if !accepted.job_id.is_empty() {
                         println!(

@@ -1,7 +1,7 @@
 //! `serval train` beyond CSV: a Parquet file picked by its extension, a
-//! server-side source with its lineage in the JSON output, and a source
+//! server-side source with its lineage in the JSON output, a source
 //! outside the server's allowed prefixes refused with the "refused" exit
-//! code.
+//! code, and a split key recorded with the version.
 
 use std::sync::Arc;
 
@@ -92,4 +92,47 @@ async fn parquet_trains_from_a_file_and_from_an_allowed_source() {
         stderr.contains("outside the prefixes this server's operator allowed"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_split_key_is_sent_recorded_and_refused_when_it_is_the_label() {
+    let fx = Fixture::start().await;
+    let file = fx.dir.path().join("small.parquet");
+    std::fs::write(&file, parquet_rows(0..200)).unwrap();
+    let mut args = TRAIN.to_vec();
+    args.extend([
+        "--model",
+        "keyed",
+        "--split-key",
+        "x",
+        "--data",
+        file.to_str().unwrap(),
+    ]);
+    let text = fx.ok(&args).await;
+    assert!(text.contains("folded by x"), "{text}");
+    let listed = last_json_line(&fx.ok(&["models", "--model", "keyed", "--json"]).await);
+    let version = &listed["models"][0]["versions"][0];
+    assert_eq!(version["dataset"]["split_key"], "x", "{listed}");
+    // The key is not an input.
+    let columns: Vec<&str> = version["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["colour", "member"], "{listed}");
+
+    let mut args = TRAIN.to_vec();
+    args.extend([
+        "--model",
+        "keyed",
+        "--split-key",
+        "label",
+        "--data",
+        file.to_str().unwrap(),
+    ]);
+    let refused = fx.serval(&args).await;
+    assert!(!refused.status.success(), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("split_key: \"label\" is the label column"), "{err}");
 }

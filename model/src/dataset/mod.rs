@@ -1,6 +1,6 @@
 //! Training data: reading a CSV, Parquet or Arrow file into typed columns,
 //! inferring column types, refusing identifier-like columns, and the
-//! stratified folds. Nothing here is stored; the registry only ever sees
+//! folds. Nothing here is stored; the registry only ever sees
 //! the fitted encoder and aggregates.
 
 mod columnar;
@@ -15,4 +15,4 @@ pub use files::{DataFile, ingest_files};
 pub use identifiers::refuse_identifier_columns;
 pub use inference::{ColumnKind, NumericCell, boolean_token, parse_number};
 pub use ingest::{ColumnValues, FeatureColumn, IngestOptions, TrainingTable, ingest_csv};
-pub use split::stratified_folds;
+pub use split::{keyed_folds, stratified_folds};

@@ -10,6 +10,7 @@ mod importance;
 mod optimizer;
 mod pipeline;
 mod recipe;
+mod selection;
 mod trainer;
 
 pub use pipeline::{

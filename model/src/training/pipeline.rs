@@ -13,13 +13,15 @@ use serde::{Deserialize, Serialize};
 use super::ensemble::Shape;
 use super::importance::{self, ScoredRows, permutation_importance};
 use super::recipe::{Recipe, TrainingLimits};
+use super::selection::HeldOut;
 use super::trainer::{EpochReport, LoopEvent, LoopSettings, TrainingRows, run_loop};
 use crate::dataset::{
-    DataFile, IngestOptions, TrainingTable, ingest_files, refuse_identifier_columns, stratified_folds,
+    ColumnValues, DataFile, IngestOptions, TrainingTable, ingest_files, keyed_folds,
+    refuse_identifier_columns, stratified_folds,
 };
 use crate::encoder::{Encoder, EncoderState, Transform};
 use crate::error::ModelError;
-use crate::evaluation::{Curves, Evaluation, choose_threshold, curves, evaluate, evaluate_labelled, roc_auc};
+use crate::evaluation::{Curves, Evaluation, choose_threshold, curves, evaluate, evaluate_labelled};
 use crate::network::{Mlp, sigmoid};
 
 /// Fingerprint and shape of the training data, stored with the version.
@@ -123,14 +125,26 @@ pub fn prepare_files(
         max_rows: limits.max_rows,
         max_columns: limits.max_columns,
     };
-    let table = ingest_files(recipe.format, files, &options)?;
+    let mut table = ingest_files(recipe.format, files, &options)?;
+    let split_key = take_split_key(&mut table, &recipe.split_key)?;
     if !recipe.allow_identifier_columns {
         refuse_identifier_columns(&table)?;
     }
     let members = recipe.members();
     // The fold stream is its own (seed + 11), apart from initialisation,
     // shuffling and dropout.
-    let folds = stratified_folds(&table.labels, members, recipe.seed.wrapping_add(11))?;
+    let fold_seed = recipe.seed.wrapping_add(11);
+    let folds = match split_key {
+        Some(key) => keyed_folds(
+            &recipe.split_key,
+            &key.ids,
+            &key.values,
+            &table.labels,
+            members,
+            fold_seed,
+        )?,
+        None => stratified_folds(&table.labels, members, fold_seed)?,
+    };
     let all: Vec<usize> = (0..table.labels.len()).collect();
     // The encoder reads no labels, so every row may shape it.
     let encoder = Encoder::new(EncoderState::fit(&table, &all));
@@ -155,6 +169,61 @@ pub fn prepare_files(
         data,
         baseline,
     })
+}
+
+/// The split key's column: each row's index into `values`.
+struct SplitKey {
+    ids: Vec<u32>,
+    values: Vec<String>,
+}
+
+/// Takes the split key's column out of the table (it is never an input),
+/// or `None` without a key.
+fn take_split_key(table: &mut TrainingTable, key: &str) -> Result<Option<SplitKey>, ModelError> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let Some(position) = table.features.iter().position(|c| c.name == key) else {
+        return Err(ModelError::InvalidData(format!(
+            "split_key: the data has no column named {key:?}"
+        )));
+    };
+    // Only equality matters: a number or boolean key is as good as text.
+    let numbers = match table.features.remove(position).values {
+        ColumnValues::Categorical { ids, dictionary } => {
+            return Ok(Some(SplitKey {
+                ids,
+                values: dictionary,
+            }));
+        }
+        ColumnValues::Numeric(values) => values,
+        ColumnValues::Boolean { values, .. } => values.into_iter().map(f64::from).collect(),
+    };
+    let mut id_of: HashMap<u64, u32> = HashMap::new();
+    let mut dictionary = Vec::new();
+    let ids = numbers
+        .iter()
+        .map(|&value| {
+            // Every blank (NaN) is one key.
+            let bits = if value.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                value.to_bits()
+            };
+            *id_of.entry(bits).or_insert_with(|| {
+                dictionary.push(if value.is_nan() {
+                    String::new()
+                } else {
+                    value.to_string()
+                });
+                (dictionary.len() - 1) as u32
+            })
+        })
+        .collect();
+    Ok(Some(SplitKey {
+        ids,
+        values: dictionary,
+    }))
 }
 
 /// The table's rows in the loop's form — numeric inputs, and the hot slot
@@ -235,19 +304,20 @@ pub fn train(
         dropout: recipe.dropout,
         class_weighting: recipe.class_weighting,
         schedule: recipe.learning_rate_schedule,
+        threshold: recipe.threshold,
     };
     let mut on_event = on_event;
     let outcome = run_loop(&data, &settings, cancel, &mut on_event)?;
     let labels = &data.labels;
 
     // Validation: out of fold at the kept epoch, threshold chosen there.
-    let scores: Vec<f32> = outcome.out_of_fold[outcome.best_epoch - 1]
-        .iter()
-        .map(|&z| sigmoid(z))
-        .collect();
+    let scores: Vec<f32> = outcome.best_out_of_fold.iter().map(|&z| sigmoid(z)).collect();
     let threshold = choose_threshold(&scores, labels, recipe.threshold);
     let validation = evaluate(&scores, labels, threshold);
-    let (test_scores, test_positive) = held_out(&outcome.out_of_fold, labels, &data.folds, recipe.threshold);
+    let HeldOut {
+        scores: test_scores,
+        positive: test_positive,
+    } = outcome.held_out;
     let test = evaluate_labelled(&test_scores, labels, &test_positive, threshold);
     let curves = curves(&test_scores, labels, &test_positive);
     let weights = outcome.network.to_safetensors()?;
@@ -287,44 +357,6 @@ pub fn train(
         network: outcome.network,
         weights,
     })
-}
-
-/// Scores and predicted labels of rows that chose nothing: for each fold,
-/// the epoch with the best AUC and the threshold `objective` chooses are
-/// taken from the other folds' out-of-fold scores, then applied to this
-/// fold's own.
-fn held_out(
-    out_of_fold: &[Vec<f32>],
-    labels: &[f32],
-    folds: &[usize],
-    objective: crate::evaluation::ThresholdObjective,
-) -> (Vec<f32>, Vec<bool>) {
-    let probabilities: Vec<Vec<f32>> = out_of_fold
-        .iter()
-        .map(|logits| logits.iter().map(|&z| sigmoid(z)).collect())
-        .collect();
-    let members = folds.iter().copied().max().map_or(1, |m| m + 1);
-    let mut scores = vec![0f32; labels.len()];
-    let mut positive = vec![false; labels.len()];
-    for fold in 0..members {
-        let others: Vec<usize> = (0..labels.len()).filter(|&r| folds[r] != fold).collect();
-        let other_labels: Vec<f32> = others.iter().map(|&r| labels[r]).collect();
-        let of_others = |epoch: &Vec<f32>| -> Vec<f32> { others.iter().map(|&r| epoch[r]).collect() };
-        let mut chosen = 0;
-        let mut best_auc = f64::NEG_INFINITY;
-        for (epoch, epoch_scores) in probabilities.iter().enumerate() {
-            let auc = roc_auc(&of_others(epoch_scores), &other_labels);
-            if auc > best_auc {
-                (chosen, best_auc) = (epoch, auc);
-            }
-        }
-        let threshold = choose_threshold(&of_others(&probabilities[chosen]), &other_labels, objective);
-        for row in (0..labels.len()).filter(|&r| folds[r] == fold) {
-            scores[row] = probabilities[chosen][row];
-            positive[row] = f64::from(scores[row]) >= threshold;
-        }
-    }
-    (scores, positive)
 }
 
 /// At most [`importance::MAX_ROWS`] rows (a seeded sample), grouped by fold

@@ -76,6 +76,11 @@ pub struct Recipe {
     /// refusing them (see `dataset::refuse_identifier_columns`).
     #[serde(default)]
     pub allow_identifier_columns: bool,
+    /// A column (such as a user id) whose value decides each row's fold,
+    /// so all rows with one value stay on one side of every split; it is
+    /// not an input. Empty: rows are folded one by one, stratified.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub split_key: String,
 }
 
 /// The same defaults for every dataset, chosen by held-out AUC on three
@@ -129,6 +134,7 @@ impl Recipe {
             learning_rate_schedule: LearningRateSchedule::default(),
             threshold: ThresholdObjective::default(),
             allow_identifier_columns: false,
+            split_key: String::new(),
         }
     }
 
@@ -167,6 +173,18 @@ impl Recipe {
         {
             return Err(invalid(format!(
                 "hyper_parameters.hidden_layers: width {w} is outside 1..={MAX_LAYER_WIDTH}"
+            )));
+        }
+        let key = self.split_key.as_str();
+        if key == self.label_column {
+            return Err(invalid(format!(
+                "split_key: {key:?} is the label column; name a key such as a user id"
+            )));
+        }
+        if self.drop_columns.iter().any(|c| c == key) {
+            return Err(invalid(format!(
+                "split_key: {key:?} is also in drop_columns; the key is never an input, so \
+                 it need not be dropped"
             )));
         }
         let learning_rate = self.learning_rate;
@@ -288,6 +306,14 @@ mod tests {
             (Box::new(|r| r.validation_fraction = 1.0), "validation_fraction"),
             (Box::new(|r| r.l2 = -1.0), "l2"),
             (Box::new(|r| r.dropout = 0.95), "dropout"),
+            (Box::new(|r| r.split_key = "y".into()), "split_key"),
+            (
+                Box::new(|r| {
+                    r.split_key = "user".into();
+                    r.drop_columns = vec!["user".into()];
+                }),
+                "split_key",
+            ),
             (
                 Box::new(|r| r.threshold = ThresholdObjective::Precision(1.5)),
                 "target_precision",

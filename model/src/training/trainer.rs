@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ensemble::{self, Batch, Shape};
 use super::optimizer::Adam;
+use super::selection::{HeldOut, HeldOutSelection};
 use crate::error::ModelError;
-use crate::evaluation::{log_loss, roc_auc};
+use crate::evaluation::{ThresholdObjective, log_loss, roc_auc};
 use crate::network::{Mlp, sigmoid};
 
 /// The training rows in the form the loop reads.
@@ -106,6 +107,8 @@ pub struct LoopSettings {
     /// Weigh each class by the inverse of its frequency.
     pub class_weighting: bool,
     pub schedule: LearningRateSchedule,
+    /// How the held-out figures' threshold is chosen.
+    pub threshold: ThresholdObjective,
 }
 
 /// What one epoch achieved; validation figures are out of fold.
@@ -145,8 +148,10 @@ pub struct LoopOutcome {
     pub history: Vec<EpochReport>,
     /// The epoch whose weights were kept (1-based).
     pub best_epoch: usize,
-    /// Out-of-fold logits of every row after each epoch that ran.
-    pub out_of_fold: Vec<Vec<f32>>,
+    /// Each row scored out of fold at the kept epoch.
+    pub best_out_of_fold: Vec<f32>,
+    /// What the held-out figures score each row with.
+    pub held_out: HeldOut,
 }
 
 /// Binary cross-entropy of one logit `z` against a label `y`, computed as
@@ -185,6 +190,15 @@ fn out_of_fold_logits(
         }
     }
     Ok(logits)
+}
+
+/// The epoch whose weights are kept so far.
+struct KeptEpoch {
+    /// Its out-of-fold AUC.
+    auc: f64,
+    epoch: usize,
+    weights: Vec<Vec<f32>>,
+    out_of_fold: Vec<f32>,
 }
 
 /// Runs the loop. `on_event` sees progress within epochs and each epoch's
@@ -231,11 +245,11 @@ pub fn run_loop(
     let mut order: Vec<usize> = (0..rows).collect();
     let (mut numeric, mut slots) = (Vec::new(), Vec::new());
     let mut history = Vec::with_capacity(settings.epochs);
-    let mut out_of_fold = Vec::with_capacity(settings.epochs);
+    let mut held_out = HeldOutSelection::new(&data.labels, &data.folds, members, settings.threshold);
     let steps_per_epoch = rows.div_ceil(settings.batch_size);
     let total_steps = (steps_per_epoch * settings.epochs).max(1);
     let mut step = 0usize;
-    let mut best: Option<(f64, usize, Vec<Vec<f32>>)> = None;
+    let mut best: Option<KeptEpoch> = None;
 
     for epoch in 1..=settings.epochs {
         order.shuffle(&mut shuffle_rng);
@@ -330,25 +344,29 @@ pub fn run_loop(
         };
         on_event(LoopEvent::Epoch(&report));
         history.push(report);
-        out_of_fold.push(logits);
-        let improved = best
-            .as_ref()
-            .is_none_or(|(auc, _, _)| report.validation_auc > *auc);
+        held_out.observe(&logits);
+        let improved = best.as_ref().is_none_or(|kept| report.validation_auc > kept.auc);
         if improved || settings.patience == 0 {
-            best = Some((report.validation_auc, epoch, optimizer.values().to_vec()));
+            best = Some(KeptEpoch {
+                auc: report.validation_auc,
+                epoch,
+                weights: optimizer.values().to_vec(),
+                out_of_fold: logits,
+            });
         } else if best
             .as_ref()
-            .is_some_and(|(_, best_epoch, _)| epoch - best_epoch >= settings.patience)
+            .is_some_and(|kept| epoch - kept.epoch >= settings.patience)
         {
             break;
         }
     }
-    let (_, best_epoch, weights) = best.expect("at least one epoch ran");
+    let kept = best.expect("at least one epoch ran");
     Ok(LoopOutcome {
-        network: ensemble::network(&weights, shape, &data.input_kind)?,
+        network: ensemble::network(&kept.weights, shape, &data.input_kind)?,
         history,
-        best_epoch,
-        out_of_fold,
+        best_epoch: kept.epoch,
+        best_out_of_fold: kept.out_of_fold,
+        held_out: held_out.finish(),
     })
 }
 
@@ -416,6 +434,7 @@ mod tests {
             dropout: 0.1,
             class_weighting: false,
             schedule: LearningRateSchedule::Cosine,
+            threshold: ThresholdObjective::MaxF1,
         }
     }
 
@@ -430,7 +449,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
-        assert_eq!(a.out_of_fold.len(), 6);
+        assert_eq!(a.history.len(), 6);
+        assert_eq!(a.best_out_of_fold.len(), data.rows());
+        assert_eq!(a.held_out.scores.len(), data.rows());
         assert!(
             a.history.last().unwrap().validation_auc > 0.97,
             "{:?}",
@@ -452,7 +473,8 @@ mod tests {
     fn each_row_is_scored_by_the_member_that_did_not_learn_from_it() {
         let data = toy_data();
         let outcome = run_loop(&data, &settings(), &AtomicBool::new(false), |_| {}).unwrap();
-        let last = outcome.out_of_fold.last().unwrap();
+        // Without patience the last epoch is kept.
+        let last = &outcome.best_out_of_fold;
         for row in [0, 1, 2, 3, 500, 999] {
             let member = outcome.network.member(data.folds[row]).unwrap();
             let z = member.logits_of(&data.encoded_row(row)).unwrap()[0];

@@ -171,7 +171,7 @@ pub async fn train(
     job.push(pb::TrainEvent {
         event: Some(pb::train_event::Event::Accepted(pb::TrainAccepted {
             model: model.clone(),
-            dataset: Some(dataset_to_proto(&prepared.dataset, prepared.recipe.format)),
+            dataset: Some(dataset_to_proto(&prepared.dataset, &prepared.recipe)),
             input_width: prepared.input_width() as u32,
             epochs: prepared.recipe.epochs as u32,
             job_id: job.id.clone(),

@@ -49,6 +49,7 @@ pub fn recipe(spec: &pb::TrainSpec, limits: &TrainingLimits) -> Result<Recipe, S
     };
     recipe.seed = spec.seed.unwrap_or(defaults::SEED);
     recipe.allow_identifier_columns = spec.allow_identifier_columns;
+    recipe.split_key = spec.split_key.trim().to_string();
 
     let hp = spec.hyper_parameters.clone().unwrap_or_default();
     if !hp.hidden_layers.is_empty() {
@@ -119,6 +120,21 @@ mod tests {
             recipe(&spec, &TrainingLimits::default())
                 .unwrap()
                 .allow_identifier_columns
+        );
+    }
+
+    #[test]
+    fn the_split_key_is_carried_and_checked() {
+        let keyed = |key: &str| pb::TrainSpec {
+            split_key: key.into(),
+            ..spec()
+        };
+        let limits = TrainingLimits::default();
+        assert_eq!(recipe(&keyed(" user_id "), &limits).unwrap().split_key, "user_id");
+        let err = recipe(&keyed("y"), &limits).unwrap_err();
+        assert!(
+            err.to_string().contains("split_key: \"y\" is the label column"),
+            "{err}"
         );
     }
 
