@@ -5,11 +5,14 @@
 //!
 //! The registry stores the server's documents (training recipe, fitted
 //! encoder, metrics, dataset fingerprint) as opaque JSON and the weights as
-//! bytes with their SHA-256; it knows nothing of how they were made.
+//! bytes with their SHA-256; it knows nothing of how they were made. It
+//! also keeps each replica's published live statistics (opaque JSON too),
+//! so that any replica can answer for the fleet.
 
 mod changes;
 mod delete;
 mod error;
+mod fleet_stats;
 mod jobs;
 mod names;
 mod reserve;
@@ -22,6 +25,7 @@ pub mod testing;
 pub use changes::{Announcement, CHANGES_CHANNEL, ChangeListener};
 pub use delete::Deletion;
 pub use error::RegistryError;
+pub use fleet_stats::{PublishedSecond, ReplicaHeartbeat, ReplicaSecond};
 pub use jobs::{JobRecord, JobState};
 pub use names::{validate_alias_name, validate_model_name};
 pub use rollout::{

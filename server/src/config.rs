@@ -51,6 +51,13 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_REPLICA_NAME", default_value_t = default_replica_name())]
     pub replica_name: String,
 
+    /// A replica whose live statistics have not reached the registry for
+    /// this long (stopped, or cut off from it) is shown as stale and left
+    /// out of the fleet's figures (`GetLiveStats`, rollout gates). Every
+    /// replica publishes once a second; give all of them the same value.
+    #[arg(long, env = "SERVAL_LIVE_STATS_STALE_AFTER", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub live_stats_stale_after: Duration,
+
     /// Address for Prometheus metrics over HTTP (`GET /metrics`); off
     /// when not set.
     #[arg(long, env = "SERVAL_METRICS_LISTEN")]
@@ -244,6 +251,13 @@ impl ServerConfig {
         config.http_listen = OptionalAddress(Some("127.0.0.1:0".parse().expect("valid address")));
         config.database = database.into();
         config
+    }
+
+    /// How this replica shares live statistics with the others.
+    pub fn fleet_settings(&self) -> crate::fleet_stats::FleetSettings {
+        crate::fleet_stats::FleetSettings {
+            stale_after: self.live_stats_stale_after,
+        }
     }
 
     /// Largest HTTP request body: four times --max-message-bytes (64 MiB by

@@ -19,6 +19,7 @@ pub mod config;
 pub mod deadline;
 pub mod encoding;
 pub mod error;
+pub mod fleet_stats;
 pub mod jobs;
 pub mod live_stats;
 pub mod metrics_http;

@@ -1,23 +1,26 @@
 //! Per-version live statistics over a sliding window: requests, errors by
-//! status code, latency percentiles and mean score, kept in one-second
-//! buckets so the rollout tool can compare a canary with its stable
-//! version.
+//! status code, latency and score histograms, kept in one-second buckets
+//! so the rollout tool can compare a canary with its stable version. The
+//! buckets are read as mergeable [`StatsSnapshot`]s: merged over a window
+//! here, and published to the registry (`fleet_stats`) so that any replica
+//! can answer for the fleet.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod snapshot;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tonic::Code;
 
+use snapshot::{LATENCY_BUCKETS, latency_bucket, score_bin};
+pub use snapshot::{SCORE_BINS, StatsSnapshot, WindowSummary};
+
 /// Seconds of history kept (the longest window one can ask for).
 pub const MAX_WINDOW_SECONDS: u32 = 600;
 
-/// Latency buckets: the first upper bound, and the ratio between bounds
-/// (so percentiles are within 20 %).
-const FIRST_BOUND_US: f64 = 10.0;
-const RATIO: f64 = 1.2;
-const LATENCY_BUCKETS: usize = 90;
-
+/// One second of one version's calls, compact: it is what the window
+/// holds, up to [`MAX_WINDOW_SECONDS`] of them per version.
 #[derive(Clone)]
 struct SecondBucket {
     second: u64,
@@ -26,6 +29,7 @@ struct SecondBucket {
     latency: [u32; LATENCY_BUCKETS],
     score_sum: f64,
     scored_rows: u64,
+    scores: [u32; SCORE_BINS],
 }
 
 impl SecondBucket {
@@ -37,46 +41,38 @@ impl SecondBucket {
             latency: [0; LATENCY_BUCKETS],
             score_sum: 0.0,
             scored_rows: 0,
+            scores: [0; SCORE_BINS],
+        }
+    }
+
+    fn add_to(&self, snapshot: &mut StatsSnapshot) {
+        snapshot.requests += self.requests;
+        for (code, n) in &self.errors {
+            *snapshot.errors.entry(*code as i32).or_default() += n;
+        }
+        for (total, n) in snapshot.latency.iter_mut().zip(self.latency) {
+            *total += u64::from(n);
+        }
+        snapshot.score_sum += self.score_sum;
+        snapshot.scored_rows += self.scored_rows;
+        for (total, n) in snapshot.scores.iter_mut().zip(self.scores) {
+            *total += u64::from(n);
         }
     }
 }
 
-fn latency_bucket(latency: Duration) -> usize {
-    let us = latency.as_secs_f64() * 1e6;
-    if us <= FIRST_BOUND_US {
-        return 0;
-    }
-    (((us / FIRST_BOUND_US).ln() / RATIO.ln()).ceil() as usize).min(LATENCY_BUCKETS - 1)
-}
-
-fn bucket_upper_ms(index: usize) -> f64 {
-    FIRST_BOUND_US * RATIO.powi(index as i32) / 1000.0
+/// One second of one version's figures, as published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondSnapshot {
+    pub model: String,
+    pub version: u32,
+    pub second: u64,
+    pub snapshot: StatsSnapshot,
 }
 
 #[derive(Default)]
 struct Window {
     seconds: VecDeque<SecondBucket>,
-}
-
-/// One version's figures over a window.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct WindowSummary {
-    pub requests: u64,
-    pub errors: u64,
-    pub errors_by_code: Vec<(Code, u64)>,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub mean_score: f64,
-}
-
-impl WindowSummary {
-    pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 / self.requests as f64
-        }
-    }
 }
 
 /// Every version's window, and the versions forgotten.
@@ -103,8 +99,11 @@ pub struct VersionStats(Arc<Mutex<Window>>);
 impl VersionStats {
     /// Records one call answered by this version.
     pub fn record(&self, code: Code, latency: Duration, scores: &[f32]) {
-        let second = now_second();
         let mut window = self.0.lock().expect("stats lock poisoned");
+        // Correctness: the second is read under the lock, so a publisher
+        // that read the window in second S sees every later call in S or
+        // after, which it publishes next time.
+        let second = now_second();
         if window.seconds.back().is_none_or(|b| b.second != second) {
             window.seconds.push_back(SecondBucket::new(second));
         }
@@ -123,10 +122,14 @@ impl VersionStats {
         bucket.latency[latency_bucket(latency)] += 1;
         bucket.score_sum += scores.iter().map(|&s| f64::from(s)).sum::<f64>();
         bucket.scored_rows += scores.len() as u64;
+        for &score in scores {
+            bucket.scores[score_bin(score)] += 1;
+        }
     }
 }
 
-fn now_second() -> u64 {
+/// The current Unix second.
+pub fn now_second() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -160,7 +163,16 @@ impl LiveStats {
 
     /// Every version of `model` seen within the last `window_seconds`.
     pub fn summary(&self, model: &str, window_seconds: u32) -> Vec<(u32, WindowSummary)> {
-        let window_seconds = u64::from(window_seconds.clamp(1, MAX_WINDOW_SECONDS));
+        let since = window_start(window_seconds);
+        self.merged(model, since)
+            .into_iter()
+            .map(|(version, snapshot)| (version, snapshot.summary()))
+            .collect()
+    }
+
+    /// Every version of `model` seen from `since_second` on, its seconds
+    /// merged into one snapshot; by version.
+    pub fn merged(&self, model: &str, since_second: u64) -> Vec<(u32, StatsSnapshot)> {
         let versions: Vec<(u32, Arc<Mutex<Window>>)> = {
             let windows = self.windows.read().expect("stats lock poisoned");
             windows
@@ -169,21 +181,65 @@ impl LiveStats {
                 .map(|v| v.iter().map(|(k, w)| (*k, w.clone())).collect())
                 .unwrap_or_default()
         };
-        let since = now_second().saturating_sub(window_seconds - 1);
-        let mut summaries: Vec<(u32, WindowSummary)> = versions
+        let mut merged: Vec<(u32, StatsSnapshot)> = versions
             .into_iter()
             .filter_map(|(version, window)| {
                 let window = window.lock().expect("stats lock poisoned");
-                let recent: Vec<&SecondBucket> =
-                    window.seconds.iter().filter(|b| b.second >= since).collect();
-                if recent.is_empty() {
-                    return None;
+                let mut snapshot = StatsSnapshot::default();
+                let mut seen = false;
+                for bucket in window.seconds.iter().filter(|b| b.second >= since_second) {
+                    bucket.add_to(&mut snapshot);
+                    seen = true;
                 }
-                Some((version, summarise(&recent)))
+                seen.then_some((version, snapshot))
             })
             .collect();
-        summaries.sort_by_key(|(version, _)| *version);
-        summaries
+        merged.sort_by_key(|(version, _)| *version);
+        merged
+    }
+
+    /// Every version's seconds from `since_second` on, one snapshot per
+    /// version and second, for publishing. Each window is locked only
+    /// while its few newest buckets are copied.
+    pub fn seconds_since(&self, since_second: u64) -> Vec<SecondSnapshot> {
+        let versions: Vec<(String, u32, Arc<Mutex<Window>>)> = {
+            let windows = self.windows.read().expect("stats lock poisoned");
+            windows
+                .by_model
+                .iter()
+                .flat_map(|(model, versions)| {
+                    versions
+                        .iter()
+                        .map(|(version, window)| (model.clone(), *version, window.clone()))
+                })
+                .collect()
+        };
+        let mut seconds = BTreeMap::new();
+        for (model, version, window) in versions {
+            let window = window.lock().expect("stats lock poisoned");
+            for bucket in window
+                .seconds
+                .iter()
+                .rev()
+                .take_while(|b| b.second >= since_second)
+            {
+                // A bucket per second, but should the clock step back, two
+                // with one second merge here.
+                let snapshot = seconds
+                    .entry((model.clone(), version, bucket.second))
+                    .or_insert_with(StatsSnapshot::default);
+                bucket.add_to(snapshot);
+            }
+        }
+        seconds
+            .into_iter()
+            .map(|((model, version, second), snapshot)| SecondSnapshot {
+                model,
+                version,
+                second,
+                snapshot,
+            })
+            .collect()
     }
 
     /// Forgets a version (after it is deleted), and the model once it has
@@ -205,45 +261,10 @@ impl LiveStats {
     }
 }
 
-fn summarise(buckets: &[&SecondBucket]) -> WindowSummary {
-    let mut latency = [0u64; LATENCY_BUCKETS];
-    let mut summary = WindowSummary::default();
-    let mut errors: HashMap<Code, u64> = HashMap::new();
-    let (mut score_sum, mut scored) = (0.0, 0u64);
-    for bucket in buckets {
-        summary.requests += bucket.requests;
-        for (code, n) in &bucket.errors {
-            *errors.entry(*code).or_default() += n;
-            summary.errors += n;
-        }
-        for (total, n) in latency.iter_mut().zip(bucket.latency) {
-            *total += u64::from(n);
-        }
-        score_sum += bucket.score_sum;
-        scored += bucket.scored_rows;
-    }
-    let percentile = |q: f64| {
-        let target = (q * summary.requests as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in latency.iter().enumerate() {
-            seen += n;
-            if seen >= target {
-                return bucket_upper_ms(i);
-            }
-        }
-        0.0
-    };
-    summary.p50_ms = percentile(0.5);
-    summary.p99_ms = percentile(0.99);
-    summary.mean_score = if scored == 0 {
-        0.0
-    } else {
-        score_sum / scored as f64
-    };
-    let mut errors: Vec<(Code, u64)> = errors.into_iter().collect();
-    errors.sort_by_key(|(code, _)| *code as i32);
-    summary.errors_by_code = errors;
-    summary
+/// The first second of a window of `window_seconds` ending now.
+pub fn window_start(window_seconds: u32) -> u64 {
+    let window_seconds = u64::from(window_seconds.clamp(1, MAX_WINDOW_SECONDS));
+    now_second().saturating_sub(window_seconds - 1)
 }
 
 #[cfg(test)]
@@ -275,6 +296,32 @@ mod tests {
         assert_eq!(one.mean_score, 0.5);
         assert_eq!(summary[1].1.mean_score, 1.0);
         assert!(stats.summary("other", 60).is_empty());
+    }
+
+    #[test]
+    fn the_seconds_published_merge_into_the_window_read_here() {
+        let stats = LiveStats::default();
+        let (one, other) = (stats.for_version("m", 1), stats.for_version("n", 4));
+        for i in 0..20 {
+            one.record(Code::Ok, Duration::from_micros(200 + i), &[0.05, 0.95]);
+        }
+        one.record(Code::ResourceExhausted, Duration::from_micros(30), &[]);
+        other.record(Code::Ok, Duration::from_micros(900), &[0.5]);
+        let seconds = stats.seconds_since(0);
+        let mut published = StatsSnapshot::default();
+        for second in seconds
+            .iter()
+            .filter(|s| (s.model.as_str(), s.version) == ("m", 1))
+        {
+            published.merge(&second.snapshot);
+        }
+        let merged = stats.merged("m", 0);
+        assert_eq!(merged, vec![(1, published.clone())]);
+        assert_eq!(published.requests, 21);
+        assert_eq!(published.errors.get(&(Code::ResourceExhausted as i32)), Some(&1));
+        assert_eq!((published.scores[0], published.scores[9]), (20, 20));
+        assert!(seconds.iter().any(|s| (s.model.as_str(), s.version) == ("n", 4)));
+        assert!(stats.seconds_since(now_second() + 1).is_empty());
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Server {
         let models = Arc::new(ModelStore::new(registry.clone(), batching));
         let routing = Arc::new(RoutingTable::default());
         let sync = RegistrySync::start(registry.clone(), models.clone(), routing.clone()).await?;
-        let state = Arc::new(ServiceState::new(
+        let state = ServiceState::new(
             registry,
             models,
             routing,
@@ -164,8 +164,11 @@ impl Server {
             stop_background.subscribe(),
             metrics.clone(),
             config.replica_name.clone(),
-        ));
+        )
+        .with_fleet(config.fleet_settings());
+        let state = Arc::new(state);
         crate::service::spawn_deleted_version_follower(state.clone());
+        crate::fleet_stats::spawn_publisher(state.clone());
         if let Some(after) = config.unload_idle_after {
             tokio::spawn(crate::serving::unload_idle_task(
                 state.models.clone(),

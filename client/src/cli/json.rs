@@ -145,5 +145,24 @@ pub fn version_stats(v: &pb::VersionStats) -> Value {
         "p50_ms": v.p50_ms,
         "p99_ms": v.p99_ms,
         "mean_score": v.mean_score,
+        "score_histogram": v.score_histogram,
+        "replicas": v.replicas,
+    })
+}
+
+/// `GetLiveStats`: the fleet's figures per version, and each replica's.
+pub fn live_stats(stats: &pb::GetLiveStatsResponse) -> Value {
+    let versions = |versions: &[pb::VersionStats]| versions.iter().map(version_stats).collect::<Vec<_>>();
+    json!({
+        "window_seconds": stats.window_seconds,
+        "stale_after_seconds": stats.stale_after_seconds,
+        "versions": versions(&stats.versions),
+        "replicas": stats.replicas.iter().map(|r| json!({
+            "replica": r.replica,
+            "answering": r.answering,
+            "stale": r.stale,
+            "last_published": timestamp(r.last_published.as_ref()),
+            "versions": versions(&r.versions),
+        })).collect::<Vec<_>>(),
     })
 }

@@ -10,11 +10,15 @@ use serde_json::json;
 use serval_client::{ServalClient, proto as pb};
 
 use super::{CliError, json};
+use gates::{LiveGates, live_gate_failure};
 use pb::update_traffic_request::Change;
+
+mod gates;
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
-    /// Current policy, aliases and live statistics per version.
+    /// Current policy, aliases and live statistics per version: the
+    /// fleet's, and each replica's.
     Status(StatusArgs),
     /// Point an alias (e.g. production) at a version, or delete it.
     Alias(AliasArgs),
@@ -31,7 +35,8 @@ pub enum RolloutCommand {
     /// Print registry changes as they happen.
     Watch(WatchArgs),
     /// Progressive delivery: raise the canary share step by step, checking
-    /// its live statistics against gates; roll back on a failed gate.
+    /// its live statistics across the replicas against gates; roll back on
+    /// a failed gate.
     Start(StartArgs),
 }
 
@@ -226,12 +231,50 @@ fn print_state(state: &pb::RolloutState, as_json: bool) {
 }
 
 fn print_stats(stats: &pb::GetLiveStatsResponse) {
-    println!("live statistics, last {} s:", stats.window_seconds);
+    let live = stats.replicas.iter().filter(|r| !r.stale).count().max(1);
+    println!(
+        "live statistics, last {} s, fleet of {live} replica{}:",
+        stats.window_seconds,
+        if live == 1 { "" } else { "s" }
+    );
+    print_version_rows(&stats.versions);
+    if stats.replicas.len() < 2 {
+        return;
+    }
+    let now = Utc::now();
+    for replica in &stats.replicas {
+        let published = replica
+            .last_published
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos as u32))
+            .map(|at| {
+                format!(
+                    "published {:.1} s ago",
+                    (now - at).num_milliseconds().max(0) as f64 / 1000.0
+                )
+            })
+            .unwrap_or_else(|| "never published".to_string());
+        let note = if replica.answering {
+            "answering".to_string()
+        } else if replica.stale {
+            format!(
+                "STALE: {published}, silent for over {} s, not in the fleet's figures",
+                stats.stale_after_seconds
+            )
+        } else {
+            published
+        };
+        println!("replica {} ({note}):", replica.replica);
+        print_version_rows(&replica.versions);
+    }
+}
+
+fn print_version_rows(versions: &[pb::VersionStats]) {
     println!(
         "  {:>7} {:<7} {:>9} {:>10} {:>8} {:>8} {:>10}",
         "VERSION", "ARM", "REQUESTS", "ERROR_RATE", "P50_MS", "P99_MS", "MEAN_SCORE"
     );
-    for v in &stats.versions {
+    for v in versions {
         println!(
             "  {:>7} {:<7} {:>9} {:>10.4} {:>8.3} {:>8.3} {:>10.4}",
             v.version,
@@ -277,10 +320,7 @@ pub async fn run(mut client: ServalClient, command: RolloutCommand) -> Result<()
                 .await?;
             if args.json {
                 let mut value = json::rollout_state(&state);
-                value["live"] = json!({
-                    "window_seconds": stats.window_seconds,
-                    "versions": stats.versions.iter().map(json::version_stats).collect::<Vec<_>>(),
-                });
+                value["live"] = json::live_stats(&stats);
                 println!("{value}");
             } else {
                 print_state(&state, false);
@@ -398,6 +438,11 @@ async fn start(mut client: ServalClient, args: StartArgs) -> Result<(), CliError
         ));
     }
     let window = args.interval.as_secs().clamp(1, 600) as u32;
+    let gates = LiveGates {
+        min_requests: args.min_requests,
+        max_error_rate: args.max_error_rate,
+        max_p99_ms: args.max_p99_ms,
+    };
     let mut steps = Vec::new();
     for &percent in &args.steps {
         let change = Change::Canary(pb::CanaryChange {
@@ -420,24 +465,7 @@ async fn start(mut client: ServalClient, args: StartArgs) -> Result<(), CliError
             .find(|v| v.version == args.version)
             .cloned()
             .unwrap_or_default();
-        let failure = if canary.requests < args.min_requests {
-            Some(format!(
-                "only {} canary requests at {percent}%, fewer than --min-requests {}",
-                canary.requests, args.min_requests
-            ))
-        } else if canary.error_rate > args.max_error_rate {
-            Some(format!(
-                "error rate {:.4} > {} at {percent}%",
-                canary.error_rate, args.max_error_rate
-            ))
-        } else if canary.p99_ms > args.max_p99_ms {
-            Some(format!(
-                "p99 {:.1} ms > {} ms at {percent}%",
-                canary.p99_ms, args.max_p99_ms
-            ))
-        } else {
-            None
-        };
+        let failure = live_gate_failure(&gates, &stats, args.version, percent);
         steps.push(json!({
             "percent": percent,
             "requests": canary.requests,

@@ -10,6 +10,7 @@ mod cli;
 mod delete;
 mod exit_codes;
 mod explain;
+mod fleet;
 mod formats;
 mod jobs;
 mod quickstart;

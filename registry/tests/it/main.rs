@@ -41,6 +41,7 @@ fn new_version(model: &str, weights: &[u8]) -> serval_registry::NewVersion {
 
 mod changes;
 mod delete;
+mod fleet_stats;
 mod jobs;
 mod rollout;
 mod storage;

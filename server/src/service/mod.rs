@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{caller_name, require_admin};
 use crate::catalog::model_to_proto;
 use crate::error::ServalError;
+use crate::fleet_stats::FleetSettings;
 use crate::jobs::Jobs;
 use crate::live_stats::LiveStats;
 use crate::registry_sync::RegistrySync;
@@ -78,8 +79,11 @@ pub struct ServiceState {
     /// end then.
     pub stopping: watch::Receiver<bool>,
     pub metrics: ServerMetrics,
-    /// This server's name among replicas; its training jobs carry it.
+    /// This server's name among replicas; its training jobs and published
+    /// live statistics carry it.
     pub replica_name: String,
+    /// How replicas share live statistics.
+    pub fleet: FleetSettings,
     training_slots: Arc<Semaphore>,
     upload_slots: Arc<Semaphore>,
 }
@@ -103,6 +107,7 @@ impl ServiceState {
             routing,
             sync,
             stats: LiveStats::default(),
+            fleet: FleetSettings::default(),
             jobs: Jobs::default(),
             stopping,
             metrics,
@@ -110,6 +115,14 @@ impl ServiceState {
             upload_slots: Arc::new(Semaphore::new(limits.max_uploads)),
             limits,
         }
+    }
+}
+
+impl ServiceState {
+    /// With live statistics shared across replicas as `fleet` says.
+    pub fn with_fleet(mut self, fleet: FleetSettings) -> Self {
+        self.fleet = fleet;
+        self
     }
 }
 

@@ -1,5 +1,5 @@
 //! Rollout RPCs: aliases, traffic changes, state, history, live statistics
-//! and the change stream. A change first loads and warms the versions it
+//! (the fleet's, see `fleet_stats`) and the change stream. A change first loads and warms the versions it
 //! will send traffic to (refusing it, with nothing stored, if they cannot
 //! load), then commits one transaction with its audit event, then brings
 //! this server's routing up to date at once.
@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use super::{ServiceState, actor_of, invalid};
 use crate::catalog::{audit_event_to_proto, rollout_state_to_proto, serving_at_to_proto, timestamp};
 use crate::error::ServalError;
+use crate::fleet_stats::VersionView;
 use crate::live_stats::MAX_WINDOW_SECONDS;
 
 pub type AuditEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEvent, Status>> + Send>>;
@@ -218,31 +219,51 @@ pub async fn get_live_stats(
         Some(policy) if policy.stable_version == version => pb::Arm::Stable,
         _ => pb::Arm::Unspecified,
     };
-    let versions = state
-        .stats
-        .summary(&request.model, window)
-        .into_iter()
-        .map(|(version, s)| pb::VersionStats {
-            version,
-            arm: arm_of(version) as i32,
-            requests: s.requests,
-            errors: s.errors,
-            errors_by_code: s
-                .errors_by_code
-                .iter()
-                .map(|(code, n)| (serval_proto::code_name(*code).to_string(), *n))
-                .collect(),
-            error_rate: s.error_rate(),
-            p50_ms: s.p50_ms,
-            p99_ms: s.p99_ms,
-            mean_score: s.mean_score,
-        })
-        .collect();
+    let view = crate::fleet_stats::fleet_view(state, &request.model, window).await?;
+    let versions = |versions: &[VersionView]| -> Vec<pb::VersionStats> {
+        versions
+            .iter()
+            .map(|v| version_stats_to_proto(v, arm_of(v.version)))
+            .collect()
+    };
     Ok(Response::new(pb::GetLiveStatsResponse {
         model: request.model,
         window_seconds: window,
-        versions,
+        versions: versions(&view.versions),
+        replicas: view
+            .replicas
+            .iter()
+            .map(|r| pb::ReplicaLiveStats {
+                replica: r.replica.clone(),
+                answering: r.answering,
+                stale: r.stale,
+                last_published: r.last_published.map(timestamp),
+                versions: versions(&r.versions),
+            })
+            .collect(),
+        stale_after_seconds: state.fleet.stale_after.as_secs_f64(),
     }))
+}
+
+fn version_stats_to_proto(view: &VersionView, arm: pb::Arm) -> pb::VersionStats {
+    let s = view.snapshot.summary();
+    pb::VersionStats {
+        version: view.version,
+        arm: arm as i32,
+        requests: s.requests,
+        errors: s.errors,
+        errors_by_code: s
+            .errors_by_code
+            .iter()
+            .map(|(code, n)| (serval_proto::code_name(*code).to_string(), *n))
+            .collect(),
+        error_rate: s.error_rate(),
+        p50_ms: s.p50_ms,
+        p99_ms: s.p99_ms,
+        mean_score: s.mean_score,
+        score_histogram: s.score_histogram.to_vec(),
+        replicas: view.replicas,
+    }
 }
 
 pub async fn watch_models(
