@@ -6,6 +6,7 @@
 mod delete;
 mod explanation;
 mod jobs;
+mod outcomes;
 mod predict;
 mod predict_route;
 mod rollout;
@@ -27,6 +28,7 @@ use crate::catalog::model_to_proto;
 use crate::error::ServalError;
 use crate::jobs::Jobs;
 use crate::live_stats::LiveStats;
+use crate::outcomes::OutcomeStore;
 use crate::registry_sync::RegistrySync;
 use crate::routing::RoutingTable;
 use crate::serving::ModelStore;
@@ -80,6 +82,8 @@ pub struct ServiceState {
     pub metrics: ServerMetrics,
     /// This server's name among replicas; its training jobs carry it.
     pub replica_name: String,
+    /// Predictions awaiting outcomes, and online quality.
+    pub outcomes: Arc<OutcomeStore>,
     training_slots: Arc<Semaphore>,
     upload_slots: Arc<Semaphore>,
 }
@@ -95,9 +99,11 @@ impl ServiceState {
         stopping: watch::Receiver<bool>,
         metrics: ServerMetrics,
         replica_name: String,
+        outcomes: Arc<OutcomeStore>,
     ) -> Self {
         ServiceState {
             replica_name,
+            outcomes,
             registry,
             models,
             routing,
@@ -332,6 +338,13 @@ impl ModelService for ModelServiceImpl {
         require_admin(&request, "DeleteModel")?;
         check_model(&request.get_ref().model)?;
         delete::delete_model(&self.state, request).await
+    }
+
+    async fn report_outcomes(
+        &self,
+        request: Request<pb::ReportOutcomesRequest>,
+    ) -> Result<Response<pb::ReportOutcomesResponse>, Status> {
+        outcomes::report_outcomes(&self.state, request).await
     }
 
     async fn watch_models(

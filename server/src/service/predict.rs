@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ServiceState, explanation, invalid};
 use crate::error::ServalError;
+use crate::outcomes::TrackedArm;
 use crate::routing::Route;
 use crate::serving::CallRecorders;
 use crate::wire::PredictCall;
@@ -65,6 +66,7 @@ pub async fn predict(
     let recorders = loaded.recorders(|| CallRecorders {
         stats: state.stats.for_version(&request.model, route.version),
         metrics: state.metrics.predict.for_version(&request.model, route.version),
+        outcomes: state.outcomes.for_version(&request.model, route.version),
     });
     recorders.stats.record(code, elapsed, scores);
     recorders
@@ -86,6 +88,10 @@ pub async fn predict(
         .collect();
     let scores = scored.scores;
     let labels = scores.iter().map(|&s| f64::from(s) >= loaded.threshold).collect();
+    let prediction_ids =
+        state
+            .outcomes
+            .track(&recorders.outcomes, TrackedArm::Live(route.arm as i32), &scores);
     Ok(Response::new(pb::PredictResponse {
         model: request.model,
         version: route.version,
@@ -94,6 +100,7 @@ pub async fn predict(
         labels,
         threshold: loaded.threshold,
         explanations,
+        prediction_ids,
     }))
 }
 

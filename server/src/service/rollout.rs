@@ -218,7 +218,7 @@ pub async fn get_live_stats(
         Some(policy) if policy.stable_version == version => pb::Arm::Stable,
         _ => pb::Arm::Unspecified,
     };
-    let versions = state
+    let mut versions: Vec<pb::VersionStats> = state
         .stats
         .summary(&request.model, window)
         .into_iter()
@@ -236,8 +236,10 @@ pub async fn get_live_stats(
             p50_ms: s.p50_ms,
             p99_ms: s.p99_ms,
             mean_score: s.mean_score,
+            ..Default::default()
         })
         .collect();
+    super::outcomes::attach_online_quality(state, &request.model, &mut versions, arm_of);
     Ok(Response::new(pb::GetLiveStatsResponse {
         model: request.model,
         window_seconds: window,
