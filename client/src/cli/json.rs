@@ -144,5 +144,24 @@ pub fn version_stats(v: &pb::VersionStats) -> Value {
         "p50_ms": v.p50_ms,
         "p99_ms": v.p99_ms,
         "mean_score": v.mean_score,
+        "online": v.online.as_ref().map(online_quality),
+        "shadow": v.shadow.as_ref().map(online_quality),
+        "awaiting_outcomes": v.awaiting_outcomes,
+    })
+}
+
+pub fn online_quality(q: &pb::OnlineQuality) -> Value {
+    json!({
+        "outcomes": q.outcomes,
+        "positives": q.positives,
+        "auc": q.auc,
+        "log_loss": q.log_loss,
+        "mean_score": q.mean_score,
+        "positive_rate": q.positive_rate,
+        "calibration": q.calibration.iter().map(|b| json!({
+            "mean_predicted": b.mean_predicted,
+            "fraction_positive": b.fraction_positive,
+            "rows": b.rows,
+        })).collect::<Vec<_>>(),
     })
 }

@@ -12,6 +12,7 @@ mod exit_codes;
 mod explain;
 mod formats;
 mod jobs;
+mod outcomes;
 mod quickstart;
 mod report;
 mod rollout;
