@@ -102,6 +102,8 @@ pub fn policy(p: Option<&pb::TrafficPolicy>) -> Value {
             "canary_percent": p.canary_percent,
             "revision": p.revision,
             "updated_at": timestamp(p.updated_at.as_ref()),
+            "shadow_version": p.shadow_version,
+            "shadow_percent": p.shadow_percent,
         }),
     }
 }

@@ -33,6 +33,29 @@ pub enum RolloutCommand {
     /// Progressive delivery: raise the canary share step by step, checking
     /// its live statistics against gates; roll back on a failed gate.
     Start(StartArgs),
+    /// Score a share of default traffic with a version too, without
+    /// answering with it, so that its online quality is known before it
+    /// serves; or stop (--off).
+    Shadow(ShadowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShadowArgs {
+    #[arg(long)]
+    model: String,
+    /// The version to score in the shadow.
+    #[arg(long, required_unless_present = "off", conflicts_with = "off")]
+    version: Option<u32>,
+    /// Share of default traffic also scored by it, 0-100.
+    #[arg(long, default_value_t = 100.0)]
+    percent: f64,
+    /// Stop shadowing.
+    #[arg(long)]
+    off: bool,
+    #[arg(long, default_value = "")]
+    reason: String,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +205,7 @@ pub fn if_connection_lost(command: &RolloutCommand) -> String {
         RolloutCommand::Promote(args) | RolloutCommand::Clear(args) => &args.model,
         RolloutCommand::Rollback(args) => &args.model,
         RolloutCommand::Start(args) => &args.model,
+        RolloutCommand::Shadow(args) => &args.model,
     };
     format!("the change may or may not have been applied: `serval rollout history --model {model}` tells")
 }
@@ -229,6 +253,14 @@ fn print_state(state: &pb::RolloutState, as_json: bool) {
             ),
         },
         None => println!("policy: none (requests go to the latest version)"),
+    }
+    if let Some(p) = &state.policy
+        && let Some(shadow) = p.shadow_version
+    {
+        println!(
+            "shadow: v{shadow} scores {:.2}% of default traffic (never answers)",
+            p.shadow_percent
+        );
     }
     if state.aliases.is_empty() {
         println!("aliases: none");
@@ -428,6 +460,16 @@ pub async fn run(mut client: ServalClient, command: RolloutCommand) -> Result<()
             }
         }
         RolloutCommand::Start(args) => return start(client, args).await,
+        RolloutCommand::Shadow(args) => {
+            let change = Change::Shadow(pb::ShadowChange {
+                version: if args.off { None } else { args.version },
+                percent: if args.off { 0.0 } else { args.percent },
+            });
+            print_state(
+                &client.update_traffic(&args.model, change, &args.reason).await?,
+                args.json,
+            );
+        }
     }
     Ok(())
 }

@@ -274,3 +274,211 @@ async fn predict_ids_and_an_outcomes_file_join_on_the_server() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("line 2") && stderr.contains("maybe"), "{stderr}");
 }
+
+/// The AUC by comparing every positive with every negative.
+fn exact_auc(scores: &[f32], labels: &[bool]) -> f64 {
+    let positives: Vec<f32> = scores
+        .iter()
+        .zip(labels)
+        .filter(|&(_, &l)| l)
+        .map(|(&s, _)| s)
+        .collect();
+    let negatives: Vec<f32> = scores
+        .iter()
+        .zip(labels)
+        .filter(|&(_, &l)| !l)
+        .map(|(&s, _)| s)
+        .collect();
+    let mut wins = 0.0;
+    for p in &positives {
+        for n in &negatives {
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    wins / (positives.len() * negatives.len()) as f64
+}
+
+/// `serval_shadow_rows_total` by result, from `/metrics`.
+async fn shadow_rows(metrics: std::net::SocketAddr) -> (u64, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: serval\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let count = |result: &str| {
+        let prefix = format!("serval_shadow_rows_total{{result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    (count("scored"), count("shed") + count("failed"))
+}
+
+#[tokio::test]
+async fn a_shadow_version_is_judged_by_the_outcomes_of_rows_it_never_answered() {
+    let fx = Fixture::start_with(|config, _| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let metrics = fx.server.metrics_addr().unwrap();
+    // The rows in a seeded random order: versions train on the first ones,
+    // and the last 3000, which no version saw, are replayed as traffic.
+    let rows = 3000;
+    let (mut records, mut labels) = shoppers();
+    let text = std::fs::read_to_string(example("online_shoppers_intention.csv")).unwrap();
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let header = lines.remove(0);
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(3));
+    let seen = order.len() - rows;
+    let training: Vec<&str> = order[..seen].iter().map(|&i| lines[i]).collect();
+    let training = fx.write("training.csv", &format!("{header}\n{}\n", training.join("\n")));
+    records = order[seen..].iter().map(|&i| records[i].clone()).collect();
+    labels = order[seen..].iter().map(|&i| labels[i]).collect();
+    for seed in ["1", "7"] {
+        fx.ok(&[
+            "train",
+            "--model",
+            "shoppers",
+            "--data",
+            &training,
+            "--label",
+            "Revenue",
+            "--positive",
+            "TRUE",
+            "--epochs",
+            "4",
+            "--seed",
+            seed,
+        ])
+        .await;
+    }
+    fx.ok(&["rollout", "rollback", "--model", "shoppers", "--to", "1"])
+        .await;
+    let state = last_json_line(
+        &fx.ok(&[
+            "rollout",
+            "shadow",
+            "--model",
+            "shoppers",
+            "--version",
+            "2",
+            "--percent",
+            "100",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(state["policy"]["shadow_version"], 2, "{state}");
+    assert_eq!(state["policy"]["stable_version"], 1, "{state}");
+
+    let mut client = ServalClient::connect(&fx.server.url()).await.unwrap();
+    let mut outcomes = Vec::new();
+    for i in 0..rows {
+        let answer = client
+            .predict(pb::PredictRequest {
+                model: "shoppers".into(),
+                records: vec![records[i].clone()],
+                routing_key: format!("visitor-{i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer.version, 1, "the shadow never answers");
+        outcomes.push(pb::OutcomeReport {
+            prediction_id: answer.prediction_ids[0].clone(),
+            label: labels[i],
+            observed_at: None,
+        });
+    }
+    // Shadow work runs after the answers: wait until every row is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (scored, not_scored) = loop {
+        let (scored, not_scored) = shadow_rows(metrics).await;
+        if scored + not_scored >= rows as u64 || std::time::Instant::now() > deadline {
+            break (scored, not_scored);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        scored + not_scored,
+        rows as u64,
+        "every row shadowed or counted as shed"
+    );
+    assert!(
+        scored >= 2900,
+        "{scored} scored, {not_scored} shed at this light load"
+    );
+    let counts = client.report_outcomes(outcomes).await.unwrap();
+    assert_eq!(counts.matched, rows as u64);
+
+    // What version 2 would have scored for the same rows, asked directly.
+    let mut offline = Vec::new();
+    for chunk in records[..rows].chunks(500) {
+        let answer = client
+            .predict(pb::PredictRequest {
+                model: "shoppers".into(),
+                version: Some(2),
+                records: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        offline.extend(answer.scores);
+    }
+    let offline_auc = exact_auc(&offline, &labels[..rows]);
+    let stats = client.live_stats("shoppers", 60).await.unwrap();
+    let v1 = stats.versions.iter().find(|v| v.version == 1).unwrap();
+    let v2 = stats.versions.iter().find(|v| v.version == 2).unwrap();
+    assert_eq!(v1.online.as_ref().unwrap().outcomes, rows as u64);
+    assert!(v1.shadow.is_none() && v2.online.is_none(), "{stats:?}");
+    let shadow = v2.shadow.as_ref().expect("the shadow's online quality");
+    assert_eq!(shadow.outcomes, scored);
+    let online_auc = shadow.auc.unwrap();
+    assert!(
+        (online_auc - offline_auc).abs() < 0.005,
+        "online {online_auc} vs offline {offline_auc}"
+    );
+    let test_auc = client.list_models(Some("shoppers")).await.unwrap()[0].versions[1]
+        .test_metrics
+        .as_ref()
+        .unwrap()
+        .auc;
+    assert!(
+        (online_auc - test_auc).abs() < 0.01,
+        "online {online_auc} vs the version's test AUC {test_auc}"
+    );
+    println!(
+        "shadow online AUC {online_auc:.4} on {scored} rows; same rows offline {offline_auc:.4}; test split {test_auc:.4}"
+    );
+
+    let state = last_json_line(
+        &fx.ok(&["rollout", "shadow", "--model", "shoppers", "--off", "--json"])
+            .await,
+    );
+    assert!(state["policy"]["shadow_version"].is_null(), "{state}");
+    for record in records.iter().take(20) {
+        client
+            .predict(pb::PredictRequest {
+                model: "shoppers".into(),
+                records: vec![record.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        shadow_rows(metrics).await,
+        (scored, not_scored),
+        "no shadow once off"
+    );
+}

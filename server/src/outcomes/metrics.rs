@@ -20,6 +20,7 @@ type ReadQuality = fn(&QualitySummary) -> Option<f64>;
 pub struct OutcomeCollector {
     store: Arc<OutcomeStore>,
     reported: IntCounterVec,
+    shadow_rows: IntCounterVec,
     tracked: IntGauge,
     dropped: IntCounter,
     expired_unlabelled: IntCounter,
@@ -37,6 +38,14 @@ impl OutcomeCollector {
                 "serval_outcomes_reported_total",
                 "Outcomes reported, by result: matched, unmatched, expired, duplicate, other_replica \
                  (also counted in unmatched)",
+            ),
+            &["result"],
+        )?;
+        let shadow_rows = IntCounterVec::new(
+            Opts::new(
+                "serval_shadow_rows_total",
+                "Rows of live calls for the shadow version, by result: scored (and joined to the live row), \
+                 shed (compute queues busy) or failed",
             ),
             &["result"],
         )?;
@@ -98,6 +107,7 @@ impl OutcomeCollector {
         let mut descs: Vec<Desc> = Vec::new();
         let mut add = |collector: &dyn Collector| descs.extend(collector.desc().into_iter().cloned());
         add(&reported);
+        add(&shadow_rows);
         add(&tracked);
         add(&dropped);
         add(&expired_unlabelled);
@@ -108,6 +118,7 @@ impl OutcomeCollector {
         Ok(OutcomeCollector {
             store,
             reported,
+            shadow_rows,
             tracked,
             dropped,
             expired_unlabelled,
@@ -139,6 +150,16 @@ impl Collector for OutcomeCollector {
         ] {
             catch_up(
                 &self.reported.with_label_values(&[result]),
+                counter.load(Ordering::Relaxed),
+            );
+        }
+        for (result, counter) in [
+            ("scored", &totals.shadow_scored),
+            ("shed", &totals.shadow_shed),
+            ("failed", &totals.shadow_failed),
+        ] {
+            catch_up(
+                &self.shadow_rows.with_label_values(&[result]),
                 counter.load(Ordering::Relaxed),
             );
         }
@@ -175,6 +196,7 @@ impl Collector for OutcomeCollector {
             }
         }
         let mut families = self.reported.collect();
+        families.extend(self.shadow_rows.collect());
         families.extend(self.tracked.collect());
         families.extend(self.dropped.collect());
         families.extend(self.expired_unlabelled.collect());

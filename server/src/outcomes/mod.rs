@@ -2,8 +2,9 @@
 //! each version's online quality from the outcomes reported for them.
 //!
 //! [`OutcomeStore`] keeps, per prediction this server answered within the
-//! outcome window, only its score, version, arm and time — never feature
-//! values or routing keys — keyed by the secret part of its prediction id
+//! outcome window, only its score, version and time, and the score of a
+//! shadow version when one scored the row too (the shadow arm) — never
+//! feature values or routing keys — keyed by the secret part of its prediction id
 //! (`ids`), in 64 shards so that calls on different cores rarely meet (one
 //! call's rows share a shard: one lock per call). The store is bounded by a
 //! count (oldest dropped first, counted) and swept of predictions older than
@@ -27,15 +28,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ids::{ParsedId, ReplicaTag, SHARDS, Secret};
 pub use quality::{CalibrationBin, QualitySummary};
-
-/// How a tracked prediction was answered: live (with the answer's arm) or
-/// scored in the shadow of another version and never answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrackedArm {
-    /// The `serval.v1.Arm` the call was answered by.
-    Live(i32),
-    Shadow,
-}
 
 /// Outcome tracking settings.
 #[derive(Debug, Clone, Copy)]
@@ -68,11 +60,8 @@ pub struct VersionOutcomes {
 }
 
 impl VersionOutcomes {
-    fn summary(&self, arm: TrackedArm) -> &Mutex<QualitySummary> {
-        match arm {
-            TrackedArm::Live(_) => &self.live,
-            TrackedArm::Shadow => &self.shadow,
-        }
+    fn summary(&self, shadow: bool) -> &Mutex<QualitySummary> {
+        if shadow { &self.shadow } else { &self.live }
     }
 }
 
@@ -91,8 +80,35 @@ struct Tracked {
     check: u64,
     score: f32,
     issued: u32,
-    arm: TrackedArm,
     label: Option<bool>,
+    /// The same row as scored by a shadow version, when it was (boxed:
+    /// most rows have none, and each costs a pointer only).
+    shadow: Option<Box<ShadowScore>>,
+}
+
+/// A shadow version's score of a tracked row (never answered with).
+struct ShadowScore {
+    version: Arc<VersionOutcomes>,
+    score: f32,
+}
+
+impl Tracked {
+    /// Adds (or, with `remove`, takes out) this labelled prediction in its
+    /// versions' summaries.
+    fn count(&self, label: bool, remove: bool) {
+        let apply = |summary: &Mutex<QualitySummary>, score: f32| {
+            let mut summary = summary.lock().expect("outcome lock poisoned");
+            if remove {
+                summary.remove(score, label);
+            } else {
+                summary.add(score, label);
+            }
+        };
+        apply(self.version.summary(false), self.score);
+        if let Some(shadow) = &self.shadow {
+            apply(shadow.version.summary(true), shadow.score);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -112,12 +128,7 @@ impl Shard {
         };
         if let Some(tracked) = self.entries.remove(&key) {
             match tracked.label {
-                Some(label) => tracked
-                    .version
-                    .summary(tracked.arm)
-                    .lock()
-                    .expect("outcome lock poisoned")
-                    .remove(tracked.score, label),
+                Some(label) => tracked.count(label, true),
                 None => {
                     tracked.version.awaiting.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -150,6 +161,12 @@ pub struct OutcomeTotals {
     pub dropped: AtomicU64,
     /// Predictions that left the window without an outcome.
     pub expired_unlabelled: AtomicU64,
+    /// Rows scored by a shadow version, and joined to their live rows.
+    pub shadow_scored: AtomicU64,
+    /// Rows not shadowed because the compute queues were busy.
+    pub shadow_shed: AtomicU64,
+    /// Rows the shadow version could not score (e.g. a column it needs).
+    pub shadow_failed: AtomicU64,
 }
 
 /// One outcome as reported.
@@ -231,20 +248,14 @@ impl OutcomeStore {
 
     /// Tracks one call's scores; answers their prediction ids, in order
     /// (none when tracking is off).
-    pub fn track(&self, version: &Arc<VersionOutcomes>, arm: TrackedArm, scores: &[f32]) -> Vec<String> {
+    pub fn track(&self, version: &Arc<VersionOutcomes>, scores: &[f32]) -> Vec<String> {
         if !self.settings.enabled || scores.is_empty() {
             return Vec::new();
         }
-        self.track_at(version, arm, scores, now_seconds())
+        self.track_at(version, scores, now_seconds())
     }
 
-    fn track_at(
-        &self,
-        version: &Arc<VersionOutcomes>,
-        arm: TrackedArm,
-        scores: &[f32],
-        now: u32,
-    ) -> Vec<String> {
+    fn track_at(&self, version: &Arc<VersionOutcomes>, scores: &[f32], now: u32) -> Vec<String> {
         let (shard_index, secrets) = ids::fresh_secrets(scores.len());
         let mut ids = Vec::with_capacity(scores.len());
         let mut shard = self.shards[shard_index].lock().expect("outcome lock poisoned");
@@ -269,8 +280,8 @@ impl OutcomeStore {
                     check: secret.check,
                     score,
                     issued: now,
-                    arm,
                     label: None,
+                    shadow: None,
                 },
             );
             shard.order.push_back((secret.key, now));
@@ -343,13 +354,39 @@ impl OutcomeStore {
         }
         tracked.label = Some(label);
         tracked.version.awaiting.fetch_sub(1, Ordering::Relaxed);
-        tracked
-            .version
-            .summary(tracked.arm)
-            .lock()
-            .expect("outcome lock poisoned")
-            .add(tracked.score, label);
+        tracked.count(label, false);
         Labelled::Matched
+    }
+
+    /// Adds a shadow version's scores of the rows answered with `ids` (one
+    /// call's, so one shard); rows that already have their outcome, or have
+    /// left the store, are skipped. Answers how many were added.
+    pub fn attach_shadow(&self, ids: &[String], shadow: &Arc<VersionOutcomes>, scores: &[f32]) -> usize {
+        let parsed: Vec<ParsedId> = ids.iter().filter_map(|id| ids::parse(id)).collect();
+        let Some(first) = parsed.first() else {
+            return 0;
+        };
+        let mut shard = self.shards[first.secret.shard()]
+            .lock()
+            .expect("outcome lock poisoned");
+        let mut attached = 0;
+        for (id, &score) in parsed.iter().zip(scores) {
+            if id.secret.shard() != first.secret.shard() {
+                continue;
+            }
+            if let Some(tracked) = shard
+                .entries
+                .get_mut(&id.secret.key)
+                .filter(|t| t.check == id.secret.check && t.label.is_none() && t.shadow.is_none())
+            {
+                tracked.shadow = Some(Box::new(ShadowScore {
+                    version: shadow.clone(),
+                    score,
+                }));
+                attached += 1;
+            }
+        }
+        attached
     }
 
     /// Drops the predictions that left the window; run once a second.
@@ -491,7 +528,7 @@ mod tests {
     fn outcomes_join_their_predictions_once_in_any_order() {
         let store = store(3600, 1000);
         let v1 = store.for_version("m", 1);
-        let ids = store.track_at(&v1, TrackedArm::Live(3), &[0.9, 0.2, 0.7], NOW);
+        let ids = store.track_at(&v1, &[0.9, 0.2, 0.7], NOW);
         assert_eq!(store.quality("m")[0].awaiting, 3);
         let counts = store.report_at(&[outcome(&ids[2], false), outcome(&ids[0], true)], NOW + 5);
         assert_eq!(
@@ -515,8 +552,8 @@ mod tests {
         let store = store(100, 1000);
         let other = OutcomeStore::new("replica-b", OutcomeSettings::default());
         let v1 = store.for_version("m", 1);
-        let ours = store.track_at(&v1, TrackedArm::Live(3), &[0.5, 0.5], NOW);
-        let theirs = other.track_at(&other.for_version("m", 1), TrackedArm::Live(3), &[0.5], NOW);
+        let ours = store.track_at(&v1, &[0.5, 0.5], NOW);
+        let theirs = other.track_at(&other.for_version("m", 1), &[0.5], NOW);
         // Our tag and a fresh time, but a secret never issued.
         let forged = format!("{}{}", &ours[0][..18], "0".repeat(32));
         let counts = store.report_at(
@@ -555,8 +592,11 @@ mod tests {
     fn predictions_leaving_the_window_leave_the_quality_exactly() {
         let store = store(60, 1000);
         let v1 = store.for_version("m", 1);
-        let early = store.track_at(&v1, TrackedArm::Live(3), &[0.9, 0.1], NOW);
-        let late = store.track_at(&v1, TrackedArm::Shadow, &[0.2, 0.8], NOW + 30);
+        let v2 = store.for_version("m", 2);
+        let early = store.track_at(&v1, &[0.9, 0.1], NOW);
+        let late = store.track_at(&v1, &[0.2, 0.8], NOW + 30);
+        // Version 2 scored the late rows in the shadow, in reverse.
+        assert_eq!(store.attach_shadow(&late, &v2, &[0.8, 0.2]), 2);
         store.report_at(
             &[
                 outcome(&early[0], true),
@@ -566,16 +606,36 @@ mod tests {
             ],
             NOW + 31,
         );
-        let quality = &store.quality("m")[0];
-        assert_eq!(quality.live.auc(), Some(1.0));
-        assert_eq!(quality.shadow.auc(), Some(0.0));
+        let quality = store.quality("m");
+        assert_eq!(quality[0].live.auc(), Some(0.75));
+        assert_eq!(quality[0].live.outcomes(), 4);
+        assert_eq!(quality[0].shadow.outcomes(), 0);
+        assert_eq!((quality[1].version, quality[1].live.outcomes()), (2, 0));
+        assert_eq!(quality[1].shadow.auc(), Some(1.0));
         store.sweep_at(NOW + 60);
-        let quality = &store.quality("m")[0];
-        assert_eq!(quality.live, QualitySummary::default(), "the early pair left");
-        assert_eq!(quality.shadow.outcomes(), 2);
+        let quality = store.quality("m");
+        assert_eq!(quality[0].live.auc(), Some(0.0), "the early pair left");
+        assert_eq!(quality[0].live.outcomes(), 2);
+        assert_eq!(quality[1].shadow.outcomes(), 2);
         store.sweep_at(NOW + 90);
         assert!(store.quality("m").is_empty());
         assert_eq!(store.totals.expired_unlabelled.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_shadow_score_arriving_after_the_outcome_is_left_out() {
+        let store = store(3600, 1000);
+        let (v1, v2) = (store.for_version("m", 1), store.for_version("m", 2));
+        let ids = store.track_at(&v1, &[0.9, 0.1], NOW);
+        store.report_at(&[outcome(&ids[0], true)], NOW + 1);
+        assert_eq!(store.attach_shadow(&ids, &v2, &[0.3, 0.4]), 1);
+        assert_eq!(store.attach_shadow(&ids, &v2, &[0.3, 0.4]), 0, "once");
+        store.report_at(&[outcome(&ids[1], false)], NOW + 2);
+        let quality = store.quality("m");
+        assert_eq!(quality[0].live.outcomes(), 2);
+        assert_eq!(quality[1].shadow.outcomes(), 1);
+        store.sweep_at(NOW + 3600);
+        assert!(store.quality("m").is_empty(), "both summaries emptied exactly");
     }
 
     #[test]
@@ -583,8 +643,8 @@ mod tests {
         // One shard's room: 2 predictions.
         let store = store(3600, 2 * SHARDS);
         let v1 = store.for_version("m", 1);
-        let first = store.track_at(&v1, TrackedArm::Live(3), &[0.1, 0.2], NOW);
-        let second = store.track_at(&v1, TrackedArm::Live(3), &[0.3, 0.4, 0.5], NOW + 1);
+        let first = store.track_at(&v1, &[0.1, 0.2], NOW);
+        let second = store.track_at(&v1, &[0.3, 0.4, 0.5], NOW + 1);
         let kept = store.tracked();
         let dropped = store.totals.dropped.load(Ordering::Relaxed);
         assert_eq!(kept as u64 + dropped, 5);
@@ -605,21 +665,29 @@ mod tests {
             assert_eq!(counts.expired, dropped);
         }
         // All in one shard: certainly dropped.
-        let crowded = store.track_at(&v1, TrackedArm::Live(3), &[0.5; 4], NOW + 3);
+        let crowded = store.track_at(&v1, &[0.5; 4], NOW + 3);
         assert_eq!(store.report_at(&[outcome(&crowded[0], true)], NOW + 4).expired, 1);
         assert_eq!(store.report_at(&[outcome(&crowded[3], true)], NOW + 4).matched, 1);
+    }
+
+    #[test]
+    fn a_tracked_prediction_is_small() {
+        // The map entry (key and value) and the order entry: what
+        // docs/performance.md counts per prediction, before the map's slack.
+        assert_eq!(std::mem::size_of::<(u64, Tracked)>(), 48);
+        assert_eq!(std::mem::size_of::<(u64, u32)>(), 16);
     }
 
     #[test]
     fn a_forgotten_version_is_not_reported_again() {
         let store = store(3600, 1000);
         let v1 = store.for_version("m", 1);
-        let ids = store.track_at(&v1, TrackedArm::Live(3), &[0.5], NOW);
+        let ids = store.track_at(&v1, &[0.5], NOW);
         store.forget("m", 1);
         assert_eq!(store.report_at(&[outcome(&ids[0], true)], NOW + 1).matched, 1);
         assert!(store.quality("m").is_empty());
         let late = store.for_version("m", 1);
-        store.track_at(&late, TrackedArm::Live(3), &[0.5], NOW + 2);
+        store.track_at(&late, &[0.5], NOW + 2);
         assert!(store.quality("m").is_empty());
         assert!(store.models().is_empty());
     }

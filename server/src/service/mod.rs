@@ -10,6 +10,7 @@ mod outcomes;
 mod predict;
 mod predict_route;
 mod rollout;
+mod shadow;
 mod train;
 mod train_spec;
 mod upload;

@@ -10,7 +10,6 @@ use tonic::{Request, Response, Status};
 
 use super::{ServiceState, explanation, invalid};
 use crate::error::ServalError;
-use crate::outcomes::TrackedArm;
 use crate::routing::Route;
 use crate::serving::CallRecorders;
 use crate::wire::PredictCall;
@@ -88,12 +87,11 @@ pub async fn predict(
         .collect();
     let scores = scored.scores;
     let labels = scores.iter().map(|&s| f64::from(s) >= loaded.threshold).collect();
-    let prediction_ids =
-        state
-            .outcomes
-            .track(&recorders.outcomes, TrackedArm::Live(route.arm as i32), &scores);
+    let prediction_ids = state.outcomes.track(&recorders.outcomes, &scores);
+    let model = request.model.clone();
+    super::shadow::after_answer(state, request, route, &loaded, &prediction_ids);
     Ok(Response::new(pb::PredictResponse {
-        model: request.model,
+        model,
         version: route.version,
         scores,
         arm: route.arm as i32,

@@ -120,7 +120,22 @@ pub async fn update_traffic(
             }
         }
         Some(pb::update_traffic_request::Change::Clear(_)) => TrafficChange::Clear,
-        None => return Err(invalid("change: set canary, promote, rollback or clear")),
+        Some(pb::update_traffic_request::Change::Shadow(shadow)) => {
+            if !(0.0..=100.0).contains(&shadow.percent) {
+                return Err(invalid(format!(
+                    "shadow.percent: {} is outside 0-100",
+                    shadow.percent
+                )));
+            }
+            if let Some(version) = shadow.version {
+                preload(state, model, version).await?;
+            }
+            TrafficChange::Shadow {
+                version: shadow.version,
+                percent: shadow.percent,
+            }
+        }
+        None => return Err(invalid("change: set canary, promote, rollback, clear or shadow")),
     };
     let updated = state
         .registry

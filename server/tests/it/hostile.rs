@@ -1627,8 +1627,34 @@ fn rollout_change_cases(calls: &Calls) -> Vec<Case> {
     cases.push(Case::refused(
         "UpdateTraffic: no change set",
         invalid,
-        "change: set canary, promote, rollback or clear",
+        "change: set canary, promote, rollback, clear or shadow",
         calls.update_traffic("small", None, None),
+    ));
+    let shadow =
+        |version: Option<u32>, percent: f64| Some(Change::Shadow(pb::ShadowChange { version, percent }));
+    cases.push(Case::refused(
+        "UpdateTraffic: shadow percent 101",
+        invalid,
+        "shadow.percent: 101 is outside 0-100",
+        calls.update_traffic("small", shadow(Some(1), 101.0), None),
+    ));
+    cases.push(Case::refused(
+        "UpdateTraffic: shadow version missing",
+        precondition,
+        "model \"small\" has no version 9",
+        calls.update_traffic("small", shadow(Some(9), 10.0), None),
+    ));
+    cases.push(Case::refused(
+        "UpdateTraffic: shadow of the only version",
+        precondition,
+        "has no other version to keep as stable",
+        calls.update_traffic("small", shadow(Some(1), 10.0), None),
+    ));
+    cases.push(Case::refused(
+        "UpdateTraffic: stop a shadow without a policy",
+        precondition,
+        "has no traffic policy, so no shadow to stop",
+        calls.update_traffic("small", shadow(None, 0.0), None),
     ));
     cases.push(Case::refused(
         "UpdateTraffic: canary version missing",
