@@ -13,7 +13,8 @@ pub const SCORE_BINS: usize = 1000;
 const LOG_LOSS_EPSILON: f64 = 1e-7;
 
 /// Label-conditioned score histograms and sums of labelled predictions.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialisable, so that replicas can publish theirs for the fleet's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QualitySummary {
     /// Positives per score bin.
     positive_bins: Vec<u64>,
@@ -300,5 +301,27 @@ mod tests {
             shrinking.remove(score, label);
         }
         assert_eq!(shrinking, QualitySummary::default(), "empty again, sums included");
+    }
+
+    #[test]
+    fn a_published_summary_reads_back_and_merges() {
+        let mine = summary_of(&noisy_rows(9, 300, 0.2));
+        let text = serde_json::to_string(&mine).unwrap();
+        let theirs: QualitySummary = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (&theirs.positive_bins, &theirs.negative_bins, theirs.outcomes()),
+            (&mine.positive_bins, &mine.negative_bins, mine.outcomes())
+        );
+        // JSON keeps the sums to their last bit or so.
+        assert!((theirs.log_loss() - mine.log_loss()).abs() < 1e-12);
+        let mut fleet = QualitySummary::default();
+        fleet.merge(&mine);
+        fleet.merge(&theirs);
+        assert_eq!(fleet.outcomes(), 2 * mine.outcomes());
+        assert_eq!(
+            fleet.auc(),
+            mine.auc(),
+            "the same predictions twice rank the same"
+        );
     }
 }
