@@ -671,4 +671,19 @@ impl ServalClient {
         })
         .await
     }
+
+    /// Reports observed outcomes of earlier predictions. Sent once to the
+    /// replica whose turn it is: an outcome counts only on the replica that
+    /// answered its prediction (the answer's `other_replica` says how many
+    /// ids were another's).
+    pub async fn report_outcomes(
+        &mut self,
+        outcomes: Vec<pb::OutcomeReport>,
+    ) -> Result<pb::ReportOutcomesResponse, ClientError> {
+        let request = pb::ReportOutcomesRequest { outcomes };
+        self.change(request, |mut models, request| async move {
+            models.report_outcomes(request).await
+        })
+        .await
+    }
 }

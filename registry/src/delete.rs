@@ -289,8 +289,8 @@ async fn stored_versions(tx: &mut Transaction<'_, Any>, model_id: i64) -> Result
         .collect())
 }
 
-/// Refuses while an alias, or the traffic policy's stable or canary
-/// version, is `version`.
+/// Refuses while an alias, or the traffic policy's stable, canary or
+/// shadow version, is `version`.
 async fn refuse_if_version_serves(
     tx: &mut Transaction<'_, Any>,
     model: &str,
@@ -315,7 +315,7 @@ async fn refuse_if_version_serves(
         )));
     }
     let policy = sqlx::query(
-        "SELECT stable_version, canary_version, canary_percent FROM traffic_policies WHERE model_id = $1",
+        "SELECT stable_version, canary_version, canary_percent, shadow_version FROM traffic_policies WHERE model_id = $1",
     )
     .bind(model_id)
     .fetch_optional(&mut **tx)
@@ -333,6 +333,12 @@ async fn refuse_if_version_serves(
                 "model {model:?} version {version} is still the canary of the traffic policy (at {}%); \
                  promote it or roll it back first",
                 policy.get::<f64, _>("canary_percent")
+            )));
+        }
+        if policy.get::<Option<i64>, _>("shadow_version") == Some(version) {
+            return Err(RegistryError::InvalidChange(format!(
+                "model {model:?} version {version} still shadows the traffic policy; \
+                 stop it first (rollout shadow --off)"
             )));
         }
     }

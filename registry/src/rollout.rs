@@ -22,6 +22,16 @@ pub struct TrafficPolicy {
     /// Bumped on every change; pass it back to detect concurrent changes.
     pub revision: u64,
     pub updated_at: DateTime<Utc>,
+    /// A version that also scores `shadow_percent` of the default traffic,
+    /// without answering (absent from policies recorded before shadows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_version: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shadow_percent: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +64,10 @@ pub enum TrafficChange {
     Rollback { to: Option<u32> },
     /// Remove the policy: default traffic follows the latest version.
     Clear,
+    /// Score `percent` of default traffic with `version` too, without
+    /// answering with it; `None` stops shadowing. Without a policy, the
+    /// newest other version becomes stable, as for a canary.
+    Shadow { version: Option<u32>, percent: f64 },
 }
 
 /// Who makes a change, and why.
@@ -130,6 +144,8 @@ fn policy_from_row(row: &AnyRow) -> TrafficPolicy {
         canary_percent: row.get("canary_percent"),
         revision: row.get::<i64, _>("revision") as u64,
         updated_at: timestamp(row.get("updated_at_ms")),
+        shadow_version: row.get::<Option<i64>, _>("shadow_version").map(|v| v as u32),
+        shadow_percent: row.get("shadow_percent"),
     }
 }
 
@@ -412,7 +428,54 @@ impl Registry {
                 .commit_change(tx, now, context, model, "traffic_changed", &before, &Value::Null)
                 .await;
         }
+        let mut shadow = current
+            .as_ref()
+            .and_then(|p| p.shadow_version.map(|v| (v, p.shadow_percent)));
         let (stable, canary, percent) = match (change, &current) {
+            (TrafficChange::Shadow { version, percent }, _) => {
+                if !(0.0..=100.0).contains(percent) || percent.is_nan() {
+                    return Err(RegistryError::InvalidChange(format!(
+                        "shadow percentage {percent} is outside 0-100"
+                    )));
+                }
+                let Some(version) = version else {
+                    let Some(policy) = &current else {
+                        return Err(RegistryError::InvalidChange(format!(
+                            "model {model:?} has no traffic policy, so no shadow to stop"
+                        )));
+                    };
+                    shadow = None;
+                    let kept = (
+                        policy.stable_version,
+                        policy.canary_version,
+                        policy.canary_percent,
+                    );
+                    return self
+                        .write_policy(tx, now, context, (model, model_id), current.clone(), kept, shadow)
+                        .await;
+                };
+                self.require_version(&mut tx, model, model_id, *version).await?;
+                let (stable, canary, canary_percent) = match &current {
+                    Some(policy) => (
+                        policy.stable_version,
+                        policy.canary_version,
+                        policy.canary_percent,
+                    ),
+                    None => (
+                        self.newest_other_version(&mut tx, model, model_id, *version)
+                            .await?,
+                        None,
+                        0.0,
+                    ),
+                };
+                if *version == stable || canary == Some(*version) {
+                    return Err(RegistryError::InvalidChange(format!(
+                        "version {version} already serves {model:?}; shadow a version that does not"
+                    )));
+                }
+                shadow = Some((*version, *percent));
+                (stable, canary, canary_percent)
+            }
             (TrafficChange::Canary { version, percent }, _) => {
                 if !(0.0..=100.0).contains(percent) || percent.is_nan() {
                     return Err(RegistryError::InvalidChange(format!(
@@ -423,19 +486,10 @@ impl Registry {
                     Some(policy) => policy.stable_version,
                     // No policy yet: the newest other version, which is what
                     // served before the canary was registered.
-                    None => sqlx::query_scalar::<_, Option<i64>>(
-                        "SELECT MAX(version) FROM model_versions WHERE model_id = $1 AND version != $2",
-                    )
-                    .bind(model_id)
-                    .bind(i64::from(*version))
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .map(|v| v as u32)
-                    .ok_or_else(|| {
-                        RegistryError::InvalidChange(format!(
-                            "model {model:?} has no other version to keep as stable"
-                        ))
-                    })?,
+                    None => {
+                        self.newest_other_version(&mut tx, model, model_id, *version)
+                            .await?
+                    }
                 };
                 self.require_version(&mut tx, model, model_id, *version).await?;
                 if *version == stable {
@@ -471,11 +525,66 @@ impl Registry {
             }
             (TrafficChange::Clear, _) => unreachable!("handled above"),
         };
+        // A version that now serves no longer shadows.
+        if shadow.is_some_and(|(version, _)| version == stable || canary == Some(version)) {
+            shadow = None;
+        }
+        self.write_policy(
+            tx,
+            now,
+            context,
+            (model, model_id),
+            current,
+            (stable, canary, percent),
+            shadow,
+        )
+        .await
+    }
+
+    /// The newest version of `model` other than `version`: what serves
+    /// when a policy is first made around `version`.
+    async fn newest_other_version(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        model: &str,
+        model_id: i64,
+        version: u32,
+    ) -> Result<u32> {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(version) FROM model_versions WHERE model_id = $1 AND version != $2",
+        )
+        .bind(model_id)
+        .bind(i64::from(version))
+        .fetch_one(&mut **tx)
+        .await?
+        .map(|v| v as u32)
+        .ok_or_else(|| {
+            RegistryError::InvalidChange(format!("model {model:?} has no other version to keep as stable"))
+        })
+    }
+
+    /// Stores the new policy and its audit event, and commits.
+    /// Takes the stable version, the canary and its share, and the shadow
+    /// and its share.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_policy(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        now: i64,
+        context: &ChangeContext,
+        (model, model_id): (&str, i64),
+        current: Option<TrafficPolicy>,
+        (stable, canary, percent): (u32, Option<u32>, f64),
+        shadow: Option<(u32, f64)>,
+    ) -> Result<RolloutState> {
+        let revision = current.as_ref().map_or(0, |p| p.revision);
         sqlx::query(
-            "INSERT INTO traffic_policies (model_id, stable_version, canary_version, canary_percent, revision, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (model_id) DO UPDATE SET stable_version = excluded.stable_version, \
+            "INSERT INTO traffic_policies (model_id, stable_version, canary_version, canary_percent, revision, updated_at_ms, \
+             shadow_version, shadow_percent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (model_id) DO UPDATE SET stable_version = excluded.stable_version, \
              canary_version = excluded.canary_version, canary_percent = excluded.canary_percent, \
-             revision = excluded.revision, updated_at_ms = excluded.updated_at_ms",
+             revision = excluded.revision, updated_at_ms = excluded.updated_at_ms, \
+             shadow_version = excluded.shadow_version, shadow_percent = excluded.shadow_percent",
         )
         .bind(model_id)
         .bind(i64::from(stable))
@@ -483,6 +592,8 @@ impl Registry {
         .bind(percent)
         .bind((revision + 1) as i64)
         .bind(now)
+        .bind(shadow.map(|(version, _)| i64::from(version)))
+        .bind(shadow.map_or(0.0, |(_, percent)| percent))
         .execute(&mut *tx)
         .await?;
         let after = TrafficPolicy {
@@ -491,6 +602,8 @@ impl Registry {
             canary_percent: percent,
             revision: revision + 1,
             updated_at: timestamp(now),
+            shadow_version: shadow.map(|(version, _)| version),
+            shadow_percent: shadow.map_or(0.0, |(_, percent)| percent),
         };
         let before = current.map_or(Value::Null, |p| serde_json::to_value(p).unwrap_or(Value::Null));
         let after_json = serde_json::to_value(&after).unwrap_or(Value::Null);

@@ -270,6 +270,8 @@ pub fn policy_to_proto(policy: &TrafficPolicy) -> pb::TrafficPolicy {
         canary_percent: policy.canary_percent,
         revision: policy.revision,
         updated_at: Some(timestamp(policy.updated_at)),
+        shadow_version: policy.shadow_version,
+        shadow_percent: policy.shadow_percent,
     }
 }
 

@@ -204,6 +204,24 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Outcome tracking: `on` answers a prediction id per Predict row and
+    /// keeps each row's score, version, arm and time (never its values) for
+    /// --outcome-window, so that ReportOutcomes can join observed labels to
+    /// them; `off` answers no ids and refuses ReportOutcomes.
+    #[arg(long, env = "SERVAL_OUTCOME_TRACKING", value_enum, default_value_t = Switch::On)]
+    pub outcome_tracking: Switch,
+
+    /// How long a prediction may wait for its outcome (e.g. `24h`, `30m`);
+    /// online quality covers the predictions made within it.
+    #[arg(long, env = "SERVAL_OUTCOME_WINDOW", default_value = "24h", value_parser = parse_outcome_window)]
+    pub outcome_window: Duration,
+
+    /// Predictions tracked at most (about 100 bytes each); beyond it the
+    /// oldest are dropped first (counted in
+    /// `serval_tracked_predictions_dropped_total`).
+    #[arg(long, env = "SERVAL_MAX_TRACKED_PREDICTIONS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tracked_predictions: u64,
+
     /// Log line format.
     #[arg(long, env = "SERVAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -234,6 +252,22 @@ impl std::str::FromStr for OptionalAddress {
             .map(|address| OptionalAddress(Some(address)))
             .map_err(|e| format!("{text:?} is neither an address (host:port) nor `off`: {e}"))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// A window of one second to about 136 years (prediction times are kept
+/// in 32-bit seconds).
+fn parse_outcome_window(text: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if window < Duration::from_secs(1) || window.as_secs() > u64::from(u32::MAX / 2) {
+        return Err(format!("{text:?}: give a window from 1s to 60y"));
+    }
+    Ok(window)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -287,6 +321,14 @@ impl ServerConfig {
             max_batch_delay: self.max_batch_delay,
             max_queued_rows: self.max_queued_rows as usize,
             max_in_flight: self.compute_threads as usize,
+        }
+    }
+
+    pub fn outcome_settings(&self) -> crate::outcomes::OutcomeSettings {
+        crate::outcomes::OutcomeSettings {
+            enabled: self.outcome_tracking == Switch::On,
+            window: self.outcome_window,
+            max_tracked: usize::try_from(self.max_tracked_predictions).unwrap_or(usize::MAX),
         }
     }
 
@@ -351,6 +393,30 @@ mod tests {
             ServerConfig::for_database("x.db").http_listen,
             OptionalAddress(Some("127.0.0.1:0".parse().unwrap()))
         );
+    }
+
+    #[test]
+    fn outcome_tracking_is_on_for_a_day_by_default() {
+        let settings = ServerConfig::parse_from(["serval-server"]).outcome_settings();
+        assert!(settings.enabled);
+        assert_eq!(settings.window, Duration::from_secs(24 * 3600));
+        assert_eq!(settings.max_tracked, 1_000_000);
+        let settings = ServerConfig::parse_from([
+            "serval-server",
+            "--outcome-tracking",
+            "off",
+            "--outcome-window",
+            "30m",
+        ])
+        .outcome_settings();
+        assert!(!settings.enabled);
+        assert_eq!(settings.window, Duration::from_secs(1800));
+        for bad in ["0s", "500ms", "soon"] {
+            let refused = ServerConfig::try_parse_from(["serval-server", "--outcome-window", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("--outcome-window"), "{refused}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod metrics_http;
 pub mod oip;
 pub mod oip_grpc;
 pub mod oip_http;
+pub mod outcomes;
 pub mod privacy;
 pub mod registry_sync;
 pub mod request_context;

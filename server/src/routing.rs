@@ -86,6 +86,13 @@ impl RoutingTable {
             .collect()
     }
 
+    /// The version shadowing `model`'s default traffic, and its share.
+    pub fn shadow(&self, model: &str) -> Option<(u32, f64)> {
+        let state = self.state(model)?;
+        let policy = state.policy.as_ref()?;
+        policy.shadow_version.map(|v| (v, policy.shadow_percent))
+    }
+
     /// Chooses the version for a call.
     pub fn route(
         &self,
@@ -143,14 +150,15 @@ impl RoutingTable {
     }
 }
 
-/// The versions a state sends traffic to: stable, canary, aliases, and the
-/// latest version when there is no policy.
+/// The versions a state sends traffic to: stable, canary, shadow, aliases,
+/// and the latest version when there is no policy.
 pub fn referenced_versions(state: &RolloutState) -> Vec<u32> {
     let mut versions: Vec<u32> = state.aliases.iter().map(|a| a.version).collect();
     match &state.policy {
         Some(policy) => {
             versions.push(policy.stable_version);
             versions.extend(policy.canary_version);
+            versions.extend(policy.shadow_version);
         }
         None => versions.extend(state.latest_version),
     }
@@ -174,6 +182,8 @@ mod tests {
                 canary_percent,
                 revision: 1,
                 updated_at: Default::default(),
+                shadow_version: Some(4),
+                shadow_percent: 20.0,
             }),
             aliases: vec![Alias {
                 name: "production".into(),
@@ -231,7 +241,11 @@ mod tests {
             table.route("ghost", None, "", ""),
             Err(ServalError::NotFound(_))
         ));
-        assert_eq!(referenced_versions(&state(5.0)), vec![1, 2, 3]);
+        assert_eq!(referenced_versions(&state(5.0)), vec![1, 2, 3, 4]);
+        let table = RoutingTable::default();
+        table.replace(state(5.0));
+        assert_eq!(table.shadow("m"), Some((4, 20.0)));
+        assert_eq!(table.shadow("other"), None);
     }
 
     #[test]

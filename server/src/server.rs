@@ -24,6 +24,8 @@ use crate::auth::AuthInterceptor;
 use crate::batching::ComputePool;
 use crate::config::ServerConfig;
 use crate::error::ServalError;
+use crate::outcomes::OutcomeStore;
+use crate::outcomes::metrics::OutcomeCollector;
 use crate::registry_sync::{BackgroundSettings, JOB_STALE_AFTER, REGISTRY_HEALTH_SERVICE, RegistrySync};
 use crate::request_context::RequestContextLayer;
 use crate::routing::RoutingTable;
@@ -141,6 +143,10 @@ impl Server {
         })?;
         let metrics = ServerMetrics::new()?;
         metrics.watch_registry_storage(registry.clone())?;
+        let outcomes = Arc::new(OutcomeStore::new(&config.replica_name, config.outcome_settings()));
+        metrics
+            .registry
+            .register(Box::new(OutcomeCollector::new(outcomes.clone())?))?;
         let batching = BatchingSettings {
             config: config.batch_config(),
             pool: ComputePool::new(config.compute_threads as usize).map_err(StartError::Threads)?,
@@ -164,9 +170,11 @@ impl Server {
             stop_background.subscribe(),
             metrics.clone(),
             config.replica_name.clone(),
+            outcomes.clone(),
         )
         .with_fleet(config.fleet_settings());
         let state = Arc::new(state);
+        tokio::spawn(crate::outcomes::sweep_task(outcomes, stop_background.subscribe()));
         crate::service::spawn_deleted_version_follower(state.clone());
         crate::fleet_stats::spawn_publisher(state.clone());
         if let Some(after) = config.unload_idle_after {

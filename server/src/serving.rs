@@ -24,6 +24,7 @@ use crate::catalog::documents;
 use crate::encoding::ColumnIndex;
 use crate::error::ServalError;
 use crate::live_stats::VersionStats;
+use crate::outcomes::VersionOutcomes;
 use crate::telemetry::VersionPredictMetrics;
 
 /// How loaded versions batch their forward passes.
@@ -66,6 +67,8 @@ pub struct LoadedVersion {
 pub struct CallRecorders {
     pub stats: VersionStats,
     pub metrics: VersionPredictMetrics,
+    /// Where its predictions wait for their outcomes.
+    pub outcomes: Arc<VersionOutcomes>,
 }
 
 impl LoadedVersion {

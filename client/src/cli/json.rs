@@ -103,6 +103,8 @@ pub fn policy(p: Option<&pb::TrafficPolicy>) -> Value {
             "canary_percent": p.canary_percent,
             "revision": p.revision,
             "updated_at": timestamp(p.updated_at.as_ref()),
+            "shadow_version": p.shadow_version,
+            "shadow_percent": p.shadow_percent,
         }),
     }
 }
@@ -147,6 +149,9 @@ pub fn version_stats(v: &pb::VersionStats) -> Value {
         "mean_score": v.mean_score,
         "score_histogram": v.score_histogram,
         "replicas": v.replicas,
+        "online": v.online.as_ref().map(online_quality),
+        "shadow": v.shadow.as_ref().map(online_quality),
+        "awaiting_outcomes": v.awaiting_outcomes,
     })
 }
 
@@ -163,6 +168,22 @@ pub fn live_stats(stats: &pb::GetLiveStatsResponse) -> Value {
             "stale": r.stale,
             "last_published": timestamp(r.last_published.as_ref()),
             "versions": versions(&r.versions),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn online_quality(q: &pb::OnlineQuality) -> Value {
+    json!({
+        "outcomes": q.outcomes,
+        "positives": q.positives,
+        "auc": q.auc,
+        "log_loss": q.log_loss,
+        "mean_score": q.mean_score,
+        "positive_rate": q.positive_rate,
+        "calibration": q.calibration.iter().map(|b| json!({
+            "mean_predicted": b.mean_predicted,
+            "fraction_positive": b.fraction_positive,
+            "rows": b.rows,
         })).collect::<Vec<_>>(),
     })
 }

@@ -5,6 +5,7 @@ pub mod exit;
 mod jobs;
 mod json;
 mod models;
+mod outcomes;
 mod predict;
 mod raw_call;
 mod report;
@@ -84,6 +85,9 @@ enum Command {
     Jobs(jobs::JobsArgs),
     /// Write a self-contained HTML report of a version, or two side by side.
     Report(report::ReportArgs),
+    /// Report observed outcomes of earlier predictions from a CSV file
+    /// (prediction_id,label[,time]).
+    Outcomes(outcomes::OutcomesArgs),
 }
 
 /// What a command can fail with; printed as `error: …`, with the exit code
@@ -180,6 +184,7 @@ impl Command {
             Command::Rollout(command) => rollout::if_connection_lost(command),
             Command::Jobs(args) => jobs::if_connection_lost(args),
             Command::Predict(_) | Command::Bench(_) | Command::Report(_) => NOTHING_CHANGED.to_string(),
+            Command::Outcomes(_) => outcomes::IF_CONNECTION_LOST.to_string(),
         }
     }
 }
@@ -205,5 +210,6 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
         Command::Rollout(command) => rollout::run(connect().await?, command).await,
         Command::Jobs(args) => jobs::run(connect().await?, args).await,
         Command::Report(args) => report::run(connect().await?, args).await,
+        Command::Outcomes(args) => outcomes::run(connect().await?, args).await,
     }
 }

@@ -50,7 +50,11 @@ pub struct PredictArgs {
     /// Columns listed per row with --explain.
     #[arg(long, default_value_t = 5, requires = "explain")]
     top_k: u32,
-    /// Print one JSON object instead of CSV.
+    /// Add each row's prediction id (a `prediction_id` column), to report
+    /// its outcome later with `serval outcomes`.
+    #[arg(long, conflicts_with = "explain")]
+    ids: bool,
+    /// Print one JSON object instead of CSV (with the prediction ids).
     #[arg(long)]
     json: bool,
 }
@@ -118,6 +122,7 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
     let mut labels = Vec::with_capacity(rows.len());
     let mut threshold = 0.0;
     let mut explanations = Vec::new();
+    let mut prediction_ids = Vec::with_capacity(rows.len());
     let rows_per_call = if args.explain {
         EXPLAINED_ROWS_PER_CALL
     } else {
@@ -153,6 +158,7 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
         scores.extend(response.scores);
         labels.extend(response.labels);
         explanations.extend(response.explanations);
+        prediction_ids.extend(response.prediction_ids);
         threshold = response.threshold;
     }
 
@@ -164,6 +170,7 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
             "threshold": threshold,
             "scores": scores,
             "labels": labels,
+            "prediction_ids": prediction_ids,
         });
         if args.explain {
             value["explanations"] = explanations.iter().map(explanation_json).collect();
@@ -172,6 +179,16 @@ pub async fn run(mut client: ServalClient, args: PredictArgs) -> Result<(), CliE
     } else if args.explain {
         for (i, ((score, label), e)) in scores.iter().zip(&labels).zip(&explanations).enumerate() {
             print_explanation(i + 1, *score, *label, e);
+        }
+    } else if args.ids {
+        if prediction_ids.len() != scores.len() {
+            return Err(CliError::Failed(
+                "--ids: the server answered no prediction ids (outcome tracking is off there)".into(),
+            ));
+        }
+        println!("score,label,prediction_id");
+        for ((score, label), id) in scores.iter().zip(&labels).zip(&prediction_ids) {
+            println!("{score},{},{id}", u8::from(*label));
         }
     } else {
         println!("score,label");

@@ -38,6 +38,29 @@ pub enum RolloutCommand {
     /// its live statistics across the replicas against gates; roll back on
     /// a failed gate.
     Start(StartArgs),
+    /// Score a share of default traffic with a version too, without
+    /// answering with it, so that its online quality is known before it
+    /// serves; or stop (--off).
+    Shadow(ShadowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShadowArgs {
+    #[arg(long)]
+    model: String,
+    /// The version to score in the shadow.
+    #[arg(long, required_unless_present = "off", conflicts_with = "off")]
+    version: Option<u32>,
+    /// Share of default traffic also scored by it, 0-100.
+    #[arg(long, default_value_t = 100.0)]
+    percent: f64,
+    /// Stop shadowing.
+    #[arg(long)]
+    off: bool,
+    #[arg(long, default_value = "")]
+    reason: String,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +182,19 @@ pub struct StartArgs {
     /// Canary requests a step needs before its gates can pass.
     #[arg(long, default_value_t = 1)]
     min_requests: u64,
+    /// Online quality gate: the canary's online ROC AUC (from reported
+    /// outcomes) may fall below the stable version's by at most this much,
+    /// e.g. -0.01, once both have --min-outcomes outcomes. Each step waits
+    /// for those outcomes (up to --outcome-timeout). Off when not given.
+    #[arg(long, allow_hyphen_values = true)]
+    min_online_auc_delta: Option<f64>,
+    /// Outcomes the canary and the stable version each need before the
+    /// online AUC gate is judged.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    min_outcomes: u64,
+    /// Longest a step waits for --min-outcomes outcomes; then it fails.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    outcome_timeout: Duration,
     #[arg(long)]
     json: bool,
 }
@@ -174,6 +210,7 @@ pub fn if_connection_lost(command: &RolloutCommand) -> String {
         RolloutCommand::Promote(args) | RolloutCommand::Clear(args) => &args.model,
         RolloutCommand::Rollback(args) => &args.model,
         RolloutCommand::Start(args) => &args.model,
+        RolloutCommand::Shadow(args) => &args.model,
     };
     format!("the change may or may not have been applied: `serval rollout history --model {model}` tells")
 }
@@ -221,6 +258,14 @@ fn print_state(state: &pb::RolloutState, as_json: bool) {
             ),
         },
         None => println!("policy: none (requests go to the latest version)"),
+    }
+    if let Some(p) = &state.policy
+        && let Some(shadow) = p.shadow_version
+    {
+        println!(
+            "shadow: v{shadow} scores {:.2}% of default traffic (never answers)",
+            p.shadow_percent
+        );
     }
     if state.aliases.is_empty() {
         println!("aliases: none");
@@ -284,6 +329,35 @@ fn print_version_rows(versions: &[pb::VersionStats]) {
             v.p50_ms,
             v.p99_ms,
             v.mean_score
+        );
+    }
+    let with_outcomes: Vec<(&pb::VersionStats, &str, &pb::OnlineQuality)> = versions
+        .iter()
+        .flat_map(|v| {
+            let live = v.online.as_ref().map(|q| (v, "live", q));
+            let shadow = v.shadow.as_ref().map(|q| (v, "shadow", q));
+            live.into_iter().chain(shadow)
+        })
+        .collect();
+    if with_outcomes.is_empty() {
+        return;
+    }
+    println!("online quality (predictions within the outcome window that got an outcome):");
+    println!(
+        "  {:>7} {:<7} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9}",
+        "VERSION", "SCORED", "OUTCOMES", "AUC", "LOG_LOSS", "MEAN_SCORE", "POS_RATE", "AWAITING"
+    );
+    for (v, scored, q) in with_outcomes {
+        println!(
+            "  {:>7} {:<7} {:>9} {:>8} {:>8.4} {:>10.4} {:>10.4} {:>9}",
+            v.version,
+            scored,
+            q.outcomes,
+            q.auc.map_or("-".to_string(), |auc| format!("{auc:.4}")),
+            q.log_loss,
+            q.mean_score,
+            q.positive_rate,
+            v.awaiting_outcomes
         );
     }
 }
@@ -425,6 +499,16 @@ pub async fn run(mut client: ServalClient, command: RolloutCommand) -> Result<()
             }
         }
         RolloutCommand::Start(args) => return start(client, args).await,
+        RolloutCommand::Shadow(args) => {
+            let change = Change::Shadow(pb::ShadowChange {
+                version: if args.off { None } else { args.version },
+                percent: if args.off { 0.0 } else { args.percent },
+            });
+            print_state(
+                &client.update_traffic(&args.model, change, &args.reason).await?,
+                args.json,
+            );
+        }
     }
     Ok(())
 }
@@ -450,7 +534,8 @@ async fn start(mut client: ServalClient, args: StartArgs) -> Result<(), CliError
             percent,
         });
         let reason = format!("rollout start: step {percent}%");
-        client.update_traffic(&args.model, change, &reason).await?;
+        let state = client.update_traffic(&args.model, change, &reason).await?;
+        let stable = state.policy.as_ref().map_or(0, |p| p.stable_version);
         if !args.json {
             println!(
                 "v{} at {percent}% of traffic; watching for {:?}",
@@ -465,12 +550,24 @@ async fn start(mut client: ServalClient, args: StartArgs) -> Result<(), CliError
             .find(|v| v.version == args.version)
             .cloned()
             .unwrap_or_default();
-        let failure = live_gate_failure(&gates, &stats, args.version, percent);
+        let mut failure = live_gate_failure(&gates, &stats, args.version, percent);
+        let mut online = None;
+        if let (None, Some(delta)) = (&failure, args.min_online_auc_delta) {
+            let judged = online_gate(&mut client, &args, window, stable, delta, percent).await?;
+            failure = judged.failure;
+            online = judged.aucs;
+        }
         steps.push(json!({
             "percent": percent,
             "requests": canary.requests,
             "error_rate": canary.error_rate,
             "p99_ms": canary.p99_ms,
+            "online": online.map(|a| json!({
+                "canary_auc": a.canary,
+                "canary_outcomes": a.canary_outcomes,
+                "stable_auc": a.stable,
+                "stable_outcomes": a.stable_outcomes,
+            })),
             "passed": failure.is_none(),
         }));
         if let Some(failure) = failure {
@@ -498,6 +595,12 @@ async fn start(mut client: ServalClient, args: StartArgs) -> Result<(), CliError
                 "  gate passed: {} requests, error rate {:.4}, p99 {:.1} ms",
                 canary.requests, canary.error_rate, canary.p99_ms
             );
+            if let Some(a) = online {
+                println!(
+                    "  online AUC gate passed: v{} {:.4} ({} outcomes) vs stable v{stable} {:.4} ({} outcomes)",
+                    args.version, a.canary, a.canary_outcomes, a.stable, a.stable_outcomes
+                );
+            }
         }
     }
     let completed = args.steps.last().is_some_and(|&last| last >= 100.0);
@@ -526,4 +629,94 @@ async fn start(mut client: ServalClient, args: StartArgs) -> Result<(), CliError
         );
     }
     Ok(())
+}
+
+/// Both versions' online AUC and outcome counts, as the gate judged them.
+#[derive(Debug, Clone, Copy)]
+struct OnlineAucs {
+    canary: f64,
+    canary_outcomes: u64,
+    stable: f64,
+    stable_outcomes: u64,
+}
+
+/// What the online AUC gate found at one step.
+struct OnlineJudgement {
+    failure: Option<String>,
+    aucs: Option<OnlineAucs>,
+}
+
+/// The online AUC and outcome count of `version`, if it has outcomes.
+fn online_auc(stats: &pb::GetLiveStatsResponse, version: u32) -> (Option<f64>, u64) {
+    stats
+        .versions
+        .iter()
+        .find(|v| v.version == version)
+        .and_then(|v| v.online.as_ref())
+        .map_or((None, 0), |q| (q.auc, q.outcomes))
+}
+
+/// Waits until the canary and `stable` both have --min-outcomes outcomes
+/// (and both labels, so an AUC), then compares their online AUCs; fails
+/// when they do not arrive within --outcome-timeout.
+async fn online_gate(
+    client: &mut ServalClient,
+    args: &StartArgs,
+    window: u32,
+    stable: u32,
+    delta: f64,
+    percent: f64,
+) -> Result<OnlineJudgement, CliError> {
+    let started = std::time::Instant::now();
+    let mut announced = false;
+    loop {
+        let stats = client.live_stats(&args.model, window).await?;
+        let (canary_auc, canary_outcomes) = online_auc(&stats, args.version);
+        let (stable_auc, stable_outcomes) = online_auc(&stats, stable);
+        let enough = canary_outcomes >= args.min_outcomes && stable_outcomes >= args.min_outcomes;
+        if let (true, Some(canary), Some(stable_auc)) = (enough, canary_auc, stable_auc) {
+            let aucs = OnlineAucs {
+                canary,
+                canary_outcomes,
+                stable: stable_auc,
+                stable_outcomes,
+            };
+            let failure = (canary - stable_auc < delta).then(|| {
+                format!(
+                    "online AUC of v{} {canary:.4} ({canary_outcomes} outcomes) is {:.4} below stable v{stable}'s \
+                     {stable_auc:.4} ({stable_outcomes} outcomes), more than --min-online-auc-delta {delta} allows, \
+                     at {percent}%",
+                    args.version,
+                    stable_auc - canary
+                )
+            });
+            return Ok(OnlineJudgement {
+                failure,
+                aucs: Some(aucs),
+            });
+        }
+        if started.elapsed() >= args.outcome_timeout {
+            return Ok(OnlineJudgement {
+                failure: Some(format!(
+                    "waited {} for outcomes at {percent}%: v{} has {canary_outcomes} and stable v{stable} \
+                     {stable_outcomes} (AUC {} and {}), fewer than --min-outcomes {} with both labels",
+                    humantime::format_duration(args.outcome_timeout),
+                    args.version,
+                    canary_auc.map_or("-".into(), |a| format!("{a:.4}")),
+                    stable_auc.map_or("-".into(), |a| format!("{a:.4}")),
+                    args.min_outcomes
+                )),
+                aucs: None,
+            });
+        }
+        if !announced && !args.json {
+            println!(
+                "  waiting for outcomes: v{} has {canary_outcomes}, stable v{stable} {stable_outcomes} \
+                 (need {} each)",
+                args.version, args.min_outcomes
+            );
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

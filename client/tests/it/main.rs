@@ -13,6 +13,7 @@ mod explain;
 mod fleet;
 mod formats;
 mod jobs;
+mod outcomes;
 mod quickstart;
 mod report;
 mod rollout;

@@ -118,7 +118,116 @@ async fn the_audit_log_is_append_only(backend: Backend) {
     assert_eq!(registry.latest_audit_id().await.unwrap(), 2);
 }
 
+async fn a_shadow_is_kept_with_the_policy_until_it_serves_or_stops(backend: Backend) {
+    let (_dir, registry) = registry_with_versions(backend, 3).await;
+    let shadow = |version: Option<u32>, percent: f64| TrafficChange::Shadow { version, percent };
+    // Without a policy, the newest other version becomes stable.
+    let state = registry
+        .update_traffic("m", &shadow(Some(3), 25.0), None, &context("try v3"))
+        .await
+        .unwrap();
+    let policy = state.policy.unwrap();
+    assert_eq!(
+        (
+            policy.stable_version,
+            policy.shadow_version,
+            policy.shadow_percent
+        ),
+        (2, Some(3), 25.0)
+    );
+    // Other changes keep it; it cannot shadow a version that serves.
+    let state = registry
+        .update_traffic(
+            "m",
+            &TrafficChange::Canary {
+                version: 1,
+                percent: 10.0,
+            },
+            None,
+            &context("c"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state.policy.as_ref().unwrap().shadow_version, Some(3));
+    for (version, percent) in [(2, 5.0), (1, 5.0)] {
+        let refused = registry
+            .update_traffic("m", &shadow(Some(version), percent), None, &context("x"))
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("already serves"), "{refused}");
+    }
+    for (version, percent) in [(Some(3), 101.0), (Some(9), 5.0)] {
+        assert!(
+            registry
+                .update_traffic("m", &shadow(version, percent), None, &context("x"))
+                .await
+                .is_err()
+        );
+    }
+    // Deleting it is refused while it shadows.
+    let refused = registry.delete("m", Some(3), &context("rm")).await.unwrap_err();
+    assert!(refused.to_string().contains("shadows"), "{refused}");
+    // Once it serves, it shadows no more.
+    registry
+        .update_traffic(
+            "m",
+            &TrafficChange::Canary {
+                version: 3,
+                percent: 10.0,
+            },
+            None,
+            &context("c"),
+        )
+        .await
+        .unwrap();
+    let policy = registry.rollout_state("m").await.unwrap().policy.unwrap();
+    assert_eq!(
+        (
+            policy.canary_version,
+            policy.shadow_version,
+            policy.shadow_percent
+        ),
+        (Some(3), None, 0.0)
+    );
+    // Stopping a shadow keeps the rest; the audit log has every step.
+    registry
+        .update_traffic("m", &shadow(Some(1), 50.0), None, &context("s"))
+        .await
+        .unwrap();
+    let state = registry
+        .update_traffic("m", &shadow(None, 0.0), None, &context("stop"))
+        .await
+        .unwrap();
+    let policy = state.policy.unwrap();
+    assert_eq!(
+        (
+            policy.stable_version,
+            policy.canary_version,
+            policy.shadow_version
+        ),
+        (2, Some(3), None)
+    );
+    let events = registry
+        .audit_events(&AuditFilter {
+            model: Some("m".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.before["shadow_version"], 1);
+    assert!(last.after.get("shadow_version").is_none(), "{}", last.after);
+    // A policy recorded before shadows (no such fields) still reads.
+    let old: serval_registry::TrafficPolicy = serde_json::from_value(serde_json::json!({
+        "stable_version": 1, "canary_version": null, "canary_percent": 0.0, "revision": 1,
+        "updated_at": "2026-11-28T09:30:00Z"
+    }))
+    .unwrap();
+    assert_eq!((old.shadow_version, old.shadow_percent), (None, 0.0));
+}
+
 on_both_backends!(
+    a_shadow_is_kept_with_the_policy_until_it_serves_or_stops,
     concurrent_changes_are_serialised_and_all_audited,
     stale_revisions_are_refused,
     the_audit_log_is_append_only

@@ -136,6 +136,13 @@ impl<E: Send + 'static> Batcher<E> {
         &self.config
     }
 
+    /// Rows queued or in a pass now (holding room in the queue).
+    pub fn queued_rows(&self) -> usize {
+        self.config
+            .max_queued_rows
+            .saturating_sub(self.room.available_permits())
+    }
+
     /// Queues `request` (or refuses it at once) without needing `&mut`:
     /// what `Service::call` does, for callers sharing one handle.
     pub fn submit(&self, request: PredictRows) -> BatchFuture<E> {

@@ -65,6 +65,7 @@ pub async fn delete_model(
 fn forget_version(state: &ServiceState, model: &str, version: u32) {
     state.stats.forget(model, version);
     state.metrics.predict.remove_version(model, version);
+    state.outcomes.forget(model, version);
 }
 
 /// Forgets the versions deleted through any server on the registry as this

@@ -6,9 +6,11 @@
 mod delete;
 mod explanation;
 mod jobs;
+mod outcomes;
 mod predict;
 mod predict_route;
 mod rollout;
+mod shadow;
 mod train;
 mod train_spec;
 mod upload;
@@ -28,6 +30,7 @@ use crate::error::ServalError;
 use crate::fleet_stats::FleetSettings;
 use crate::jobs::Jobs;
 use crate::live_stats::LiveStats;
+use crate::outcomes::OutcomeStore;
 use crate::registry_sync::RegistrySync;
 use crate::routing::RoutingTable;
 use crate::serving::ModelStore;
@@ -84,6 +87,8 @@ pub struct ServiceState {
     pub replica_name: String,
     /// How replicas share live statistics.
     pub fleet: FleetSettings,
+    /// Predictions awaiting outcomes, and online quality.
+    pub outcomes: Arc<OutcomeStore>,
     training_slots: Arc<Semaphore>,
     upload_slots: Arc<Semaphore>,
 }
@@ -99,9 +104,11 @@ impl ServiceState {
         stopping: watch::Receiver<bool>,
         metrics: ServerMetrics,
         replica_name: String,
+        outcomes: Arc<OutcomeStore>,
     ) -> Self {
         ServiceState {
             replica_name,
+            outcomes,
             registry,
             models,
             routing,
@@ -345,6 +352,13 @@ impl ModelService for ModelServiceImpl {
         require_admin(&request, "DeleteModel")?;
         check_model(&request.get_ref().model)?;
         delete::delete_model(&self.state, request).await
+    }
+
+    async fn report_outcomes(
+        &self,
+        request: Request<pb::ReportOutcomesRequest>,
+    ) -> Result<Response<pb::ReportOutcomesResponse>, Status> {
+        outcomes::report_outcomes(&self.state, request).await
     }
 
     async fn watch_models(

@@ -65,6 +65,7 @@ pub async fn predict(
     let recorders = loaded.recorders(|| CallRecorders {
         stats: state.stats.for_version(&request.model, route.version),
         metrics: state.metrics.predict.for_version(&request.model, route.version),
+        outcomes: state.outcomes.for_version(&request.model, route.version),
     });
     recorders.stats.record(code, elapsed, scores);
     recorders
@@ -86,14 +87,18 @@ pub async fn predict(
         .collect();
     let scores = scored.scores;
     let labels = scores.iter().map(|&s| f64::from(s) >= loaded.threshold).collect();
+    let prediction_ids = state.outcomes.track(&recorders.outcomes, &scores);
+    let model = request.model.clone();
+    super::shadow::after_answer(state, request, route, &loaded, &prediction_ids);
     Ok(Response::new(pb::PredictResponse {
-        model: request.model,
+        model,
         version: route.version,
         scores,
         arm: route.arm as i32,
         labels,
         threshold: loaded.threshold,
         explanations,
+        prediction_ids,
     }))
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::outcomes::attach_online_quality;
 use super::{ServiceState, actor_of, invalid};
 use crate::catalog::{audit_event_to_proto, rollout_state_to_proto, serving_at_to_proto, timestamp};
 use crate::error::ServalError;
@@ -121,7 +122,22 @@ pub async fn update_traffic(
             }
         }
         Some(pb::update_traffic_request::Change::Clear(_)) => TrafficChange::Clear,
-        None => return Err(invalid("change: set canary, promote, rollback or clear")),
+        Some(pb::update_traffic_request::Change::Shadow(shadow)) => {
+            if !(0.0..=100.0).contains(&shadow.percent) {
+                return Err(invalid(format!(
+                    "shadow.percent: {} is outside 0-100",
+                    shadow.percent
+                )));
+            }
+            if let Some(version) = shadow.version {
+                preload(state, model, version).await?;
+            }
+            TrafficChange::Shadow {
+                version: shadow.version,
+                percent: shadow.percent,
+            }
+        }
+        None => return Err(invalid("change: set canary, promote, rollback, clear or shadow")),
     };
     let updated = state
         .registry
@@ -226,19 +242,30 @@ pub async fn get_live_stats(
             .map(|v| version_stats_to_proto(v, arm_of(v.version)))
             .collect()
     };
+    // Outcomes are matched on the replica that issued the prediction: the
+    // online figures are this replica's.
+    let model = request.model;
+    let mut fleet_versions = versions(&view.versions);
+    attach_online_quality(state, &model, &mut fleet_versions, arm_of);
     Ok(Response::new(pb::GetLiveStatsResponse {
-        model: request.model,
+        model: model.clone(),
         window_seconds: window,
-        versions: versions(&view.versions),
+        versions: fleet_versions,
         replicas: view
             .replicas
             .iter()
-            .map(|r| pb::ReplicaLiveStats {
-                replica: r.replica.clone(),
-                answering: r.answering,
-                stale: r.stale,
-                last_published: r.last_published.map(timestamp),
-                versions: versions(&r.versions),
+            .map(|r| {
+                let mut replica_versions = versions(&r.versions);
+                if r.answering {
+                    attach_online_quality(state, &model, &mut replica_versions, arm_of);
+                }
+                pb::ReplicaLiveStats {
+                    replica: r.replica.clone(),
+                    answering: r.answering,
+                    stale: r.stale,
+                    last_published: r.last_published.map(timestamp),
+                    versions: replica_versions,
+                }
             })
             .collect(),
         stale_after_seconds: state.fleet.stale_after.as_secs_f64(),
@@ -263,6 +290,7 @@ fn version_stats_to_proto(view: &VersionView, arm: pb::Arm) -> pb::VersionStats 
         mean_score: s.mean_score,
         score_histogram: s.score_histogram.to_vec(),
         replicas: view.replicas,
+        ..Default::default()
     }
 }
 

@@ -263,6 +263,14 @@ impl Calls {
         })
     }
 
+    fn report_outcomes(&self, outcomes: Vec<pb::OutcomeReport>) -> Call {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            client.report_outcomes(outcomes).await.map_err(as_status)?;
+            Ok(Reply::Done)
+        })
+    }
+
     fn live_stats(&self, model: &str, window_seconds: u32) -> Call {
         let mut client = self.client.clone();
         let model = model.to_string();
@@ -542,6 +550,7 @@ fn hostile_cases(calls: &Calls, width: usize, probe: &[f32]) -> Vec<Case> {
     cases.extend(registry_read_cases(calls));
     cases.extend(rollout_change_cases(calls));
     cases.extend(job_cases(calls));
+    cases.extend(outcome_cases(calls));
     cases
 }
 
@@ -1618,8 +1627,34 @@ fn rollout_change_cases(calls: &Calls) -> Vec<Case> {
     cases.push(Case::refused(
         "UpdateTraffic: no change set",
         invalid,
-        "change: set canary, promote, rollback or clear",
+        "change: set canary, promote, rollback, clear or shadow",
         calls.update_traffic("small", None, None),
+    ));
+    let shadow =
+        |version: Option<u32>, percent: f64| Some(Change::Shadow(pb::ShadowChange { version, percent }));
+    cases.push(Case::refused(
+        "UpdateTraffic: shadow percent 101",
+        invalid,
+        "shadow.percent: 101 is outside 0-100",
+        calls.update_traffic("small", shadow(Some(1), 101.0), None),
+    ));
+    cases.push(Case::refused(
+        "UpdateTraffic: shadow version missing",
+        precondition,
+        "model \"small\" has no version 9",
+        calls.update_traffic("small", shadow(Some(9), 10.0), None),
+    ));
+    cases.push(Case::refused(
+        "UpdateTraffic: shadow of the only version",
+        precondition,
+        "has no other version to keep as stable",
+        calls.update_traffic("small", shadow(Some(1), 10.0), None),
+    ));
+    cases.push(Case::refused(
+        "UpdateTraffic: stop a shadow without a policy",
+        precondition,
+        "has no traffic policy, so no shadow to stop",
+        calls.update_traffic("small", shadow(None, 0.0), None),
     ));
     cases.push(Case::refused(
         "UpdateTraffic: canary version missing",
@@ -1718,6 +1753,62 @@ fn job_cases(calls: &Calls) -> Vec<Case> {
             code,
             needle,
             calls.cancel_job(&id),
+        ));
+    }
+    cases
+}
+
+/// ReportOutcomes: malformed rows are refused by their index; ids that
+/// name no prediction are counted, not refused.
+fn outcome_cases(calls: &Calls) -> Vec<Case> {
+    let invalid = Code::InvalidArgument;
+    let outcome = |id: &str| pb::OutcomeReport {
+        prediction_id: id.to_string(),
+        label: true,
+        observed_at: None,
+    };
+    let mut cases = vec![
+        Case::refused(
+            "ReportOutcomes: empty id in row 2",
+            invalid,
+            "outcomes[2].prediction_id: empty",
+            calls.report_outcomes(vec![outcome("a"), outcome("b"), outcome("")]),
+        ),
+        Case::refused(
+            "ReportOutcomes: 10 KB id",
+            invalid,
+            "outcomes[0].prediction_id: 10240 bytes",
+            calls.report_outcomes(vec![outcome(&"i".repeat(10 * 1024))]),
+        ),
+        Case::refused(
+            "ReportOutcomes: 100 001 rows",
+            invalid,
+            "100001 in one call; the server accepts at most 100000",
+            calls.report_outcomes(vec![outcome("x"); 100_001]),
+        ),
+        Case::refused(
+            "ReportOutcomes: time before 1970",
+            invalid,
+            "outcomes[0].observed_at",
+            calls.report_outcomes(vec![pb::OutcomeReport {
+                observed_at: Some(prost_types::Timestamp {
+                    seconds: -5,
+                    nanos: 0,
+                }),
+                ..outcome("x")
+            }]),
+        ),
+    ];
+    for (label, id) in [
+        ("unknown id", "not-a-prediction".to_string()),
+        ("SQL fragment", "p'; DROP TABLE models;--".to_string()),
+        ("NUL and RTL override", "p\u{0}\u{202e}".to_string()),
+        ("no outcomes", String::new()),
+    ] {
+        let outcomes = if id.is_empty() { vec![] } else { vec![outcome(&id)] };
+        cases.push(Case::answered(
+            format!("ReportOutcomes: {label}"),
+            calls.report_outcomes(outcomes),
         ));
     }
     cases

@@ -1,0 +1,128 @@
+//! ReportOutcomes: checks a batch of reported outcomes and joins them to
+//! this server's predictions (`outcomes`); and the online quality that
+//! GetLiveStats reports per version. Unknown, foreign, expired and repeated
+//! ids are counted, not refused; malformed rows are refused, named.
+
+use serval_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{ServiceState, invalid};
+use crate::error::ServalError;
+use crate::outcomes::{Outcome, QualitySummary, VersionQuality};
+
+/// Outcomes one call may carry.
+pub const MAX_OUTCOMES_PER_CALL: usize = 100_000;
+
+/// Longer than any prediction id: refused as malformed, not looked up.
+const MAX_ID_BYTES: usize = 128;
+
+pub async fn report_outcomes(
+    state: &ServiceState,
+    request: Request<pb::ReportOutcomesRequest>,
+) -> Result<Response<pb::ReportOutcomesResponse>, Status> {
+    if !state.outcomes.enabled() {
+        return Err(ServalError::FailedPrecondition(
+            "outcome tracking is off on this server (--outcome-tracking off): it issued no prediction ids"
+                .into(),
+        )
+        .into());
+    }
+    let request = request.into_inner();
+    if request.outcomes.len() > MAX_OUTCOMES_PER_CALL {
+        return Err(invalid(format!(
+            "outcomes: {} in one call; the server accepts at most {MAX_OUTCOMES_PER_CALL}",
+            request.outcomes.len()
+        )));
+    }
+    let mut outcomes = Vec::with_capacity(request.outcomes.len());
+    for (row, reported) in request.outcomes.iter().enumerate() {
+        let id = reported.prediction_id.as_str();
+        if id.is_empty() {
+            return Err(invalid(format!("outcomes[{row}].prediction_id: empty")));
+        }
+        if id.len() > MAX_ID_BYTES {
+            return Err(invalid(format!(
+                "outcomes[{row}].prediction_id: {} bytes; a prediction id has at most {MAX_ID_BYTES}",
+                id.len()
+            )));
+        }
+        let observed_at = match &reported.observed_at {
+            None => None,
+            Some(at) if (0..1_000_000_000).contains(&at.nanos) && at.seconds >= 0 => {
+                Some(u32::try_from(at.seconds).unwrap_or(u32::MAX))
+            }
+            Some(_) => {
+                return Err(invalid(format!(
+                    "outcomes[{row}].observed_at: not a valid time after 1970"
+                )));
+            }
+        };
+        outcomes.push(Outcome {
+            prediction_id: id,
+            label: reported.label,
+            observed_at,
+        });
+    }
+    let counts = state.outcomes.report(&outcomes);
+    Ok(Response::new(pb::ReportOutcomesResponse {
+        matched: counts.matched,
+        unmatched: counts.unmatched,
+        expired: counts.expired,
+        duplicate: counts.duplicate,
+        other_replica: counts.other_replica,
+    }))
+}
+
+fn online_quality(summary: &QualitySummary) -> Option<pb::OnlineQuality> {
+    (summary.outcomes() > 0).then(|| pb::OnlineQuality {
+        outcomes: summary.outcomes(),
+        positives: summary.positives(),
+        auc: summary.auc(),
+        log_loss: summary.log_loss(),
+        mean_score: summary.mean_score(),
+        positive_rate: summary.positive_rate(),
+        calibration: summary
+            .calibration(10)
+            .into_iter()
+            .map(|bin| pb::CalibrationBin {
+                mean_predicted: bin.mean_predicted,
+                fraction_positive: bin.fraction_positive,
+                rows: bin.rows,
+            })
+            .collect(),
+    })
+}
+
+/// Adds each version's online quality to `versions` (GetLiveStats), and
+/// the versions with outcomes but no call in the window, as `arm_of` says.
+pub fn attach_online_quality(
+    state: &ServiceState,
+    model: &str,
+    versions: &mut Vec<pb::VersionStats>,
+    arm_of: impl Fn(u32) -> pb::Arm,
+) {
+    for VersionQuality {
+        version,
+        live,
+        shadow,
+        awaiting,
+    } in state.outcomes.quality(model)
+    {
+        let index = match versions.iter().position(|v| v.version == version) {
+            Some(index) => index,
+            None => {
+                versions.push(pb::VersionStats {
+                    version,
+                    arm: arm_of(version) as i32,
+                    ..Default::default()
+                });
+                versions.len() - 1
+            }
+        };
+        let stats = &mut versions[index];
+        stats.online = online_quality(&live);
+        stats.shadow = online_quality(&shadow);
+        stats.awaiting_outcomes = awaiting;
+    }
+    versions.sort_by_key(|v| v.version);
+}
