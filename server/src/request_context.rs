@@ -121,8 +121,11 @@ where
             trace_id = tracing::field::Empty,
             parent_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         );
-        let trace = TraceContext::from_headers(request.headers());
+        let mut trace = TraceContext::from_headers(request.headers());
+        crate::otlp::join_call(&span, &rpc, trace.as_mut());
         if let Some(trace) = &trace {
             trace.record(&span);
         }

@@ -209,8 +209,11 @@ impl OipHttp {
             trace_id = tracing::field::Empty,
             parent_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         );
-        let trace = TraceContext::from_headers(request.headers());
+        let mut trace = TraceContext::from_headers(request.headers());
+        crate::otlp::join_call(&span, route, trace.as_mut());
         if let Some(trace) = &trace {
             trace.record(&span);
         }

@@ -76,7 +76,7 @@ fn rand_suffix() -> u64 {
 }
 
 impl Process {
-    async fn client(&self) -> ServalClient {
+    pub(crate) async fn client(&self) -> ServalClient {
         ServalClient::connect(&self.url).await.unwrap()
     }
 
@@ -89,14 +89,14 @@ impl Process {
         assert!(status.success());
     }
 
-    async fn wait(&mut self) -> std::process::ExitStatus {
+    pub(crate) async fn wait(&mut self) -> std::process::ExitStatus {
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("the server exits")
             .unwrap()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
 
