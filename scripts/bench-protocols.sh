@@ -57,7 +57,9 @@ for round in $(seq "$rounds"); do
     bench "serval $form" --model shoppers --protocol serval --form $form --data $data --concurrency 256
     bench "oip-grpc $form" --model shoppers --protocol oip-grpc --form $form --data $data --concurrency 256
   done
+  # Each pair back to back: with a traceparent on every call, then without.
   bench "serval dense traceparent" --model shoppers --form dense --concurrency 256 --traceparent
+  bench "serval dense no traceparent" --model shoppers --form dense --concurrency 256
   for form in dense columns; do
     bench "oip-http $form" --model shoppers --protocol oip-http --form $form --data $data \
       --concurrency 64 --rows-per-request 64
@@ -81,7 +83,7 @@ def rounds(name, numerators, denominators, key="rps", target=None):
     print(f"{name}: " + ", ".join(f"{r:.2f}x" for r in ratios) + f" (median {median:.2f}x{verdict})")
 for form in ("dense", "columns"):
     rounds(f"C=256 one-row, oip-grpc / serval, {form}", pick(f"oip-grpc {form}", 256), pick(f"serval {form}", 256), target=0.9)
-rounds("C=256 one-row, serval dense with / without traceparent", pick("serval dense traceparent", 256), pick("serval dense", 256))
+rounds("C=256 one-row, serval dense with / without traceparent", pick("serval dense traceparent", 256), pick("serval dense no traceparent", 256))
 for form in ("dense", "columns"):
     rows = [r["rows_per_s"] for r in pick(f"oip-http {form}", 64, 64)]
     print(f"64-row calls at C=64, oip-http {form}: median {statistics.median(rows):.0f} rows/s")
