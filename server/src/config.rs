@@ -225,6 +225,12 @@ pub struct ServerConfig {
     /// Log line format.
     #[arg(long, env = "SERVAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// OTLP/gRPC collector to export trace spans to (e.g.
+    /// `http://otel-collector:4317`): each call, its time queued for a
+    /// batch and its forward pass, and training jobs. Off when not set.
+    #[arg(long, env = "SERVAL_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The host name, or `serval-server` where it cannot be read.

@@ -10,7 +10,8 @@
 //! `batching` queue. `oip_http` and `oip_grpc` serve the Open Inference
 //! Protocol over HTTP/JSON and gRPC (what both share is in `oip`) and hand
 //! their inference requests to the same Predict. Errors
-//! of every crate become status codes in `error`.
+//! of every crate become status codes in `error`. `otlp` exports spans
+//! when `--otlp-endpoint` is set.
 
 pub mod auth;
 pub mod batching;
@@ -26,6 +27,7 @@ pub mod metrics_http;
 pub mod oip;
 pub mod oip_grpc;
 pub mod oip_http;
+pub mod otlp;
 pub mod outcomes;
 pub mod privacy;
 pub mod registry_sync;

@@ -1,8 +1,9 @@
-//! `serval-server`: parses flags, sets up logging and compute threads, and
-//! runs the server until Ctrl-C or SIGTERM.
+//! `serval-server`: parses flags, sets up logging (and OTLP export) and
+//! compute threads, and runs the server until Ctrl-C or SIGTERM.
 
 use clap::Parser;
 use serval_server::config::LogFormat;
+use serval_server::otlp::OtlpExport;
 use serval_server::{Server, ServerConfig};
 
 /// Why not the system allocator: glibc hands freed blocks above its
@@ -17,7 +18,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let config = ServerConfig::parse();
-    init_logging(config.log_format);
     limit_compute_threads();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -26,7 +26,25 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    // The exporter's connection lives on the runtime.
+    let export = match &config.otlp_endpoint {
+        None => None,
+        Some(endpoint) => match runtime.block_on(async { OtlpExport::start(endpoint) }) {
+            Ok(export) => Some(export),
+            Err(error) => {
+                eprintln!("serval-server: {error}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+    };
+    init_logging(config.log_format, export.as_ref());
+    let outcome = runtime.block_on(run(config));
+    if let Some(export) = export {
+        // Correctness: the last spans go out over the runtime's tasks, so
+        // the flush waits off its threads while the runtime still runs.
+        let _ = runtime.block_on(async { tokio::task::spawn_blocking(move || export.shutdown()).await });
+    }
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "serval-server stopped");
@@ -74,16 +92,34 @@ fn limit_compute_threads() {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). With OTLP
+/// export, the OpenTelemetry layer is added beside the log layer, with its
+/// own filter; without it, no such layer exists at all.
+fn init_logging(format: LogFormat, export: Option<&OtlpExport>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let Some(export) = export else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().init(),
+        }
+        return;
+    };
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = match format {
+        LogFormat::Text => log.boxed(),
+        LogFormat::Json => log.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(log.with_filter(filter))
+        .with(export.layer())
+        .init();
 }
 
 async fn shutdown_signal() {

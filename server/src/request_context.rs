@@ -2,8 +2,8 @@
 //! (the caller's `x-request-id`, or a new one), runs the call inside a
 //! tracing span carrying it — so every log line about the call names it —
 //! returns the id in the response headers, and counts the call by RPC and
-//! final status code with its latency. A caller's W3C `traceparent` puts
-//! the call in the caller's trace (`trace_context`).
+//! final status code with its latency. A caller's W3C `traceparent` (and
+//! `tracestate`) puts the call in the caller's trace (`trace_context`).
 //!
 //! Privacy: a call is logged and counted by its status code only, never by
 //! its status message or contents — an INVALID_ARGUMENT message may quote a
@@ -20,7 +20,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::telemetry::GrpcMetrics;
-use crate::trace_context::{TRACEPARENT, TraceContext};
+use crate::trace_context::TraceContext;
 
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
@@ -121,8 +121,11 @@ where
             trace_id = tracing::field::Empty,
             parent_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         );
-        let trace = TraceContext::from_header(request.headers().get(TRACEPARENT));
+        let mut trace = TraceContext::from_headers(request.headers());
+        crate::otlp::join_call(&span, &rpc, trace.as_mut());
         if let Some(trace) = &trace {
             trace.record(&span);
         }
@@ -137,7 +140,7 @@ where
                 let (mut parts, body) = response.into_parts();
                 parts.headers.insert(REQUEST_ID, header);
                 if let Some(trace) = trace {
-                    parts.headers.insert(TRACEPARENT, trace.response_header());
+                    trace.answer(&mut parts.headers);
                 }
                 let code = grpc_status(&parts.headers);
                 let body = ObservedBody {
@@ -240,6 +243,7 @@ impl<B: Body> Body for ObservedBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace_context::{TRACEPARENT, TRACESTATE};
 
     #[test]
     fn rpc_names_are_bounded() {
@@ -284,7 +288,9 @@ mod tests {
         });
         let mut service = RequestContextLayer::new(metrics).layer(inner);
         let call = |traceparent: Option<&str>| {
-            let mut request = Request::builder().uri("/serval.v1.ModelService/Predict");
+            let mut request = Request::builder()
+                .uri("/serval.v1.ModelService/Predict")
+                .header(TRACESTATE, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
             if let Some(value) = traceparent {
                 request = request.header(TRACEPARENT, value);
             }
@@ -296,6 +302,10 @@ mod tests {
             )))
             .await
             .unwrap();
+        assert_eq!(
+            response.headers()[TRACESTATE],
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+        );
         let returned = response.headers().get(TRACEPARENT).unwrap().to_str().unwrap();
         let fields: Vec<&str> = returned.split('-').collect();
         assert_eq!(
@@ -310,6 +320,7 @@ mod tests {
         for traceparent in [None, Some("00-xyz-00f067aa0ba902b7-01")] {
             let response = service.call(call(traceparent)).await.unwrap();
             assert!(response.headers().get(TRACEPARENT).is_none());
+            assert!(response.headers().get(TRACESTATE).is_none());
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `serval bench`: a load generator for the predict path. C callers keep
 //! one unary call each in flight over a few HTTP/2 connections for a fixed
 //! time, and the tool reports throughput, latency percentiles and errors by
-//! status code.
+//! status code. The same rows go as `serval.v1` Predict, or as the Open
+//! Inference Protocol over gRPC or HTTP/JSON (`bench_oip`; one HTTP/1.1
+//! connection per caller).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +21,8 @@ use serval_client::{ConnectOptions, ServalClient, code_name, proto as pb};
 use tonic_health::pb::HealthCheckRequest;
 
 use super::CliError;
+use super::bench_oip;
+use super::http_call::HttpCaller;
 use super::raw_call::RawCaller;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,6 +31,17 @@ enum Rpc {
     Predict,
     /// grpc.health.v1.Health/Check: an empty call, the ceiling for Predict.
     Health,
+}
+
+/// Which API the calls use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// serval.v1.ModelService/Predict.
+    Serval,
+    /// The Open Inference Protocol over gRPC: ModelInfer.
+    OipGrpc,
+    /// The Open Inference Protocol over HTTP/JSON: POST /v2/models/…/infer.
+    OipHttp,
 }
 
 /// How Predict calls carry their rows.
@@ -81,6 +96,18 @@ pub struct BenchArgs {
     /// --server addresses.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     connections: u32,
+    /// Which API Predict calls use: `oip-grpc` and `oip-http` send the
+    /// rows as the Open Inference Protocol's tensors (--form dense: one
+    /// FP32 [N, width] tensor; --form columns: one input per column).
+    #[arg(long, value_enum, default_value_t = Protocol::Serval)]
+    protocol: Protocol,
+    /// The server's HTTP address (host:port), for --protocol oip-http.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_address: String,
+    /// Send a W3C `traceparent` with every call (each caller its own
+    /// trace).
+    #[arg(long)]
+    traceparent: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -100,7 +127,93 @@ fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
-pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) -> Result<(), CliError> {
+/// What the callers send: encoded requests they cycle through.
+#[derive(Clone)]
+enum Load {
+    Grpc {
+        path: &'static str,
+        requests: Arc<[Bytes]>,
+    },
+    /// JSON bodies, each with the path it is posted to.
+    Http { requests: Arc<[(String, Bytes)]> },
+}
+
+/// One caller's client.
+enum Caller {
+    Grpc(Box<RawCaller>, Arc<[Bytes]>),
+    Http(HttpCaller, Arc<[(String, Bytes)]>),
+}
+
+impl Caller {
+    fn requests(&self) -> usize {
+        match self {
+            Caller::Grpc(_, requests) => requests.len(),
+            Caller::Http(_, requests) => requests.len(),
+        }
+    }
+
+    /// Makes call `i`; its failure by status name.
+    async fn call(&mut self, i: usize) -> Result<(), &'static str> {
+        match self {
+            Caller::Grpc(caller, requests) => caller
+                .call(requests[i].clone())
+                .await
+                .map(drop)
+                .map_err(|status| code_name(status.code())),
+            Caller::Http(caller, requests) => {
+                let (path, body) = &requests[i];
+                match caller.post(path, body.clone()).await {
+                    Ok(200) => Ok(()),
+                    Ok(status) => Err(http_status_name(status)),
+                    Err(_) => Err("HTTP_CONNECTION_FAILED"),
+                }
+            }
+        }
+    }
+}
+
+fn http_status_name(status: u16) -> &'static str {
+    match status {
+        400 => "HTTP_400",
+        401 => "HTTP_401",
+        403 => "HTTP_403",
+        404 => "HTTP_404",
+        429 => "HTTP_429",
+        500 => "HTTP_500",
+        503 => "HTTP_503",
+        _ => "HTTP_OTHER",
+    }
+}
+
+/// A `traceparent` of a new trace, sampled.
+fn new_traceparent() -> String {
+    let mut rng = rand::rng();
+    format!(
+        "00-{:032x}-{:016x}-01",
+        rng.random::<u128>().max(1),
+        rng.random::<u64>().max(1)
+    )
+}
+
+pub async fn run(
+    servers: &[String],
+    options: &ConnectOptions,
+    token: Option<&str>,
+    args: BenchArgs,
+) -> Result<(), CliError> {
+    if args.protocol != Protocol::Serval {
+        if args.rpc != Rpc::Predict {
+            return Err(CliError::Input(
+                "--protocol oip-grpc and oip-http take --rpc predict only".into(),
+            ));
+        }
+        if form_name(&args) == "records" {
+            return Err(CliError::Input(
+                "the Open Inference Protocol has no records form: give --form columns (with --data) or --form dense"
+                    .into(),
+            ));
+        }
+    }
     // Connections take turns over the servers; every one must answer, so
     // that the load is what was asked for.
     let mut channels = Vec::new();
@@ -108,22 +221,34 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
         channels.push(ServalClient::channel_to(server, options.tls.clone()).await?);
     }
     // Requests are encoded once; callers cycle through them.
-    let (path, requests): (&'static str, Arc<[Bytes]>) = match args.rpc {
-        Rpc::Predict => (
-            "/serval.v1.ModelService/Predict",
-            predict_requests(
+    let load = match args.rpc {
+        Rpc::Predict => {
+            let requests = predict_requests(
                 &args,
                 ServalClient::with_metadata(channels[0].clone(), options.metadata.clone()),
             )
-            .await?
-            .iter()
-            .map(|r| Bytes::from(r.encode_to_vec()))
-            .collect(),
-        ),
-        Rpc::Health => (
-            "/grpc.health.v1.Health/Check",
-            Arc::new([Bytes::from(HealthCheckRequest::default().encode_to_vec())]),
-        ),
+            .await?;
+            match args.protocol {
+                Protocol::Serval => Load::Grpc {
+                    path: "/serval.v1.ModelService/Predict",
+                    requests: requests.iter().map(|r| Bytes::from(r.encode_to_vec())).collect(),
+                },
+                Protocol::OipGrpc => Load::Grpc {
+                    path: "/inference.GRPCInferenceService/ModelInfer",
+                    requests: requests.iter().map(bench_oip::grpc_request).collect(),
+                },
+                Protocol::OipHttp => Load::Http {
+                    requests: requests
+                        .iter()
+                        .map(|r| (bench_oip::http_path(r), bench_oip::json_request(r)))
+                        .collect(),
+                },
+            }
+        }
+        Rpc::Health => Load::Grpc {
+            path: "/grpc.health.v1.Health/Check",
+            requests: Arc::new([Bytes::from(HealthCheckRequest::default().encode_to_vec())]),
+        },
     };
 
     let start = Instant::now();
@@ -131,18 +256,30 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
     let end = measure_from + args.duration;
     let mut callers = Vec::new();
     for caller in 0..args.concurrency as usize {
-        let channel = channels[caller % channels.len()].clone();
-        let caller_requests = requests.clone();
-        let metadata = options.metadata.clone();
+        let traceparent = args.traceparent.then(new_traceparent);
+        let client = match &load {
+            Load::Grpc { path, requests } => {
+                let mut raw = RawCaller::new(
+                    channels[caller % channels.len()].clone(),
+                    options.metadata.clone(),
+                    path,
+                );
+                if let Some(value) = &traceparent {
+                    raw = raw.with_traceparent(value);
+                }
+                Caller::Grpc(Box::new(raw), requests.clone())
+            }
+            Load::Http { requests } => Caller::Http(
+                HttpCaller::new(
+                    args.http_address.clone(),
+                    token.map(|token| format!("Bearer {token}")),
+                    traceparent,
+                ),
+                requests.clone(),
+            ),
+        };
         callers.push(tokio::spawn(async move {
-            call_until(
-                RawCaller::new(channel, metadata, path),
-                caller_requests,
-                caller,
-                measure_from,
-                end,
-            )
-            .await
+            call_until(client, caller, measure_from, end).await
         }));
     }
     let mut latency_us = latency_histogram();
@@ -174,6 +311,8 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
     if args.json {
         let value = json!({
             "rpc": format!("{:?}", args.rpc).to_lowercase(),
+            "protocol": protocol_name(args.protocol),
+            "traceparent": args.traceparent,
             "model": args.model,
             "version": args.version,
             "concurrency": args.concurrency,
@@ -197,7 +336,8 @@ pub async fn run(servers: &[String], options: &ConnectOptions, args: BenchArgs) 
     } else {
         let target = match args.rpc {
             Rpc::Predict => format!(
-                "predict {}{} {} ({})",
+                "{} {}{} {} ({})",
+                protocol_name(args.protocol),
                 args.model.as_deref().unwrap_or_default(),
                 args.spread.map_or(String::new(), |n| format!("-1…{n}")),
                 args.version.map_or("latest".to_string(), |v| format!("v{v}")),
@@ -331,6 +471,14 @@ async fn predict_requests(
         .collect())
 }
 
+fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Serval => "serval",
+        Protocol::OipGrpc => "oip-grpc",
+        Protocol::OipHttp => "oip-http",
+    }
+}
+
 fn form_name(args: &BenchArgs) -> &'static str {
     match args.form {
         Some(Form::Records) => "records",
@@ -341,13 +489,7 @@ fn form_name(args: &BenchArgs) -> &'static str {
     }
 }
 
-async fn call_until(
-    mut caller: RawCaller,
-    requests: Arc<[Bytes]>,
-    first: usize,
-    measure_from: Instant,
-    end: Instant,
-) -> CallerReport {
+async fn call_until(mut caller: Caller, first: usize, measure_from: Instant, end: Instant) -> CallerReport {
     let mut report = CallerReport {
         latency_us: latency_histogram(),
         error_latency_us: latency_histogram(),
@@ -360,8 +502,8 @@ async fn call_until(
         if sent >= end {
             return report;
         }
-        next = (next + 1) % requests.len();
-        let outcome = caller.call(requests[next].clone()).await;
+        next = (next + 1) % caller.requests();
+        let outcome = caller.call(next).await;
         if sent < measure_from {
             continue;
         }
@@ -369,9 +511,9 @@ async fn call_until(
         report.requests += 1;
         match outcome {
             Ok(_) => report.latency_us.saturating_record(elapsed_us),
-            Err(status) => {
+            Err(code) => {
                 report.error_latency_us.saturating_record(elapsed_us);
-                *report.errors.entry(code_name(status.code())).or_default() += 1;
+                *report.errors.entry(code).or_default() += 1;
             }
         }
     }

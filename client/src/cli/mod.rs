@@ -1,7 +1,9 @@
 //! Command-line parsing and dispatch for `serval`.
 
 mod bench;
+mod bench_oip;
 pub mod exit;
+mod http_call;
 mod jobs;
 mod json;
 mod models;
@@ -206,7 +208,7 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
         Command::Train(args) => train::run(connect().await?, *args).await,
         Command::Models(args) => models::run(connect().await?, args).await,
         Command::Predict(args) => predict::run(connect().await?, args).await,
-        Command::Bench(args) => bench::run(server, &options, args).await,
+        Command::Bench(args) => bench::run(server, &options, cli.token.as_deref(), args).await,
         Command::Rollout(command) => rollout::run(connect().await?, command).await,
         Command::Jobs(args) => jobs::run(connect().await?, args).await,
         Command::Report(args) => report::run(connect().await?, args).await,

@@ -7,6 +7,7 @@ use bytes::{Buf, BufMut, Bytes};
 use serval_client::CallMetadata;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
@@ -59,6 +60,8 @@ impl Decoder for RawDecoder {
 pub struct RawCaller {
     grpc: tonic::client::Grpc<InterceptedService<Channel, CallMetadata>>,
     path: PathAndQuery,
+    /// Sent with every call when set (W3C trace context).
+    traceparent: Option<MetadataValue<Ascii>>,
 }
 
 impl RawCaller {
@@ -67,7 +70,22 @@ impl RawCaller {
             grpc: tonic::client::Grpc::new(InterceptedService::new(channel, metadata))
                 .max_decoding_message_size(64 << 20),
             path: PathAndQuery::from_static(path),
+            traceparent: None,
         }
+    }
+
+    /// Sends `traceparent: value` with every call.
+    pub fn with_traceparent(mut self, value: &str) -> Self {
+        self.traceparent = value.parse().ok();
+        self
+    }
+
+    fn request(&self, message: Bytes) -> Request<Bytes> {
+        let mut request = Request::new(message);
+        if let Some(value) = &self.traceparent {
+            request.metadata_mut().insert("traceparent", value.clone());
+        }
+        request
     }
 
     /// Sends `message` (an encoded request) and returns the encoded answer.
@@ -78,7 +96,7 @@ impl RawCaller {
             .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
         Ok(self
             .grpc
-            .unary(Request::new(message), self.path.clone(), RawCodec)
+            .unary(self.request(message), self.path.clone(), RawCodec)
             .await?
             .into_inner())
     }

@@ -180,6 +180,54 @@ async fn bench_reports_throughput_latency_and_errors() {
     let records = last_json_line(&fx.ok(&run(&["--model", "m", "--data", &data])).await);
     assert_eq!(records["errors"], serde_json::json!({}), "{records}");
 
+    // The same rows over the Open Inference Protocol, gRPC and HTTP, as
+    // a dense tensor and as one input per column, with trace context.
+    let http = fx.server.http_addr().unwrap().to_string();
+    for protocol in ["oip-grpc", "oip-http"] {
+        for form in [
+            &["--form", "dense"][..],
+            &["--form", "columns", "--data", &data][..],
+        ] {
+            let mut extra = vec!["--model", "m", "--protocol", protocol, "--http-address", &http];
+            extra.extend_from_slice(form);
+            extra.extend_from_slice(&["--rows-per-request", "2", "--traceparent"]);
+            let oip = last_json_line(&fx.ok(&run(&extra)).await);
+            assert_eq!(oip["protocol"], protocol, "{oip}");
+            assert!(oip["requests"].as_u64().unwrap() > 0, "{oip}");
+            assert_eq!(oip["errors"], serde_json::json!({}), "{protocol} {form:?}: {oip}");
+        }
+        // Failures are counted by the protocol's status.
+        let missing = last_json_line(
+            &fx.ok(&run(&[
+                "--model",
+                "m",
+                "--version",
+                "7",
+                "--protocol",
+                protocol,
+                "--http-address",
+                &http,
+                "--form",
+                "columns",
+                "--data",
+                &data,
+            ]))
+            .await,
+        );
+        let code = if protocol == "oip-grpc" {
+            "NOT_FOUND"
+        } else {
+            "HTTP_404"
+        };
+        assert!(missing["errors"][code].as_u64().unwrap() > 0, "{missing}");
+    }
+    // Records have no form in the Open Inference Protocol.
+    let refused = fx
+        .serval(&run(&["--model", "m", "--data", &data, "--protocol", "oip-grpc"]))
+        .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--form columns"));
+
     let health = last_json_line(&fx.ok(&run(&["--rpc", "health"])).await);
     assert_eq!(health["rpc"], "health");
     assert!(health["requests"].as_u64().unwrap() > 0);

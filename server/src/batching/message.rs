@@ -52,7 +52,7 @@ pub struct Message<E> {
     /// `max_queued_rows`.
     pub permit: OwnedSemaphorePermit,
     /// The caller's span, so compute-thread logs about it carry its
-    /// context.
+    /// context and its exported batch spans have their parent.
     pub span: tracing::Span,
 }
 

@@ -2,7 +2,8 @@
 //! who left or ran out of time are dropped, the rest are stacked into one
 //! input, scored (and, for rows whose callers asked, explained) in ONE
 //! pass, and each caller gets its own rows back. A failed or panicking pass
-//! fails only its own callers; the thread goes on.
+//! fails only its own callers; the thread goes on. With OTLP export on,
+//! each caller's queue wait and forward pass become spans (`otlp`).
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 use super::message::{Message, Scored};
 use super::{BatchMetrics, BatchScorer};
 use crate::error::ServalError;
+use crate::otlp::{self, BatchTimes, BatchedCall};
 
 /// Who waits for which rows of a batch.
 struct Responder<E> {
@@ -25,6 +27,10 @@ struct Responder<E> {
     /// freed on a thread other than the one that allocated it (mimalloc's
     /// cross-thread frees showed as ~1 µs a call).
     buffer: Vec<f32>,
+    /// The caller's span (`Span::none()` unless logged at DEBUG or
+    /// exported), and when its rows joined the queue.
+    span: tracing::Span,
+    enqueued_at: Instant,
 }
 
 /// A batch's scores, and the explanations of its rows whose callers asked.
@@ -32,22 +38,45 @@ type BatchOutput<E> = (Vec<f32>, Vec<E>);
 
 /// Runs `batch` and answers its callers.
 pub(super) fn run<S: BatchScorer>(scorer: &S, metrics: &BatchMetrics, batch: Vec<Message<S::Explanation>>) {
-    let responders = admit(metrics, batch);
+    let cut_at = Instant::now();
+    let mut responders = admit(metrics, batch, cut_at);
     if responders.is_empty() {
         return;
     }
     let rows: usize = responders.iter().map(|r| r.rows).sum();
     metrics.batches.inc();
     metrics.batch_rows.observe(rows as f64);
+    // Read only when exported: the clock is not read for nothing.
+    let exporting = otlp::is_exporting();
+    let pass_started = exporting.then(Instant::now);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| compute(scorer, &responders)))
         .unwrap_or_else(|_| Err("the forward pass panicked".to_string()));
+    let Some(pass_started) = pass_started else {
+        answer(responders, outcome);
+        return;
+    };
+    let times = BatchTimes {
+        cut_at,
+        pass_started,
+        pass_ended: Instant::now(),
+    };
+    let calls: Vec<BatchedCall> = responders
+        .iter_mut()
+        .map(|r| BatchedCall {
+            span: std::mem::replace(&mut r.span, tracing::Span::none()),
+            enqueued_at: r.enqueued_at,
+            rows: r.rows,
+        })
+        .collect();
+    let failed = outcome.is_err();
     answer(responders, outcome);
+    // After the answers: the callers do not wait for their spans.
+    otlp::record_batch(calls, &times, failed);
 }
 
 /// Takes the batch out of the queue's accounts and drops callers who left
 /// or whose deadline passed.
-fn admit<E>(metrics: &BatchMetrics, batch: Vec<Message<E>>) -> Vec<Responder<E>> {
-    let now = Instant::now();
+fn admit<E>(metrics: &BatchMetrics, batch: Vec<Message<E>>, now: Instant) -> Vec<Responder<E>> {
     let mut responders = Vec::with_capacity(batch.len());
     for message in batch {
         metrics.queued_rows.sub(message.row_count as i64);
@@ -79,6 +108,8 @@ fn admit<E>(metrics: &BatchMetrics, batch: Vec<Message<E>>) -> Vec<Responder<E>>
             rows: message.row_count,
             explain: message.explain,
             buffer: message.rows,
+            span: message.span,
+            enqueued_at: message.enqueued_at,
         });
     }
     responders

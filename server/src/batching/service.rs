@@ -209,9 +209,10 @@ impl<E: Send + 'static> Batcher<E> {
             explain: request.explain,
             respond,
             permit,
-            // The span only carries the compute thread's debug lines about this
-            // caller; capturing it costs a registry lookup per call.
-            span: if tracing::enabled!(tracing::Level::DEBUG) {
+            // The span carries the compute thread's debug lines about this
+            // caller, and its exported queue and forward-pass spans;
+            // capturing it costs a registry lookup per call.
+            span: if tracing::enabled!(tracing::Level::DEBUG) || crate::otlp::is_exporting() {
                 tracing::Span::current()
             } else {
                 tracing::Span::none()

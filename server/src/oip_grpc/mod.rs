@@ -147,8 +147,11 @@ impl GrpcInferenceService for OipGrpc {
         &self,
         request: Request<oip::ModelInferRequest>,
     ) -> Result<Response<oip::ModelInferResponse>, Status> {
-        let extensions = self.authenticate(&request)?;
+        // The call's metadata is moved through the token check, not
+        // cloned: this is the hot method.
         let (metadata, _, request) = request.into_parts();
+        let checked = Request::from_parts(metadata, http::Extensions::new(), ());
+        let (metadata, extensions, ()) = self.auth.clone().call(checked)?.into_parts();
         let version = version(&request.model_version)?;
         let options = tensors::options(&request.parameters).map_err(Status::invalid_argument)?;
         let asked = tensors::asked_outputs(&request, options.explain).map_err(Status::invalid_argument)?;

@@ -45,7 +45,7 @@ use crate::oip::{SERVER_NAME, tensors::arm_name};
 use crate::request_context::{REQUEST_ID, new_id, usable_id};
 use crate::service::ServiceState;
 use crate::telemetry::HttpMetrics;
-use crate::trace_context::{TRACEPARENT, TraceContext};
+use crate::trace_context::TraceContext;
 use routes::{Endpoint, ModelPath, NoEndpoint};
 use tensors::{InferRequest, InferResponse, ResponseParameters};
 
@@ -209,8 +209,11 @@ impl OipHttp {
             trace_id = tracing::field::Empty,
             parent_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         );
-        let trace = TraceContext::from_header(request.headers().get(TRACEPARENT));
+        let mut trace = TraceContext::from_headers(request.headers());
+        crate::otlp::join_call(&span, route, trace.as_mut());
         if let Some(trace) = &trace {
             trace.record(&span);
         }
@@ -239,7 +242,7 @@ impl OipHttp {
                 reply.headers_mut().insert(REQUEST_ID, value);
             }
             if let Some(trace) = &trace {
-                reply.headers_mut().insert(TRACEPARENT, trace.response_header());
+                trace.answer(reply.headers_mut());
             }
             reply
         }

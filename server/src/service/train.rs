@@ -186,8 +186,10 @@ pub async fn train(
     );
     let events = job.subscribe();
     state.metrics.jobs.running.inc();
-    // The job keeps the call's span (and request id) in its log lines.
-    tokio::spawn(run_job(state, job, model, actor, prepared, permit).instrument(tracing::Span::current()));
+    // The job's span is a child of the call's, so its log lines keep the
+    // call's request id and trace; exported, it holds the epochs as events.
+    let job_span = tracing::info_span!("training_job", job = %job.id, model = %model);
+    tokio::spawn(run_job(state, job, model, actor, prepared, permit).instrument(job_span));
     Ok(Response::new(events))
 }
 
@@ -220,12 +222,14 @@ async fn run_job(
         }
     });
     let trainer_job = job.clone();
+    let job_span = tracing::Span::current();
     let trained = tokio::task::spawn_blocking(move || {
         let cancel = trainer_job.cancel_flag();
         training::train(prepared, &cancel, |event| match event {
             LoopEvent::Epoch(report) => {
                 let _ = epochs_done.send(report.epoch as u32);
                 trainer_job.push(epoch_event(report));
+                crate::otlp::record_epoch(&job_span, report);
             }
             LoopEvent::Batch {
                 epoch,

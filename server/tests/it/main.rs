@@ -17,6 +17,7 @@ mod loading;
 mod oip_grpc;
 mod oip_http;
 mod operations;
+mod otlp;
 mod outcomes;
 mod process;
 mod quality;

@@ -666,15 +666,29 @@ async fn tokens_guard_model_endpoints_and_leave_health_open() {
 async fn a_callers_traceparent_comes_back_with_this_requests_span() {
     let test = TestServer::start().await;
     let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let tracestate = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
     let answer = request(
         http(&test),
         "GET",
         "/v2/health/live",
-        &[("traceparent", traceparent)],
+        &[("traceparent", traceparent), ("tracestate", tracestate)],
         b"",
     )
     .await;
     assert_eq!(answer.status, 200);
+    // The caller's tracestate comes back unchanged...
+    assert_eq!(answer.headers["tracestate"], tracestate);
+    // ...unless it is malformed: then it is dropped, and the trace kept.
+    let malformed = request(
+        http(&test),
+        "GET",
+        "/v2/health/live",
+        &[("traceparent", traceparent), ("tracestate", "Rojo=1,=2")],
+        b"",
+    )
+    .await;
+    assert!(malformed.headers.contains_key("traceparent"));
+    assert!(!malformed.headers.contains_key("tracestate"));
     let returned = &answer.headers["traceparent"];
     assert!(
         returned.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && returned.ends_with("-01"),

@@ -76,7 +76,7 @@ fn rand_suffix() -> u64 {
 }
 
 impl Process {
-    async fn client(&self) -> ServalClient {
+    pub(crate) async fn client(&self) -> ServalClient {
         ServalClient::connect(&self.url).await.unwrap()
     }
 
@@ -89,14 +89,14 @@ impl Process {
         assert!(status.success());
     }
 
-    async fn wait(&mut self) -> std::process::ExitStatus {
+    pub(crate) async fn wait(&mut self) -> std::process::ExitStatus {
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("the server exits")
             .unwrap()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
 
@@ -325,7 +325,14 @@ async fn json_logs_carry_the_request_id_and_the_callers_trace() {
     request
         .metadata_mut()
         .insert("traceparent", traceparent.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
     let response = client.raw().train(request).await.unwrap();
+    assert_eq!(
+        response.metadata().get("tracestate").unwrap(),
+        "congo=t61rcWkgMzE"
+    );
     // The call joins the caller's trace with a span of its own.
     let returned = response
         .metadata()
@@ -344,6 +351,8 @@ async fn json_logs_carry_the_request_id_and_the_callers_trace() {
     server.signal("-TERM");
     server.wait().await;
     let log = server.log();
+    // The caller's vendors' tracestate is returned, never logged.
+    assert!(!log.contains("t61rcWkgMzE"), "{log}");
     let started = log
         .lines()
         .find(|l| l.contains("training started"))
