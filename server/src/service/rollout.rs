@@ -303,6 +303,7 @@ pub async fn watch_models(
     let mut live = state.sync.subscribe();
     let model = (!request.model.is_empty()).then_some(request.model);
     let registry = state.registry.clone();
+    let sync = state.sync.clone();
     let mut stopping = state.stopping.clone();
     let (sender, receiver) = mpsc::channel(256);
     let latest = registry.latest_audit_id().await.map_err(ServalError::from)?;
@@ -314,17 +315,27 @@ pub async fn watch_models(
     tokio::spawn(async move {
         let wanted = |event: &serval_registry::AuditEvent| model.as_deref().is_none_or(|m| m == event.model);
         // Events the subscriber asked to replay, or missed while lagging.
+        // An event this server has not applied yet (written since the
+        // stream began) is applied first, so a call made after the event
+        // arrives already routes by it.
         let backlog = |after: u64| {
             let registry = registry.clone();
             let model = model.clone();
+            let sync = sync.clone();
             async move {
-                registry
+                let events = registry
                     .audit_events(&AuditFilter {
                         model,
                         after_id: Some(after),
                         ..Default::default()
                     })
-                    .await
+                    .await?;
+                if !events.is_empty()
+                    && let Err(error) = sync.sync().await
+                {
+                    tracing::warn!(%error, "cannot apply registry changes before streaming them");
+                }
+                Ok::<_, RegistryError>(events)
             }
         };
         let mut pending = match backlog(last_sent).await {
