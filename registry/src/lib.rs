@@ -12,6 +12,7 @@
 mod changes;
 mod delete;
 mod error;
+mod fleet_quality;
 mod fleet_stats;
 mod jobs;
 mod names;
@@ -25,6 +26,7 @@ pub mod testing;
 pub use changes::{Announcement, CHANGES_CHANNEL, ChangeListener};
 pub use delete::Deletion;
 pub use error::RegistryError;
+pub use fleet_quality::{PublishedQuality, ReplicaQuality};
 pub use fleet_stats::{PublishedSecond, ReplicaHeartbeat, ReplicaSecond};
 pub use jobs::{JobRecord, JobState};
 pub use names::{validate_alias_name, validate_model_name};

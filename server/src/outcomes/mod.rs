@@ -66,7 +66,7 @@ impl VersionOutcomes {
 }
 
 /// One version's online quality, as read for a report.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VersionQuality {
     pub version: u32,
     pub live: QualitySummary,

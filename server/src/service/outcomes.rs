@@ -1,6 +1,6 @@
 //! ReportOutcomes: checks a batch of reported outcomes and joins them to
 //! this server's predictions (`outcomes`); and the online quality that
-//! GetLiveStats reports per version. Unknown, foreign, expired and repeated
+//! GetLiveStats reports per version (the fleet's, see `fleet_stats`). Unknown, foreign, expired and repeated
 //! ids are counted, not refused; malformed rows are refused, named.
 
 use serval_proto::v1 as pb;
@@ -93,11 +93,11 @@ fn online_quality(summary: &QualitySummary) -> Option<pb::OnlineQuality> {
     })
 }
 
-/// Adds each version's online quality to `versions` (GetLiveStats), and
-/// the versions with outcomes but no call in the window, as `arm_of` says.
+/// Adds each version's online quality in `qualities` to `versions`
+/// (GetLiveStats), and the versions with outcomes but no call in the
+/// window, as `arm_of` says.
 pub fn attach_online_quality(
-    state: &ServiceState,
-    model: &str,
+    qualities: &[VersionQuality],
     versions: &mut Vec<pb::VersionStats>,
     arm_of: impl Fn(u32) -> pb::Arm,
 ) {
@@ -106,8 +106,9 @@ pub fn attach_online_quality(
         live,
         shadow,
         awaiting,
-    } in state.outcomes.quality(model)
+    } in qualities
     {
+        let version = *version;
         let index = match versions.iter().position(|v| v.version == version) {
             Some(index) => index,
             None => {
@@ -120,9 +121,9 @@ pub fn attach_online_quality(
             }
         };
         let stats = &mut versions[index];
-        stats.online = online_quality(&live);
-        stats.shadow = online_quality(&shadow);
-        stats.awaiting_outcomes = awaiting;
+        stats.online = online_quality(live);
+        stats.shadow = online_quality(shadow);
+        stats.awaiting_outcomes = *awaiting;
     }
     versions.sort_by_key(|v| v.version);
 }
