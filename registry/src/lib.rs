@@ -16,6 +16,7 @@ mod fleet_quality;
 mod fleet_stats;
 mod jobs;
 mod names;
+mod outcome_mailbox;
 mod reserve;
 mod rollout;
 mod storage;
@@ -30,6 +31,7 @@ pub use fleet_quality::{PublishedQuality, ReplicaQuality};
 pub use fleet_stats::{PublishedSecond, ReplicaHeartbeat, ReplicaSecond};
 pub use jobs::{JobRecord, JobState};
 pub use names::{validate_alias_name, validate_model_name};
+pub use outcome_mailbox::MailboxOutcome;
 pub use rollout::{
     Alias, AuditEvent, AuditFilter, ChangeContext, RolloutState, ServingAt, TrafficChange, TrafficPolicy,
 };

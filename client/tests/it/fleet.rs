@@ -382,3 +382,71 @@ async fn online_quality_is_the_fleets_on_every_replica_and_a_stopped_replicas_dr
         server.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn outcomes_reported_to_another_replica_reach_the_one_that_issued_the_predictions() {
+    if !postgres_available() {
+        return;
+    }
+    let database = TestDatabase::postgres().await;
+    let a = replica(database.location(), "replica-a", |_| {}).await;
+    let b = replica(database.location(), "replica-b", |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    train(&a.url(), &dir).await;
+    let mut outcomes = predict_for_outcomes(&a.url(), 10).await;
+    // B must know A (its heartbeat) before it forwards A's ids.
+    until(&b.url(), |stats| {
+        stats.replicas.iter().any(|r| r.replica == "replica-a")
+    })
+    .await;
+    // An id of a replica outside this registry stays unmatched.
+    let stranger = outcomes[0]
+        .prediction_id
+        .replacen(&outcomes[0].prediction_id[..8], "00000000", 1);
+    outcomes.push(pb::OutcomeReport {
+        prediction_id: stranger,
+        label: true,
+        observed_at: None,
+    });
+    let mut to_b = ServalClient::connect(&b.url()).await.unwrap();
+    let counts = to_b.report_outcomes(outcomes).await.unwrap();
+    assert_eq!(counts.forwarded, 20, "{counts:?}");
+    assert_eq!(
+        (counts.matched, counts.unmatched, counts.other_replica),
+        (0, 1, 1)
+    );
+
+    // A joins them: its own figures and the fleet's, read on either replica.
+    let on_a = until(&a.url(), |stats| online_outcomes(&stats.versions) == 20).await;
+    let a_row = on_a.replicas.iter().find(|r| r.replica == "replica-a").unwrap();
+    assert_eq!(online_outcomes(&a_row.versions), 20);
+    assert_eq!(on_a.versions[0].online.as_ref().unwrap().positives, 10);
+    assert_eq!(on_a.versions[0].awaiting_outcomes, 0, "{on_a:?}");
+    until(&b.url(), |stats| online_outcomes(&stats.versions) == 20).await;
+
+    // The CLI says where they went.
+    let again = tempfile::NamedTempFile::new().unwrap();
+    let ids = predict_for_outcomes(&a.url(), 1).await;
+    let mut file = String::from("prediction_id,label\n");
+    for outcome in &ids {
+        file.push_str(&format!(
+            "{},{}\n",
+            outcome.prediction_id,
+            u8::from(outcome.label)
+        ));
+    }
+    std::fs::write(again.path(), file).unwrap();
+    let counts = last_json_line(
+        &ok(
+            &b.url(),
+            &["outcomes", "--data", &again.path().to_string_lossy(), "--json"],
+        )
+        .await,
+    );
+    assert_eq!(counts["forwarded"], 2, "{counts}");
+    assert_eq!(counts["unmatched"], 0, "{counts}");
+    until(&a.url(), |stats| online_outcomes(&stats.versions) == 22).await;
+    for server in [a, b] {
+        server.shutdown().await.unwrap();
+    }
+}

@@ -1,11 +1,12 @@
 //! Live statistics published by several replicas: each replica's seconds
 //! are kept apart and replaced when published again, a deleted version's
 //! figures are gone at once, and pruning removes old seconds and silent
-//! replicas; the same for their online quality; on both engines.
+//! replicas; the same for their online quality; posted outcomes are taken
+//! once by their replica; on both engines.
 
 use chrono::{Duration, Utc};
 use serval_registry::testing::TestDatabase;
-use serval_registry::{Backend, ChangeContext, PublishedQuality, PublishedSecond};
+use serval_registry::{Backend, ChangeContext, MailboxOutcome, PublishedQuality, PublishedSecond};
 
 fn second(model: &str, version: u32, second: u64, snapshot: &str) -> PublishedSecond {
     PublishedSecond {
@@ -201,3 +202,63 @@ async fn replicas_publish_their_online_quality_apart_and_silent_ones_are_pruned(
 }
 
 on_both_backends!(replicas_publish_their_online_quality_apart_and_silent_ones_are_pruned);
+
+fn posted(tag: u32, id: &str) -> MailboxOutcome {
+    MailboxOutcome {
+        replica_tag: tag,
+        prediction_id: id.to_string(),
+        label: id.ends_with('1'),
+        observed_at: 1_800_000_000,
+    }
+}
+
+async fn posted_outcomes_are_taken_by_their_replica_once_and_old_ones_pruned(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let registry = database.open().await;
+    registry
+        .post_outcomes(&[
+            posted(7, "a-1"),
+            posted(9, "b-0"),
+            posted(7, "a-2"),
+            posted(7, "a-3"),
+        ])
+        .await
+        .unwrap();
+    registry.post_outcomes(&[]).await.unwrap();
+    let mut taken = Vec::new();
+    let n = registry
+        .take_outcomes(7, 2, |outcomes| taken.extend_from_slice(outcomes))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(
+        taken,
+        vec![posted(7, "a-1"), posted(7, "a-2")],
+        "oldest first, at most 2"
+    );
+    let mut rest = Vec::new();
+    registry
+        .take_outcomes(7, 10, |outcomes| rest.extend_from_slice(outcomes))
+        .await
+        .unwrap();
+    assert_eq!(rest, vec![posted(7, "a-3")], "taken ones are gone");
+    assert_eq!(registry.take_outcomes(7, 10, |_| {}).await.unwrap(), 0);
+    // Pruning removes old posts, whoever they wait for.
+    assert_eq!(
+        registry
+            .prune_outcome_mailbox(Utc::now() - Duration::minutes(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        registry
+            .prune_outcome_mailbox(Utc::now() + Duration::minutes(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(registry.take_outcomes(9, 10, |_| {}).await.unwrap(), 0);
+}
+
+on_both_backends!(posted_outcomes_are_taken_by_their_replica_once_and_old_ones_pruned);
