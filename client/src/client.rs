@@ -673,9 +673,9 @@ impl ServalClient {
     }
 
     /// Reports observed outcomes of earlier predictions. Sent once to the
-    /// replica whose turn it is: an outcome counts only on the replica that
-    /// answered its prediction (the answer's `other_replica` says how many
-    /// ids were another's).
+    /// replica whose turn it is: outcomes of another replica sharing its
+    /// registry are forwarded to that one (`forwarded` in the answer); ids
+    /// of replicas it does not know count as `other_replica`.
     pub async fn report_outcomes(
         &mut self,
         outcomes: Vec<pb::OutcomeReport>,

@@ -12,9 +12,11 @@
 mod changes;
 mod delete;
 mod error;
+mod fleet_quality;
 mod fleet_stats;
 mod jobs;
 mod names;
+mod outcome_mailbox;
 mod reserve;
 mod rollout;
 mod storage;
@@ -25,9 +27,11 @@ pub mod testing;
 pub use changes::{Announcement, CHANGES_CHANNEL, ChangeListener};
 pub use delete::Deletion;
 pub use error::RegistryError;
+pub use fleet_quality::{PublishedQuality, ReplicaQuality};
 pub use fleet_stats::{PublishedSecond, ReplicaHeartbeat, ReplicaSecond};
 pub use jobs::{JobRecord, JobState};
 pub use names::{validate_alias_name, validate_model_name};
+pub use outcome_mailbox::MailboxOutcome;
 pub use rollout::{
     Alias, AuditEvent, AuditFilter, ChangeContext, RolloutState, ServingAt, TrafficChange, TrafficPolicy,
 };

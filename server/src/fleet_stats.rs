@@ -5,14 +5,18 @@
 //! any replica answers `GetLiveStats` for the fleet by merging its own
 //! window with the others' published seconds (`view`). A replica that has
 //! not published for [`FleetSettings::stale_after`] is shown as stale and
-//! left out of the fleet's figures.
+//! left out of the fleet's figures. The same task publishes the replica's
+//! online quality per version when it changed (`quality`), and the fleet's
+//! online quality merges the live replicas' summaries the same way.
 
 mod publisher;
+mod quality;
 mod view;
 
 use std::time::Duration;
 
 pub use publisher::spawn_publisher;
+pub use quality::{merge_fleet, published_by_replica, summary_to_json};
 pub use view::{FleetView, ReplicaView, VersionView, assemble, fleet_view};
 
 /// How often a replica publishes its live statistics.

@@ -177,6 +177,7 @@ impl Server {
         tokio::spawn(crate::outcomes::sweep_task(outcomes, stop_background.subscribe()));
         crate::service::spawn_deleted_version_follower(state.clone());
         crate::fleet_stats::spawn_publisher(state.clone());
+        crate::outcomes::mailbox::spawn_mailbox(state.clone());
         if let Some(after) = config.unload_idle_after {
             tokio::spawn(crate::serving::unload_idle_task(
                 state.models.clone(),

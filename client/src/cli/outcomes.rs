@@ -134,6 +134,7 @@ pub async fn run(mut client: ServalClient, args: OutcomesArgs) -> Result<(), Cli
             totals.expired += counts.expired;
             totals.duplicate += counts.duplicate;
             totals.other_replica += counts.other_replica;
+            totals.forwarded += counts.forwarded;
         }
         if next.is_none() {
             break;
@@ -152,12 +153,19 @@ pub async fn run(mut client: ServalClient, args: OutcomesArgs) -> Result<(), Cli
                 "expired": totals.expired,
                 "duplicate": totals.duplicate,
                 "other_replica": totals.other_replica,
+                "forwarded": totals.forwarded,
             })
         );
     } else {
         println!(
-            "{rows} outcomes: {} matched, {} unmatched ({} issued by another replica), {} expired, {} duplicate",
-            totals.matched, totals.unmatched, totals.other_replica, totals.expired, totals.duplicate
+            "{rows} outcomes: {} matched, {} forwarded to the replica that issued them, {} unmatched \
+             ({} issued by a replica outside this registry), {} expired, {} duplicate",
+            totals.matched,
+            totals.forwarded,
+            totals.unmatched,
+            totals.other_replica,
+            totals.expired,
+            totals.duplicate
         );
     }
     Ok(())

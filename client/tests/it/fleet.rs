@@ -1,7 +1,8 @@
 //! `serval rollout` against three replicas on one PostgreSQL registry, the
 //! CLI talking to one of them only: a canary that fails on another replica
 //! is still rolled back, and the audit reason names where it fails; a
-//! replica that stops drops out of the fleet's figures and shows as stale.
+//! replica that stops drops out of the fleet's figures and shows as stale;
+//! online quality is the fleet's on every replica.
 
 use std::collections::BTreeSet;
 use std::process::Output;
@@ -304,6 +305,147 @@ async fn a_replica_that_stops_drops_out_of_the_fleet_and_shows_as_stale() {
             && text.contains("replica replica-c (STALE: published"),
         "{text}"
     );
+    for server in [a, b] {
+        server.shutdown().await.unwrap();
+    }
+}
+
+/// `calls` Predict calls to `url`, and the outcome of every row answered,
+/// labelled alternately.
+async fn predict_for_outcomes(url: &str, calls: usize) -> Vec<pb::OutcomeReport> {
+    let mut client = ServalClient::connect(url).await.unwrap();
+    let mut outcomes = Vec::new();
+    for key in 0..calls {
+        let answer = client.predict(two_rows(key)).await.unwrap();
+        assert_eq!(answer.prediction_ids.len(), 2);
+        for id in answer.prediction_ids {
+            outcomes.push(pb::OutcomeReport {
+                prediction_id: id,
+                label: outcomes.len() % 2 == 0,
+                observed_at: None,
+            });
+        }
+    }
+    outcomes
+}
+
+fn online_outcomes(versions: &[pb::VersionStats]) -> u64 {
+    versions
+        .iter()
+        .filter_map(|v| v.online.as_ref())
+        .map(|online| online.outcomes)
+        .sum()
+}
+
+#[tokio::test]
+async fn online_quality_is_the_fleets_on_every_replica_and_a_stopped_replicas_drops_out() {
+    if !postgres_available() {
+        return;
+    }
+    let database = TestDatabase::postgres().await;
+    let stale_after = |config: &mut ServerConfig| config.live_stats_stale_after = Duration::from_secs(2);
+    let a = replica(database.location(), "replica-a", stale_after).await;
+    let b = replica(database.location(), "replica-b", stale_after).await;
+    let c = replica(database.location(), "replica-c", stale_after).await;
+    let dir = tempfile::tempdir().unwrap();
+    train(&a.url(), &dir).await;
+    // 6, 8 and 10 rows answered by the three replicas; each one's outcomes
+    // reported to it.
+    for (server, calls) in [(&a, 3), (&b, 4), (&c, 5)] {
+        let outcomes = predict_for_outcomes(&server.url(), calls).await;
+        let mut client = ServalClient::connect(&server.url()).await.unwrap();
+        let counts = client.report_outcomes(outcomes).await.unwrap();
+        assert_eq!(counts.matched, 2 * calls as u64, "{counts:?}");
+    }
+    for server in [&a, &b, &c] {
+        let all = until(&server.url(), |stats| online_outcomes(&stats.versions) == 24).await;
+        let online = all.versions[0].online.as_ref().unwrap();
+        assert_eq!(online.positives, 12, "{all:?}");
+        // Each replica's row shows its own.
+        for (name, outcomes) in [("replica-a", 6), ("replica-b", 8), ("replica-c", 10)] {
+            let row = all.replicas.iter().find(|r| r.replica == name).unwrap();
+            assert_eq!(online_outcomes(&row.versions), outcomes, "{name} in {all:?}");
+        }
+    }
+
+    c.shutdown().await.unwrap();
+    let without_c = until(&a.url(), |stats| {
+        stats.replicas.iter().any(|r| r.replica == "replica-c" && r.stale)
+    })
+    .await;
+    assert_eq!(
+        online_outcomes(&without_c.versions),
+        6 + 8,
+        "replica-c's outcomes left the fleet's online quality"
+    );
+    for server in [a, b] {
+        server.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn outcomes_reported_to_another_replica_reach_the_one_that_issued_the_predictions() {
+    if !postgres_available() {
+        return;
+    }
+    let database = TestDatabase::postgres().await;
+    let a = replica(database.location(), "replica-a", |_| {}).await;
+    let b = replica(database.location(), "replica-b", |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    train(&a.url(), &dir).await;
+    let mut outcomes = predict_for_outcomes(&a.url(), 10).await;
+    // B must know A (its heartbeat) before it forwards A's ids.
+    until(&b.url(), |stats| {
+        stats.replicas.iter().any(|r| r.replica == "replica-a")
+    })
+    .await;
+    // An id of a replica outside this registry stays unmatched.
+    let stranger = outcomes[0]
+        .prediction_id
+        .replacen(&outcomes[0].prediction_id[..8], "00000000", 1);
+    outcomes.push(pb::OutcomeReport {
+        prediction_id: stranger,
+        label: true,
+        observed_at: None,
+    });
+    let mut to_b = ServalClient::connect(&b.url()).await.unwrap();
+    let counts = to_b.report_outcomes(outcomes).await.unwrap();
+    assert_eq!(counts.forwarded, 20, "{counts:?}");
+    assert_eq!(
+        (counts.matched, counts.unmatched, counts.other_replica),
+        (0, 1, 1)
+    );
+
+    // A joins them: its own figures and the fleet's, read on either replica.
+    let on_a = until(&a.url(), |stats| online_outcomes(&stats.versions) == 20).await;
+    let a_row = on_a.replicas.iter().find(|r| r.replica == "replica-a").unwrap();
+    assert_eq!(online_outcomes(&a_row.versions), 20);
+    assert_eq!(on_a.versions[0].online.as_ref().unwrap().positives, 10);
+    assert_eq!(on_a.versions[0].awaiting_outcomes, 0, "{on_a:?}");
+    until(&b.url(), |stats| online_outcomes(&stats.versions) == 20).await;
+
+    // The CLI says where they went.
+    let again = tempfile::NamedTempFile::new().unwrap();
+    let ids = predict_for_outcomes(&a.url(), 1).await;
+    let mut file = String::from("prediction_id,label\n");
+    for outcome in &ids {
+        file.push_str(&format!(
+            "{},{}\n",
+            outcome.prediction_id,
+            u8::from(outcome.label)
+        ));
+    }
+    std::fs::write(again.path(), file).unwrap();
+    let counts = last_json_line(
+        &ok(
+            &b.url(),
+            &["outcomes", "--data", &again.path().to_string_lossy(), "--json"],
+        )
+        .await,
+    );
+    assert_eq!(counts["forwarded"], 2, "{counts}");
+    assert_eq!(counts["unmatched"], 0, "{counts}");
+    until(&a.url(), |stats| online_outcomes(&stats.versions) == 22).await;
     for server in [a, b] {
         server.shutdown().await.unwrap();
     }

@@ -1,16 +1,20 @@
 //! The task that publishes this replica's live statistics to the registry
 //! once a second — the seconds that changed since the last publish, and a
-//! heartbeat — and prunes rows older than the longest window now and then.
+//! heartbeat — then its online quality per version where it changed, and
+//! prunes rows older than the longest window now and then.
 //! It reads the in-memory windows; nothing here runs on the Predict path.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serval_registry::PublishedSecond;
+use serval_registry::{PublishedQuality, PublishedSecond};
 
 use super::{PRUNE_EVERY, PUBLISH_INTERVAL};
+use crate::fleet_stats::summary_to_json;
 use crate::live_stats::{MAX_WINDOW_SECONDS, now_second};
+use crate::outcomes::VersionQuality;
 use crate::service::ServiceState;
 
 /// How long rows outlive the longest window before they are pruned (so a
@@ -54,6 +58,11 @@ struct Publisher {
     /// The last publish failed (it is logged once, not every second).
     failing: bool,
     publishes: u32,
+    /// The online quality last published, by model and version, as JSON.
+    published_quality: HashMap<(String, u32), String>,
+    /// Online quality was published since the task started (the first
+    /// publish replaces what an earlier run under this name left).
+    quality_published: bool,
 }
 
 impl Publisher {
@@ -83,6 +92,7 @@ impl Publisher {
                 if std::mem::take(&mut self.failing) {
                     tracing::info!("live statistics are published to the registry again");
                 }
+                self.publish_quality(state).await;
             }
             Err(error) => {
                 if !std::mem::replace(&mut self.failing, true) {
@@ -97,11 +107,75 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Publishes the versions whose online quality changed since the last
+    /// publish (most seconds, on a quiet replica, none); a version that no
+    /// longer has any is published empty once, then forgotten.
+    async fn publish_quality(&mut self, state: &ServiceState) {
+        let mut changed = Vec::new();
+        let mut current = HashSet::new();
+        for model in state.outcomes.models() {
+            for quality in state.outcomes.quality(&model) {
+                let summary = summary_to_json(&quality);
+                let key = (model.clone(), quality.version);
+                if self.published_quality.get(&key) != Some(&summary) {
+                    changed.push(PublishedQuality {
+                        model: model.clone(),
+                        version: quality.version,
+                        summary,
+                    });
+                }
+                current.insert(key);
+            }
+        }
+        let emptied: Vec<(String, u32)> = self
+            .published_quality
+            .keys()
+            .filter(|key| !current.contains(*key))
+            .cloned()
+            .collect();
+        for (model, version) in &emptied {
+            changed.push(PublishedQuality {
+                model: model.clone(),
+                version: *version,
+                summary: summary_to_json(&VersionQuality {
+                    version: *version,
+                    ..Default::default()
+                }),
+            });
+        }
+        if changed.is_empty() && self.quality_published {
+            return;
+        }
+        match state
+            .registry
+            .publish_online_quality(&state.replica_name, &changed, !self.quality_published)
+            .await
+        {
+            Ok(()) => {
+                self.quality_published = true;
+                for published in changed {
+                    self.published_quality
+                        .insert((published.model, published.version), published.summary);
+                }
+                for key in &emptied {
+                    self.published_quality.remove(key);
+                }
+            }
+            // Tried again next second: the summaries stay unpublished.
+            Err(error) => tracing::debug!(%error, "cannot publish online quality yet"),
+        }
+    }
+}
+
 async fn prune(state: &ServiceState) {
     let keep = u64::from(MAX_WINDOW_SECONDS) + PRUNE_MARGIN_SECONDS;
     let before_second = now_second().saturating_sub(keep);
     let silent_since = Utc::now() - Duration::from_secs(keep);
     if let Err(error) = state.registry.prune_live_stats(before_second, silent_since).await {
         tracing::debug!(%error, "cannot prune old live statistics yet");
+    }
+    if let Err(error) = state.registry.prune_online_quality().await {
+        tracing::debug!(%error, "cannot prune old online quality yet");
     }
 }

@@ -13,13 +13,18 @@ use sha2::{Digest, Sha256};
 pub const SHARDS: usize = 64;
 
 /// The tag of one replica's ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ReplicaTag(u32);
 
 impl ReplicaTag {
     pub fn of(replica_name: &str) -> Self {
         let digest = Sha256::digest(replica_name.as_bytes());
         ReplicaTag(u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]))
+    }
+
+    /// The tag as a number (as the registry's outcome mailbox keys it).
+    pub fn value(self) -> u32 {
+        self.0
     }
 }
 

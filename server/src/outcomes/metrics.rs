@@ -37,7 +37,7 @@ impl OutcomeCollector {
             Opts::new(
                 "serval_outcomes_reported_total",
                 "Outcomes reported, by result: matched, unmatched, expired, duplicate, other_replica \
-                 (also counted in unmatched)",
+                 (also counted in unmatched), forwarded (posted to the issuing replica)",
             ),
             &["result"],
         )?;
@@ -147,6 +147,7 @@ impl Collector for OutcomeCollector {
             ("expired", &totals.expired),
             ("duplicate", &totals.duplicate),
             ("other_replica", &totals.other_replica),
+            ("forwarded", &totals.forwarded),
         ] {
             catch_up(
                 &self.reported.with_label_values(&[result]),

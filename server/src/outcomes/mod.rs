@@ -18,6 +18,7 @@
 //! time, taken out exactly as predictions expire.
 
 pub mod ids;
+pub mod mailbox;
 pub mod metrics;
 pub mod quality;
 
@@ -66,7 +67,7 @@ impl VersionOutcomes {
 }
 
 /// One version's online quality, as read for a report.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VersionQuality {
     pub version: u32,
     pub live: QualitySummary,
@@ -157,6 +158,8 @@ pub struct OutcomeTotals {
     pub expired: AtomicU64,
     pub duplicate: AtomicU64,
     pub other_replica: AtomicU64,
+    /// Outcomes posted to the replica that issued their predictions.
+    pub forwarded: AtomicU64,
     /// Predictions dropped before their window ended, to bound memory.
     pub dropped: AtomicU64,
     /// Predictions that left the window without an outcome.
@@ -211,8 +214,18 @@ impl OutcomeStore {
         }
     }
 
+    /// The tag of the ids this server issues.
+    pub fn tag(&self) -> ReplicaTag {
+        self.tag
+    }
+
     pub fn enabled(&self) -> bool {
         self.settings.enabled
+    }
+
+    /// How long a prediction may wait for its outcome.
+    pub fn window(&self) -> Duration {
+        self.settings.window
     }
 
     fn window_seconds(&self) -> u32 {

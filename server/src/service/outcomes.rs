@@ -1,14 +1,20 @@
-//! ReportOutcomes: checks a batch of reported outcomes and joins them to
-//! this server's predictions (`outcomes`); and the online quality that
-//! GetLiveStats reports per version. Unknown, foreign, expired and repeated
+//! ReportOutcomes: checks a batch of reported outcomes, joins them to this
+//! server's predictions (`outcomes`) and posts those of other replicas
+//! sharing the registry to them (`outcomes::mailbox`); and the online quality that
+//! GetLiveStats reports per version (the fleet's, see `fleet_stats`). Unknown, foreign, expired and repeated
 //! ids are counted, not refused; malformed rows are refused, named.
 
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
 use serval_proto::v1 as pb;
+use serval_registry::MailboxOutcome;
 use tonic::{Request, Response, Status};
 
 use super::{ServiceState, invalid};
 use crate::error::ServalError;
-use crate::outcomes::{Outcome, QualitySummary, VersionQuality};
+use crate::outcomes::ids::{self, ReplicaTag};
+use crate::outcomes::{Outcome, QualitySummary, VersionQuality, now_seconds};
 
 /// Outcomes one call may carry.
 pub const MAX_OUTCOMES_PER_CALL: usize = 100_000;
@@ -63,6 +69,7 @@ pub async fn report_outcomes(
             observed_at,
         });
     }
+    let (outcomes, forwarded) = forward_to_their_replicas(state, outcomes).await?;
     let counts = state.outcomes.report(&outcomes);
     Ok(Response::new(pb::ReportOutcomesResponse {
         matched: counts.matched,
@@ -70,7 +77,62 @@ pub async fn report_outcomes(
         expired: counts.expired,
         duplicate: counts.duplicate,
         other_replica: counts.other_replica,
+        forwarded,
     }))
+}
+
+/// Posts the outcomes of ids issued by other replicas sharing the registry
+/// (those with a heartbeat there) to them; answers the rest and how many
+/// were posted. Nothing is joined here before the post is stored, so a
+/// failed call can be sent again without duplicates.
+async fn forward_to_their_replicas<'a>(
+    state: &ServiceState,
+    outcomes: Vec<Outcome<'a>>,
+) -> Result<(Vec<Outcome<'a>>, u64), Status> {
+    let own = state.outcomes.tag();
+    let foreign_tag = |outcome: &Outcome<'_>| {
+        ids::parse(outcome.prediction_id)
+            .map(|id| id.tag)
+            .filter(|tag| *tag != own)
+    };
+    if !outcomes.iter().any(|o| foreign_tag(o).is_some()) {
+        return Ok((outcomes, 0));
+    }
+    let fleet: HashSet<ReplicaTag> = state
+        .registry
+        .replica_heartbeats()
+        .await
+        .map_err(ServalError::from)?
+        .iter()
+        .map(|heartbeat| ReplicaTag::of(&heartbeat.replica))
+        .filter(|tag| *tag != own)
+        .collect();
+    let now = now_seconds();
+    let mut local = Vec::with_capacity(outcomes.len());
+    let mut posted = Vec::new();
+    for outcome in outcomes {
+        match foreign_tag(&outcome).filter(|tag| fleet.contains(tag)) {
+            Some(tag) => posted.push(MailboxOutcome {
+                replica_tag: tag.value(),
+                prediction_id: outcome.prediction_id.to_string(),
+                label: outcome.label,
+                observed_at: outcome.observed_at.unwrap_or(now),
+            }),
+            None => local.push(outcome),
+        }
+    }
+    state
+        .registry
+        .post_outcomes(&posted)
+        .await
+        .map_err(ServalError::from)?;
+    let forwarded = posted.len() as u64;
+    state
+        .outcomes
+        .totals
+        .forwarded
+        .fetch_add(forwarded, Ordering::Relaxed);
+    Ok((local, forwarded))
 }
 
 fn online_quality(summary: &QualitySummary) -> Option<pb::OnlineQuality> {
@@ -93,11 +155,11 @@ fn online_quality(summary: &QualitySummary) -> Option<pb::OnlineQuality> {
     })
 }
 
-/// Adds each version's online quality to `versions` (GetLiveStats), and
-/// the versions with outcomes but no call in the window, as `arm_of` says.
+/// Adds each version's online quality in `qualities` to `versions`
+/// (GetLiveStats), and the versions with outcomes but no call in the
+/// window, as `arm_of` says.
 pub fn attach_online_quality(
-    state: &ServiceState,
-    model: &str,
+    qualities: &[VersionQuality],
     versions: &mut Vec<pb::VersionStats>,
     arm_of: impl Fn(u32) -> pb::Arm,
 ) {
@@ -106,8 +168,9 @@ pub fn attach_online_quality(
         live,
         shadow,
         awaiting,
-    } in state.outcomes.quality(model)
+    } in qualities
     {
+        let version = *version;
         let index = match versions.iter().position(|v| v.version == version) {
             Some(index) => index,
             None => {
@@ -120,9 +183,9 @@ pub fn attach_online_quality(
             }
         };
         let stats = &mut versions[index];
-        stats.online = online_quality(&live);
-        stats.shadow = online_quality(&shadow);
-        stats.awaiting_outcomes = awaiting;
+        stats.online = online_quality(live);
+        stats.shadow = online_quality(shadow);
+        stats.awaiting_outcomes = *awaiting;
     }
     versions.sort_by_key(|v| v.version);
 }

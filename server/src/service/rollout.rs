@@ -4,6 +4,7 @@
 //! load), then commits one transaction with its audit event, then brings
 //! this server's routing up to date at once.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -17,7 +18,7 @@ use super::outcomes::attach_online_quality;
 use super::{ServiceState, actor_of, invalid};
 use crate::catalog::{audit_event_to_proto, rollout_state_to_proto, serving_at_to_proto, timestamp};
 use crate::error::ServalError;
-use crate::fleet_stats::VersionView;
+use crate::fleet_stats::{VersionView, merge_fleet, published_by_replica};
 use crate::live_stats::MAX_WINDOW_SECONDS;
 
 pub type AuditEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEvent, Status>> + Send>>;
@@ -242,11 +243,29 @@ pub async fn get_live_stats(
             .map(|v| version_stats_to_proto(v, arm_of(v.version)))
             .collect()
     };
-    // Outcomes are matched on the replica that issued the prediction: the
-    // online figures are this replica's.
+    // Outcomes are matched on the replica that issued the prediction; each
+    // replica publishes its summaries, and the fleet's online quality merges
+    // this replica's (from memory) with the live replicas' published ones.
     let model = request.model;
+    let local_quality = state.outcomes.quality(&model);
+    let published = state
+        .registry
+        .online_quality_published(&model)
+        .await
+        .map_err(ServalError::from)?;
+    let other_quality = published_by_replica(&state.replica_name, &published);
+    let live_replicas: HashSet<&str> = view
+        .replicas
+        .iter()
+        .filter(|r| !r.stale && !r.answering)
+        .map(|r| r.replica.as_str())
+        .collect();
     let mut fleet_versions = versions(&view.versions);
-    attach_online_quality(state, &model, &mut fleet_versions, arm_of);
+    attach_online_quality(
+        &merge_fleet(&local_quality, &other_quality, &live_replicas),
+        &mut fleet_versions,
+        arm_of,
+    );
     Ok(Response::new(pb::GetLiveStatsResponse {
         model: model.clone(),
         window_seconds: window,
@@ -256,8 +275,13 @@ pub async fn get_live_stats(
             .iter()
             .map(|r| {
                 let mut replica_versions = versions(&r.versions);
-                if r.answering {
-                    attach_online_quality(state, &model, &mut replica_versions, arm_of);
+                let own_quality = if r.answering {
+                    Some(local_quality.as_slice())
+                } else {
+                    other_quality.get(&r.replica).map(Vec::as_slice)
+                };
+                if let Some(quality) = own_quality {
+                    attach_online_quality(quality, &mut replica_versions, arm_of);
                 }
                 pb::ReplicaLiveStats {
                     replica: r.replica.clone(),
