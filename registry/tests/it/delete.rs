@@ -225,8 +225,11 @@ async fn the_file_shrinks_by_the_bytes_reported() {
     let before = std::fs::metadata(&path).unwrap().len();
     let deletion = registry.delete("m", Some(2), &alice("")).await.unwrap();
     let after = std::fs::metadata(&path).unwrap().len();
-    assert!(deletion.bytes_reclaimed >= 512 * 1024, "{deletion:?}");
-    assert!(after + 512 * 1024 <= before, "{before} -> {after}");
+    // The weights' pages come back, less the page or two the delete's own
+    // audit event and the rewritten tables may take (which depends on how
+    // the schema's tables happen to lie in the file).
+    assert!(deletion.bytes_reclaimed + 8192 >= 512 * 1024, "{deletion:?}");
+    assert!(after + 512 * 1024 <= before + 8192, "{before} -> {after}");
     // What the registry reports is what the file lost, give or take the
     // page the audit event went into.
     assert!(

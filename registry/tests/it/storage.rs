@@ -16,8 +16,9 @@ fn big_version(fill: u8) -> serval_registry::NewVersion {
     new_version("full", &vec![fill; 256 * 1024])
 }
 
-/// The registry of `database`, full from now on: SQLite at its present
-/// size, PostgreSQL answering `disk_full` to every new version.
+/// The registry of `database`, full from now on: SQLite a few pages above
+/// its present size (room for an audit event, none for a version's
+/// weights), PostgreSQL answering `disk_full` to every new version.
 async fn make_full(database: &TestDatabase, registry: Registry) -> Registry {
     match database.backend() {
         Backend::Sqlite => {
@@ -26,7 +27,7 @@ async fn make_full(database: &TestDatabase, registry: Registry) -> Registry {
                 .await
                 .unwrap();
             registry.close().await;
-            Registry::open(&limited_to_pages(database.location(), pages as u64))
+            Registry::open(&limited_to_pages(database.location(), pages as u64 + 4))
                 .await
                 .unwrap()
         }
