@@ -1,7 +1,8 @@
 //! The task that publishes this replica's live statistics to the registry
 //! once a second — the seconds that changed since the last publish, and a
 //! heartbeat — then its online quality per version where it changed, and
-//! prunes rows older than the longest window now and then.
+//! prunes rows older than the longest window now and then. A replica
+//! alone on its registry publishes only its heartbeat.
 //! It reads the in-memory windows; nothing here runs on the Predict path.
 
 use std::collections::{HashMap, HashSet};
@@ -67,6 +68,22 @@ struct Publisher {
 
 impl Publisher {
     async fn publish(&mut self, state: &ServiceState) {
+        self.publishes = self.publishes.wrapping_add(1);
+        if !has_peers(state).await {
+            // Alone: only the heartbeat, so that a replica joining finds
+            // this one. Nobody reads the figures, so they stay in memory
+            // (and out of the registry's storage) until a peer appears;
+            // then everything in the window goes out at once.
+            match state.registry.publish_live_stats(&state.replica_name, &[]).await {
+                Ok(()) => self.failing = false,
+                Err(error) => {
+                    if !std::mem::replace(&mut self.failing, true) {
+                        tracing::warn!(%error, "cannot publish this replica's heartbeat to the registry");
+                    }
+                }
+            }
+            return;
+        }
         let now = now_second();
         let oldest = now.saturating_sub(u64::from(MAX_WINDOW_SECONDS) - 1);
         let since = self.published_through.map_or(oldest, |s| s.max(oldest));
@@ -81,7 +98,6 @@ impl Publisher {
                 snapshot: s.snapshot.to_json(),
             })
             .collect();
-        self.publishes = self.publishes.wrapping_add(1);
         match state
             .registry
             .publish_live_stats(&state.replica_name, &seconds)
@@ -178,4 +194,17 @@ async fn prune(state: &ServiceState) {
     if let Err(error) = state.registry.prune_online_quality().await {
         tracing::debug!(%error, "cannot prune old online quality yet");
     }
+}
+
+/// Whether another replica published within the stale time: only then is
+/// anyone reading this one's figures. When the heartbeats cannot be read,
+/// the figures go out as usual.
+async fn has_peers(state: &ServiceState) -> bool {
+    let Ok(heartbeats) = state.registry.replica_heartbeats().await else {
+        return true;
+    };
+    let fresh_since = Utc::now() - state.fleet.stale_after;
+    heartbeats
+        .iter()
+        .any(|h| h.replica != state.replica_name && h.published_at >= fresh_since)
 }

@@ -105,8 +105,9 @@ async fn a_full_registry_refuses_new_versions_by_name_deletes_and_loses_nothing(
         .await
         .unwrap();
 
-    // The same registry, full at its present size.
-    let location = limited_to_pages(&path.to_string_lossy(), pages as u64);
+    // The same registry, full a few pages above its present size: room
+    // for an audit event, none for a version.
+    let location = limited_to_pages(&path.to_string_lossy(), pages as u64 + 4);
     let mut test = TestServer::start_in(dir, |config| {
         config.database = location;
         config.registry_poll_interval = Duration::from_millis(50);
