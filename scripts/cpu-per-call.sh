@@ -8,6 +8,8 @@
 # shared machine: it does not depend on how much of the cores the load
 # generator got.
 #   scripts/cpu-per-call.sh [concurrency, default 256] [duration, default 10s] [rows per call, default 1]
+# Env: SERVAL_BENCH_PROTOCOLS (default "serval"; e.g. "serval oip-grpc" adds
+# the Open Inference Protocol's ModelInfer with the same rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 concurrency=${1:-256}
@@ -48,9 +50,15 @@ PY
 }
 for round in 1 2; do
   run "empty call (health)" --rpc health
-  for form in records columns dense; do
-    extra=(--model shoppers --form $form --rows-per-request "$rows")
-    [[ $form == dense ]] || extra+=(--data $data)
-    run "$form" "${extra[@]}"
+  for protocol in ${SERVAL_BENCH_PROTOCOLS:-serval}; do
+    for form in records columns dense; do
+      # The Open Inference Protocol has no records form.
+      [[ $protocol != serval && $form == records ]] && continue
+      extra=(--model shoppers --protocol "$protocol" --form $form --rows-per-request "$rows")
+      [[ $form == dense ]] || extra+=(--data $data)
+      label=$form
+      [[ $protocol == serval ]] || label="$protocol $form"
+      run "$label" "${extra[@]}"
+    done
   done
 done

@@ -39,6 +39,7 @@ pub mod serving;
 pub mod sources;
 pub mod telemetry;
 pub mod trace_context;
+pub mod unary_route;
 pub mod wire;
 
 pub use config::ServerConfig;

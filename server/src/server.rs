@@ -29,7 +29,7 @@ use crate::outcomes::metrics::OutcomeCollector;
 use crate::registry_sync::{BackgroundSettings, JOB_STALE_AFTER, REGISTRY_HEALTH_SERVICE, RegistrySync};
 use crate::request_context::RequestContextLayer;
 use crate::routing::RoutingTable;
-use crate::service::{ModelServiceImpl, PredictRoute, ServiceState};
+use crate::service::{ModelServiceImpl, ServiceState, predict_route};
 use crate::serving::{BatchingSettings, ModelStore};
 use crate::telemetry::ServerMetrics;
 
@@ -238,7 +238,7 @@ impl Server {
             None => (None, None),
         };
         let model_service = InterceptedService::new(
-            PredictRoute::new(
+            predict_route(
                 ModelServiceServer::new(ModelServiceImpl::new(state.clone()))
                     .max_decoding_message_size(config.max_message_bytes)
                     .max_encoding_message_size(config.max_message_bytes),

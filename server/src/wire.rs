@@ -8,9 +8,13 @@
 //! text value for every record, a `String` per value of a text column, and
 //! a `Vec` per dense row.
 //!
+//! Predict's rows can be written the same way ([`MessageWriter`]): the
+//! Open Inference Protocol's tensors become encoded columns and dense
+//! rows without building the public messages first.
+//!
 //! It owns the wire layout only; what the values mean is `encoding`'s.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// `serval.v1.PredictRequest`, field for field (same tags and wire types;
 /// `string` and `bytes` are the same on the wire).
@@ -56,10 +60,10 @@ pub enum WireValue<'a> {
 }
 
 /// Wire types.
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const FIXED64: u8 = 1;
+pub(crate) const LEN: u8 = 2;
+pub(crate) const FIXED32: u8 = 5;
 
 /// Calls `each(name, value)` for every field of an encoded
 /// `serval.v1.Record`, in the order they were sent (a repeated name is
@@ -247,13 +251,105 @@ pub fn read_column(column: &[u8]) -> Result<ColumnRead<'_>, Malformed> {
     Ok(read)
 }
 
-/// Reads fields from the front of an encoded message.
-struct Reader<'a>(&'a [u8]);
+/// `serval.v1.Column`'s fields.
+pub mod column_field {
+    pub const NAME: u32 = 1;
+    pub const NUMBERS: u32 = 2;
+    pub const STRINGS: u32 = 3;
+    pub const BOOLS: u32 = 4;
+    pub const MISSING: u32 = 5;
+}
+
+/// `serval.v1.DenseRow`'s one field.
+pub const DENSE_ROW_VALUES: u32 = 1;
+
+/// Writes messages one after another into one buffer, field by field;
+/// [`MessageWriter::finish`] cuts them apart without copying. A packed
+/// field is its header ([`MessageWriter::packed`], given its length in
+/// bytes) followed by exactly that many bytes of values.
+pub struct MessageWriter {
+    buf: BytesMut,
+    ends: Vec<usize>,
+}
+
+impl MessageWriter {
+    pub fn with_capacity(bytes: usize, messages: usize) -> Self {
+        MessageWriter {
+            buf: BytesMut::with_capacity(bytes),
+            ends: Vec::with_capacity(messages),
+        }
+    }
+
+    /// A length-delimited field: a string, bytes or one message.
+    pub fn bytes_field(&mut self, tag: u32, bytes: &[u8]) {
+        self.packed(tag, bytes.len());
+        self.buf.put_slice(bytes);
+    }
+
+    /// The header of a packed field of `len` bytes.
+    pub fn packed(&mut self, tag: u32, len: usize) {
+        self.varint(u64::from(tag) << 3 | u64::from(LEN));
+        self.varint(len as u64);
+    }
+
+    #[inline]
+    pub fn f64(&mut self, value: f64) {
+        self.buf.put_f64_le(value);
+    }
+
+    #[inline]
+    pub fn f32(&mut self, value: f32) {
+        self.buf.put_f32_le(value);
+    }
+
+    /// Raw bytes of a packed field's values.
+    #[inline]
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.buf.put_slice(bytes);
+    }
+
+    #[inline]
+    pub fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.buf.put_u8(value as u8 | 0x80);
+            value >>= 7;
+        }
+        self.buf.put_u8(value as u8);
+    }
+
+    /// Ends the message being written.
+    pub fn end_message(&mut self) {
+        self.ends.push(self.buf.len());
+    }
+
+    /// The messages written, each ended by [`MessageWriter::end_message`].
+    pub fn finish(self) -> Vec<Bytes> {
+        let all = self.buf.freeze();
+        let mut start = 0;
+        self.ends
+            .into_iter()
+            .map(|end| {
+                let message = all.slice(start..end);
+                start = end;
+                message
+            })
+            .collect()
+    }
+}
+
+/// Bytes of `value` as a varint.
+pub fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Reads fields from the front of an encoded message (any message: the
+/// Open Inference Protocol's tensors are read with it too).
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
     /// The next field's tag and wire type, or `None` at the end.
     #[inline]
-    fn key(&mut self) -> Result<Option<(u32, u8)>, Malformed> {
+    pub(crate) fn key(&mut self) -> Result<Option<(u32, u8)>, Malformed> {
         if self.0.is_empty() {
             return Ok(None);
         }
@@ -266,7 +362,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips a field's payload.
-    fn skip(&mut self, wire: u8) -> Result<(), Malformed> {
+    pub(crate) fn skip(&mut self, wire: u8) -> Result<(), Malformed> {
         match wire {
             VARINT => self.varint().map(drop),
             FIXED64 => self.take(8).map(drop),
@@ -279,27 +375,27 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn len_delimited(&mut self) -> Result<&'a [u8], Malformed> {
+    pub(crate) fn len_delimited(&mut self) -> Result<&'a [u8], Malformed> {
         let len = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
         self.take(len)
     }
 
     #[inline]
-    fn fixed64(&mut self) -> Result<u64, Malformed> {
+    pub(crate) fn fixed64(&mut self) -> Result<u64, Malformed> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().map_err(|_| Malformed)?,
         ))
     }
 
     #[inline]
-    fn fixed32(&mut self) -> Result<u32, Malformed> {
+    pub(crate) fn fixed32(&mut self) -> Result<u32, Malformed> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().map_err(|_| Malformed)?,
         ))
     }
 
     #[inline]
-    fn varint(&mut self) -> Result<u64, Malformed> {
+    pub(crate) fn varint(&mut self) -> Result<u64, Malformed> {
         // Tags and short lengths: one byte.
         if let Some((&byte, rest)) = self.0.split_first()
             && byte < 0x80
@@ -319,7 +415,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn take(&mut self, len: usize) -> Result<&'a [u8], Malformed> {
+    pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], Malformed> {
         if len > self.0.len() {
             return Err(Malformed);
         }
@@ -500,5 +596,58 @@ mod tests {
         }
         // Packed doubles of 7 bytes.
         assert_eq!(read_column(&[0x12, 0x07, 0, 0, 0, 0, 0, 0, 0]), Err(Malformed));
+    }
+
+    #[test]
+    fn written_messages_are_what_the_public_messages_decode() {
+        let mut writer = MessageWriter::with_capacity(4, 1);
+        writer.bytes_field(column_field::NAME, "prix €".as_bytes());
+        writer.packed(column_field::NUMBERS, 16);
+        writer.f64(2.5);
+        writer.f64(f64::NAN);
+        writer.packed(column_field::MISSING, varint_len(1) + varint_len(300));
+        writer.varint(1);
+        writer.varint(300);
+        writer.end_message();
+        writer.bytes_field(column_field::NAME, b"colour");
+        writer.bytes_field(column_field::STRINGS, b"red");
+        writer.bytes_field(column_field::STRINGS, b"");
+        writer.end_message();
+        writer.bytes_field(column_field::NAME, b"member");
+        writer.packed(column_field::BOOLS, 2);
+        writer.raw(&[1, 0]);
+        writer.end_message();
+        writer.packed(DENSE_ROW_VALUES, 8);
+        writer.f32(1.5);
+        writer.f32(-2.0);
+        writer.end_message();
+        let messages = writer.finish();
+        assert_eq!(messages.len(), 4);
+        let numbers = pb::Column::decode(messages[0].clone()).unwrap();
+        assert_eq!(numbers.name, "prix €");
+        assert_eq!(numbers.numbers[0], 2.5);
+        assert!(numbers.numbers[1].is_nan());
+        assert_eq!(numbers.missing, [1, 300]);
+        let texts = pb::Column::decode(messages[1].clone()).unwrap();
+        assert_eq!(texts.strings, ["red", ""]);
+        assert!(texts.numbers.is_empty());
+        assert_eq!(
+            pb::Column::decode(messages[2].clone()).unwrap().bools,
+            [true, false]
+        );
+        assert_eq!(
+            pb::DenseRow::decode(messages[3].clone()).unwrap().values,
+            [1.5, -2.0]
+        );
+        for (value, len) in [
+            (0, 1),
+            (127, 1),
+            (128, 2),
+            (16_383, 2),
+            (16_384, 3),
+            (u64::MAX, 10),
+        ] {
+            assert_eq!(varint_len(value), len, "{value}");
+        }
     }
 }

@@ -44,6 +44,29 @@ pub struct Inference {
     pub columns: Vec<String>,
 }
 
+/// Rows as `service::predict` reads them: encoded `serval.v1.Column`s or
+/// `serval.v1.DenseRow`s (see `wire`).
+#[derive(Debug, Default)]
+pub struct EncodedRows {
+    pub columns: Vec<bytes::Bytes>,
+    pub dense_rows: Vec<bytes::Bytes>,
+}
+
+impl From<Rows> for EncodedRows {
+    fn from(rows: Rows) -> Self {
+        match rows {
+            Rows::Columns(columns) => EncodedRows {
+                columns: columns.iter().map(encoded).collect(),
+                dense_rows: Vec::new(),
+            },
+            Rows::Dense(rows) => EncodedRows {
+                columns: Vec::new(),
+                dense_rows: rows.iter().map(encoded).collect(),
+            },
+        }
+    }
+}
+
 /// Scores `rows` with `model` through `service::predict`, exactly as a
 /// `serval.v1` Predict call with the same rows would be: routing,
 /// batching, limits, live statistics and errors are Predict's.
@@ -54,14 +77,10 @@ pub async fn infer(
     extensions: http::Extensions,
     model: String,
     version: Option<u32>,
-    rows: Rows,
+    rows: EncodedRows,
     options: &InferOptions,
 ) -> Result<Inference, Status> {
-    // Predict reads its rows as encoded messages (see `wire`).
-    let (columns, dense_rows) = match rows {
-        Rows::Columns(columns) => (columns.iter().map(encoded).collect(), Vec::new()),
-        Rows::Dense(rows) => (Vec::new(), rows.iter().map(encoded).collect()),
-    };
+    let EncodedRows { columns, dense_rows } = rows;
     let call = PredictCall {
         model,
         version,

@@ -143,18 +143,20 @@ pub fn shorten(name: &str) -> String {
 /// How many elements `shape` holds: refused when a dimension is negative,
 /// the product overflows, or there are none.
 pub fn element_count(input: &str, shape: &[i64]) -> Result<usize, String> {
-    let name = shorten(input);
+    // The name is shortened only for an error: this runs for every input.
+    let name = || shorten(input);
     if let Some(&bad) = shape.iter().find(|&&d| d < 0) {
         return Err(format!(
-            "input {name:?}: shape {shape:?} has a negative dimension ({bad})"
+            "input {:?}: shape {shape:?} has a negative dimension ({bad})",
+            name()
         ));
     }
     let count = shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
-        .ok_or_else(|| format!("input {name:?}: shape {shape:?} is too large"))?;
+        .ok_or_else(|| format!("input {:?}: shape {shape:?} is too large", name()))?;
     if count == 0 {
-        return Err(format!("input {name:?}: shape {shape:?} has no rows"));
+        return Err(format!("input {:?}: shape {shape:?} has no rows", name()));
     }
     Ok(count)
 }

@@ -9,17 +9,26 @@
 //! same codes as `serval.v1` Predict's; tensor errors are
 //! INVALID_ARGUMENT naming the input.
 //!
-//! The protobuf tensors and their translation are in `tensors`; the rest
-//! of the protocol is shared with HTTP in `crate::oip`.
+//! ModelInfer is decoded the server's own way (`call`, mounted through
+//! `unary_route`), its tensors read in place and written straight into
+//! Predict's encoded rows (`tensors`); the rest of the protocol is shared
+//! with HTTP in `crate::oip`.
 
+mod call;
 mod tensors;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use call::InferCall;
+use prost::Message;
 
 use serval_proto::inference as oip;
 use serval_proto::inference::grpc_inference_service_server::{
     GrpcInferenceService, GrpcInferenceServiceServer,
 };
+use tonic::server::UnaryService;
 use tonic::service::Interceptor;
 use tonic::{Request, Response, Status};
 
@@ -28,23 +37,34 @@ use crate::oip::metadata::{PLATFORM, TensorMetadata};
 use crate::oip::tensors::arm_name;
 use crate::oip::{SERVER_NAME, parse_version};
 use crate::service::ServiceState;
+use crate::unary_route::UnaryRoute;
+
+/// ModelInfer's path, as a client sends it.
+pub const MODEL_INFER_PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 /// The protocol's gRPC service.
+#[derive(Clone)]
 pub struct OipGrpc {
     state: Arc<ServiceState>,
     auth: AuthInterceptor,
 }
 
+/// The service as the server mounts it: ModelInfer read as [`InferCall`].
+pub type OipGrpcRoute = UnaryRoute<GrpcInferenceServiceServer<OipGrpc>, OipGrpc, InferCall>;
+
 impl OipGrpc {
     /// The service, ready to mount, with the server's message size limits.
-    pub fn server(
-        state: Arc<ServiceState>,
-        auth: AuthInterceptor,
-        max_message_bytes: usize,
-    ) -> GrpcInferenceServiceServer<OipGrpc> {
-        GrpcInferenceServiceServer::new(OipGrpc { state, auth })
-            .max_decoding_message_size(max_message_bytes)
-            .max_encoding_message_size(max_message_bytes)
+    pub fn server(state: Arc<ServiceState>, auth: AuthInterceptor, max_message_bytes: usize) -> OipGrpcRoute {
+        let service = OipGrpc { state, auth };
+        UnaryRoute::new(
+            GrpcInferenceServiceServer::new(service.clone())
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+            MODEL_INFER_PATH,
+            service,
+            max_message_bytes,
+            max_message_bytes,
+        )
     }
 
     /// The caller's identity, checked as the interceptor checks every
@@ -143,10 +163,22 @@ impl GrpcInferenceService for OipGrpc {
         }))
     }
 
+    /// Reached only by a caller holding the public message: the server
+    /// routes ModelInfer to [`OipGrpc::infer`] (see [`OipGrpcRoute`]).
     async fn model_infer(
         &self,
         request: Request<oip::ModelInferRequest>,
     ) -> Result<Response<oip::ModelInferResponse>, Status> {
+        let (metadata, extensions, request) = request.into_parts();
+        let call = InferCall::decode(request.encode_to_vec().as_slice())
+            .map_err(|e| Status::internal(format!("re-reading the request: {e}")))?;
+        self.infer(Request::from_parts(metadata, extensions, call)).await
+    }
+}
+
+impl OipGrpc {
+    /// ModelInfer: the token check, then Predict with the request's rows.
+    async fn infer(&self, request: Request<InferCall>) -> Result<Response<oip::ModelInferResponse>, Status> {
         // The call's metadata is moved through the token check, not
         // cloned: this is the hot method.
         let (metadata, _, request) = request.into_parts();
@@ -191,5 +223,15 @@ impl GrpcInferenceService for OipGrpc {
             outputs,
             raw_output_contents,
         }))
+    }
+}
+
+impl UnaryService<InferCall> for OipGrpc {
+    type Response = oip::ModelInferResponse;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<oip::ModelInferResponse>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<InferCall>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move { service.infer(request).await })
     }
 }

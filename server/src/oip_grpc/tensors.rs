@@ -1,10 +1,11 @@
 //! The Open Inference Protocol's protobuf tensors and their translation:
-//! a `ModelInferRequest`'s inputs, in typed `contents` or in
-//! `raw_input_contents`, become Predict's columns or dense rows, and
-//! Predict's answer becomes output tensors in `raw_output_contents` (which
-//! tritonclient reads). Reads the wire layout of tensor elements only; the
-//! layout checks, datatypes, parameters and outputs are the protocol's,
-//! shared with HTTP (`crate::oip`). Owns no I/O.
+//! a `ModelInferRequest`'s inputs (read in place, see `call`), in typed
+//! `contents` or in `raw_input_contents`, are written straight into
+//! Predict's encoded columns or dense rows, and Predict's answer becomes
+//! output tensors in `raw_output_contents` (which tritonclient reads).
+//! Reads the wire layout of tensor elements only; the layout checks,
+//! datatypes, parameters and outputs are the protocol's, shared with HTTP
+//! (`crate::oip`). Owns no I/O.
 //!
 //! Raw contents are little-endian and row-major; a BYTES element is its
 //! length as a 4-byte little-endian integer followed by its bytes, as
@@ -13,15 +14,15 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use serval_proto::inference as oip;
-use serval_proto::v1 as pb;
 
+use super::call::{CONTENTS_FIELDS, Contents, Element, InferCall, InputView, malformed_contents};
+use crate::oip::EncodedRows;
 use crate::oip::tensors::{
-    Datatype, InferOptions, Layout, Output, ParameterValue, Rows, TensorShape, check_output_names,
-    dense_rows, layout, shorten,
+    Datatype, InferOptions, Layout, Output, ParameterValue, TensorShape, check_output_names, layout, shorten,
 };
-
-type InputTensor = oip::model_infer_request::InferInputTensor;
+use crate::wire::{DENSE_ROW_VALUES, MessageWriter, column_field, varint_len};
 
 /// Serval's parameters of a request, checked.
 pub fn options(parameters: &HashMap<String, oip::InferParameter>) -> Result<InferOptions, String> {
@@ -39,95 +40,136 @@ pub fn options(parameters: &HashMap<String, oip::InferParameter>) -> Result<Infe
 }
 
 /// The outputs a request names, checked (`None`: all).
-pub fn asked_outputs(request: &oip::ModelInferRequest, explain: bool) -> Result<Option<Vec<&str>>, String> {
-    if request.outputs.is_empty() {
+pub fn asked_outputs(call: &InferCall, explain: bool) -> Result<Option<Vec<&str>>, String> {
+    if call.outputs.is_empty() {
         return Ok(None);
     }
-    let names: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
+    let names: Vec<&str> = call.outputs.iter().map(|o| o.name.as_str()).collect();
     check_output_names(names.iter().copied(), explain)?;
     Ok(Some(names))
 }
 
-/// The request's rows in Predict's form: one input per column (shape
-/// [N]), or one FP32 input of encoded rows (shape [N, input_width]).
-pub fn rows(request: &oip::ModelInferRequest) -> Result<Rows, String> {
-    let shapes: Vec<TensorShape<'_>> = request
+/// The request's rows as Predict reads them: one input per column (shape
+/// [N]) becomes one encoded `serval.v1.Column` each, one FP32 input of
+/// encoded rows (shape [N, input_width]) one encoded `DenseRow` per row.
+pub fn rows(call: &InferCall) -> Result<EncodedRows, String> {
+    let inputs: Vec<InputView<'_>> = call
         .inputs
         .iter()
+        .enumerate()
+        .map(|(i, bytes)| InputView::read(bytes, i))
+        .collect::<Result<_, _>>()?;
+    let shapes: Vec<TensorShape<'_>> = inputs
+        .iter()
         .map(|input| TensorShape {
-            name: &input.name,
+            name: input.name,
             shape: &input.shape,
         })
         .collect();
     let layout = layout(&shapes)?;
-    let raw = &request.raw_input_contents;
+    let raw = &call.raw_input_contents;
     if !raw.is_empty() {
-        if raw.len() != request.inputs.len() {
+        if raw.len() != inputs.len() {
             return Err(format!(
                 "raw_input_contents: {} entries for {} inputs; send one per input, in the order of inputs",
                 raw.len(),
-                request.inputs.len()
+                inputs.len()
             ));
         }
-        if let Some(input) = request.inputs.iter().find(|i| i.contents.is_some()) {
+        if let Some(input) = inputs.iter().find(|i| i.contents.is_some()) {
             return Err(format!(
                 "input {:?}: contents and raw_input_contents are both set; use one or the other",
-                shorten(&input.name)
+                shorten(input.name)
             ));
         }
     }
-    let raw_of = |i: usize| raw.get(i).map(Vec::as_slice);
+    let raw_of = |i: usize| raw.get(i).map(Bytes::as_ref);
     match layout {
         Layout::Dense { rows, width } => {
-            let input = &request.inputs[0];
-            let datatype = Datatype::parse(&input.name, &input.datatype)?;
+            let input = &inputs[0];
+            let datatype = Datatype::parse(input.name, input.datatype)?;
             if !datatype.is_float() {
                 return Err(format!(
                     "input {:?}: encoded rows (shape [N, input_width]) must be FP32, not {}",
-                    shorten(&input.name),
+                    shorten(input.name),
                     datatype.name()
                 ));
             }
-            let Elements::Numbers(numbers) = elements(input, raw_of(0), datatype, rows * width)? else {
-                unreachable!("a float datatype reads numbers")
-            };
-            let values: Vec<f32> = numbers.iter().map(|&n| n as f32).collect();
-            Ok(Rows::Dense(dense_rows(&values, width)))
+            let mut writer = MessageWriter::with_capacity(rows * (width * 4 + 6), rows);
+            let mut written = 0;
+            numbers(input, raw_of(0), datatype, rows * width, |value| {
+                if written % width == 0 {
+                    if written > 0 {
+                        writer.end_message();
+                    }
+                    writer.packed(DENSE_ROW_VALUES, width * 4);
+                }
+                writer.f32(value as f32);
+                written += 1;
+            })?;
+            writer.end_message();
+            Ok(EncodedRows {
+                columns: Vec::new(),
+                dense_rows: writer.finish(),
+            })
         }
-        Layout::Columns { rows } => request
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| column(input, raw_of(i), rows))
-            .collect::<Result<_, _>>()
-            .map(Rows::Columns),
+        Layout::Columns { rows } => {
+            // Numbers widen to doubles; the rest is about as long as sent.
+            let sent: usize = call.inputs.iter().chain(raw).map(Bytes::len).sum();
+            let mut writer =
+                MessageWriter::with_capacity(2 * sent + inputs.len() * (rows * 8 + 16), inputs.len());
+            for (i, input) in inputs.iter().enumerate() {
+                column(&mut writer, input, raw_of(i), rows)?;
+                writer.end_message();
+            }
+            Ok(EncodedRows {
+                columns: writer.finish(),
+                dense_rows: Vec::new(),
+            })
+        }
     }
 }
 
-/// A tensor's elements, as Predict's column holds them.
-enum Elements {
-    Texts(Vec<String>),
-    Bools(Vec<bool>),
-    Numbers(Vec<f64>),
-}
-
-fn column(input: &InputTensor, raw: Option<&[u8]>, rows: usize) -> Result<pb::Column, String> {
-    let datatype = Datatype::parse(&input.name, &input.datatype)?;
-    let mut column = pb::Column {
-        name: input.name.clone(),
-        ..Default::default()
-    };
-    match elements(input, raw, datatype, rows)? {
-        Elements::Texts(texts) => column.strings = texts,
-        Elements::Bools(bools) => column.bools = bools,
-        Elements::Numbers(numbers) => {
-            column.missing = (0..numbers.len() as u32)
-                .filter(|&i| numbers[i as usize].is_nan())
-                .collect();
-            column.numbers = numbers;
+/// Writes `input` as one `serval.v1.Column` of `rows` values.
+fn column(
+    writer: &mut MessageWriter,
+    input: &InputView<'_>,
+    raw: Option<&[u8]>,
+    rows: usize,
+) -> Result<(), String> {
+    let datatype = Datatype::parse(input.name, input.datatype)?;
+    writer.bytes_field(column_field::NAME, input.name.as_bytes());
+    match datatype {
+        Datatype::Bytes => texts(input, raw, rows, |text| {
+            writer.bytes_field(column_field::STRINGS, text)
+        }),
+        Datatype::Bool => {
+            writer.packed(column_field::BOOLS, rows);
+            bools(input, raw, rows, |b| writer.raw(&[u8::from(b)]))
+        }
+        _ => {
+            writer.packed(column_field::NUMBERS, rows * 8);
+            let mut missing = Vec::new();
+            let mut index = 0u64;
+            numbers(input, raw, datatype, rows, |value| {
+                if value.is_nan() {
+                    missing.push(index);
+                }
+                writer.f64(value);
+                index += 1;
+            })?;
+            if !missing.is_empty() {
+                writer.packed(
+                    column_field::MISSING,
+                    missing.iter().map(|&i| varint_len(i)).sum(),
+                );
+                for i in missing {
+                    writer.varint(i);
+                }
+            }
+            Ok(())
         }
     }
-    Ok(column)
 }
 
 /// The typed-contents field a datatype's elements travel in.
@@ -146,181 +188,209 @@ fn contents_field(datatype: Datatype) -> &'static str {
     }
 }
 
-/// The typed-contents fields that hold any element, for errors.
-fn filled_fields(contents: &oip::InferTensorContents) -> Vec<&'static str> {
-    [
-        ("bool_contents", contents.bool_contents.len()),
-        ("int_contents", contents.int_contents.len()),
-        ("int64_contents", contents.int64_contents.len()),
-        ("uint_contents", contents.uint_contents.len()),
-        ("uint64_contents", contents.uint64_contents.len()),
-        ("fp32_contents", contents.fp32_contents.len()),
-        ("fp64_contents", contents.fp64_contents.len()),
-        ("bytes_contents", contents.bytes_contents.len()),
-    ]
-    .into_iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(name, _)| name)
-    .collect()
+/// The typed contents of `input` holding its `count` elements, checked
+/// to hold exactly that many in the datatype's field; the field's tag.
+fn typed<'a>(input: &InputView<'a>, datatype: Datatype, count: usize) -> Result<(Contents<'a>, u32), String> {
+    let field = contents_field(datatype);
+    let (position, tag) = CONTENTS_FIELDS
+        .iter()
+        .enumerate()
+        .find_map(|(i, &(name, tag))| (name == field).then_some((i, tag)))
+        .expect("every datatype has a field");
+    let contents = input.contents.unwrap_or_default();
+    let counts = contents.counts().map_err(|_| malformed_contents(input.name))?;
+    let found = counts[position];
+    if found == count {
+        return Ok((contents, tag));
+    }
+    let others: Vec<&str> = CONTENTS_FIELDS
+        .iter()
+        .zip(counts)
+        .filter(|&(&(name, _), n)| n > 0 && name != field)
+        .map(|(&(name, _), _)| name)
+        .collect();
+    let hint = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (values were sent in contents.{}: does the datatype match?)",
+            others.join(", ")
+        )
+    };
+    Err(format!(
+        "input {:?}: datatype {} with shape {:?} needs {count} values in contents.{field}, it has {found}{hint}",
+        shorten(input.name),
+        datatype.name(),
+        input.shape
+    ))
 }
 
-/// The `count` elements of `input`, from `raw` or from its typed contents,
-/// checked against its shape and datatype.
-fn elements(
-    input: &InputTensor,
+/// Checks that `raw` holds `count` elements of `size` bytes.
+fn raw_len(
+    input: &InputView<'_>,
+    datatype: Datatype,
+    raw: &[u8],
+    count: usize,
+    size: usize,
+) -> Result<(), String> {
+    if raw.len() == count * size {
+        return Ok(());
+    }
+    Err(format!(
+        "input {:?}: datatype {} with shape {:?} needs {} bytes of raw_input_contents ({count} values of \
+         {size} bytes), it has {}",
+        shorten(input.name),
+        datatype.name(),
+        input.shape,
+        count * size,
+        raw.len()
+    ))
+}
+
+/// Calls `each` with the `count` numbers of a numeric input, from `raw`
+/// or its typed contents; whole numbers are checked against the
+/// datatype's range.
+fn numbers(
+    input: &InputView<'_>,
     raw: Option<&[u8]>,
     datatype: Datatype,
     count: usize,
-) -> Result<Elements, String> {
-    let name = shorten(&input.name);
-    let shape = &input.shape;
+    mut each: impl FnMut(f64),
+) -> Result<(), String> {
     let Some(raw) = raw else {
-        let empty = oip::InferTensorContents::default();
-        let contents = input.contents.as_ref().unwrap_or(&empty);
-        let field = contents_field(datatype);
-        let mismatch = |found: usize| {
-            let others: Vec<&str> = filled_fields(contents)
-                .into_iter()
-                .filter(|f| *f != field)
-                .collect();
-            let hint = if others.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (values were sent in contents.{}: does the datatype match?)",
-                    others.join(", ")
-                )
-            };
-            format!(
-                "input {name:?}: datatype {} with shape {shape:?} needs {count} values in contents.{field}, \
-                 it has {found}{hint}",
-                datatype.name()
-            )
-        };
-        let checked = |found: usize| {
-            if found == count {
-                Ok(())
-            } else {
-                Err(mismatch(found))
-            }
-        };
-        return match datatype {
-            Datatype::Bytes => {
-                checked(contents.bytes_contents.len())?;
-                texts(&name, contents.bytes_contents.iter().map(Vec::as_slice))
-            }
-            Datatype::Bool => {
-                checked(contents.bool_contents.len())?;
-                Ok(Elements::Bools(contents.bool_contents.clone()))
-            }
-            Datatype::Fp32 => {
-                checked(contents.fp32_contents.len())?;
-                Ok(Elements::Numbers(
-                    contents.fp32_contents.iter().map(|&x| f64::from(x)).collect(),
-                ))
-            }
-            Datatype::Fp64 => {
-                checked(contents.fp64_contents.len())?;
-                Ok(Elements::Numbers(contents.fp64_contents.clone()))
-            }
-            Datatype::Integer { .. } => {
-                let wholes: Vec<i128> = match contents_field(datatype) {
-                    "int64_contents" => contents.int64_contents.iter().map(|&x| i128::from(x)).collect(),
-                    "uint64_contents" => contents.uint64_contents.iter().map(|&x| i128::from(x)).collect(),
-                    "uint_contents" => contents.uint_contents.iter().map(|&x| i128::from(x)).collect(),
-                    _ => contents.int_contents.iter().map(|&x| i128::from(x)).collect(),
+        let (contents, tag) = typed(input, datatype, count)?;
+        let mut error = None;
+        let mut index = 0;
+        contents
+            .each(tag, |element| {
+                if error.is_some() {
+                    return;
+                }
+                let whole = match element {
+                    Element::Fixed32(bits) => return each(f64::from(f32::from_bits(bits))),
+                    Element::Fixed64(bits) => return each(f64::from_bits(bits)),
+                    // int32 travels sign-extended, uint32 as is.
+                    Element::Varint(v) => match tag {
+                        2 => i128::from(v as i32),
+                        3 => i128::from(v as i64),
+                        4 => i128::from(v as u32),
+                        _ => i128::from(v),
+                    },
+                    Element::Bytes(_) => unreachable!("numeric fields hold no bytes"),
                 };
-                checked(wholes.len())?;
-                numbers_of_wholes(&input.name, datatype, wholes)
-            }
-        };
+                match datatype.whole(input.name, index, whole) {
+                    Ok(value) => each(value),
+                    Err(e) => error = Some(e),
+                }
+                index += 1;
+            })
+            .map_err(|_| malformed_contents(input.name))?;
+        return error.map_or(Ok(()), Err);
     };
-    if datatype == Datatype::Bytes {
-        let strings = length_prefixed(raw).ok_or_else(|| {
-            format!(
-                "input {name:?}: raw_input_contents for BYTES must be elements each prefixed with its \
-                 length (4 bytes, little-endian)"
-            )
-        })?;
-        if strings.len() != count {
-            return Err(format!(
-                "input {name:?}: shape {shape:?} needs {count} values, raw_input_contents has {}",
-                strings.len()
-            ));
-        }
-        return texts(&name, strings.into_iter());
-    }
     let size = match datatype {
-        Datatype::Bool => 1,
         Datatype::Fp32 => 4,
         Datatype::Fp64 => 8,
         Datatype::Integer { size, .. } => size,
-        Datatype::Bytes => unreachable!("handled above"),
+        Datatype::Bool | Datatype::Bytes => unreachable!("not numbers"),
     };
-    if raw.len() != count * size {
-        return Err(format!(
-            "input {name:?}: datatype {} with shape {shape:?} needs {} bytes of raw_input_contents \
-             ({count} values of {size} bytes), it has {}",
-            datatype.name(),
-            count * size,
-            raw.len()
-        ));
-    }
+    raw_len(input, datatype, raw, count, size)?;
     let chunks = raw.chunks_exact(size);
-    Ok(match datatype {
-        Datatype::Bool => Elements::Bools(raw.iter().map(|&b| b != 0).collect()),
-        Datatype::Fp32 => Elements::Numbers(
-            chunks
-                .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                .collect(),
-        ),
-        Datatype::Fp64 => Elements::Numbers(
-            chunks
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-                .collect(),
-        ),
+    match datatype {
+        Datatype::Fp32 => chunks.for_each(|b| each(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))),
+        Datatype::Fp64 => chunks.for_each(|b| each(f64::from_le_bytes(b.try_into().expect("8 bytes")))),
         Datatype::Integer { name: integer, .. } => {
             let signed = !integer.starts_with('U');
-            let wholes = chunks
-                .map(|b| {
-                    let mut wide = [0u8; 16];
-                    wide[..size].copy_from_slice(b);
-                    if signed && b[size - 1] & 0x80 != 0 {
-                        wide[size..].fill(0xff);
-                    }
-                    i128::from_le_bytes(wide)
-                })
-                .collect();
-            numbers_of_wholes(&input.name, datatype, wholes)?
+            for (i, b) in chunks.enumerate() {
+                let mut wide = [0u8; 16];
+                wide[..size].copy_from_slice(b);
+                if signed && b[size - 1] & 0x80 != 0 {
+                    wide[size..].fill(0xff);
+                }
+                each(datatype.whole(input.name, i, i128::from_le_bytes(wide))?);
+            }
         }
-        Datatype::Bytes => unreachable!("handled above"),
-    })
+        Datatype::Bool | Datatype::Bytes => unreachable!("not numbers"),
+    }
+    Ok(())
 }
 
-fn numbers_of_wholes(input: &str, datatype: Datatype, wholes: Vec<i128>) -> Result<Elements, String> {
-    wholes
-        .into_iter()
-        .enumerate()
-        .map(|(i, w)| datatype.whole(input, i, w))
-        .collect::<Result<_, _>>()
-        .map(Elements::Numbers)
+/// Calls `each` with the `count` values of a BOOL input.
+fn bools(
+    input: &InputView<'_>,
+    raw: Option<&[u8]>,
+    count: usize,
+    mut each: impl FnMut(bool),
+) -> Result<(), String> {
+    let Some(raw) = raw else {
+        let (contents, tag) = typed(input, Datatype::Bool, count)?;
+        return contents
+            .each(tag, |element| each(element != Element::Varint(0)))
+            .map_err(|_| malformed_contents(input.name));
+    };
+    raw_len(input, Datatype::Bool, raw, count, 1)?;
+    raw.iter().for_each(|&b| each(b != 0));
+    Ok(())
 }
 
-fn texts<'a>(name: &str, elements: impl Iterator<Item = &'a [u8]>) -> Result<Elements, String> {
-    elements
-        .enumerate()
-        .map(|(i, bytes)| {
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| format!("input {name:?}: element {i} is not UTF-8 text"))
-        })
-        .collect::<Result<_, _>>()
-        .map(Elements::Texts)
+/// Calls `each` with the `count` values of a BYTES input, each checked to
+/// be UTF-8 text.
+fn texts(
+    input: &InputView<'_>,
+    raw: Option<&[u8]>,
+    count: usize,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), String> {
+    // The name is shortened only for an error: this runs for every input.
+    let name = || shorten(input.name);
+    let mut index = 0;
+    let mut text = |bytes: &[u8]| {
+        let checked = match std::str::from_utf8(bytes) {
+            Ok(_) => {
+                each(bytes);
+                Ok(())
+            }
+            Err(_) => Err(format!("input {:?}: element {index} is not UTF-8 text", name())),
+        };
+        index += 1;
+        checked
+    };
+    let Some(raw) = raw else {
+        let (contents, tag) = typed(input, Datatype::Bytes, count)?;
+        let mut error = None;
+        contents
+            .each(tag, |element| {
+                if let (None, Element::Bytes(bytes)) = (&error, element) {
+                    error = text(bytes).err();
+                }
+            })
+            .map_err(|_| malformed_contents(input.name))?;
+        return error.map_or(Ok(()), Err);
+    };
+    let found = length_prefixed(raw, |_| Ok(())).ok_or_else(|| {
+        format!(
+            "input {:?}: raw_input_contents for BYTES must be elements each prefixed with its length (4 \
+             bytes, little-endian)",
+            name()
+        )
+    })??;
+    if found != count {
+        return Err(format!(
+            "input {:?}: shape {:?} needs {count} values, raw_input_contents has {found}",
+            name(),
+            input.shape
+        ));
+    }
+    length_prefixed(raw, text).expect("checked above").map(drop)
 }
 
-/// Splits Triton's raw BYTES layout: each element its 4-byte
-/// little-endian length, then its bytes.
-fn length_prefixed(mut raw: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut elements = Vec::new();
+/// Walks Triton's raw BYTES layout (each element its 4-byte
+/// little-endian length, then its bytes), calling `each` on every
+/// element: the count, or `None` when the layout is broken.
+fn length_prefixed(
+    mut raw: &[u8],
+    mut each: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Option<Result<usize, String>> {
+    let mut count = 0;
     while !raw.is_empty() {
         let (length, rest) = raw.split_first_chunk::<4>()?;
         let length = u32::from_le_bytes(*length) as usize;
@@ -328,10 +398,13 @@ fn length_prefixed(mut raw: &[u8]) -> Option<Vec<&[u8]>> {
             return None;
         }
         let (element, rest) = rest.split_at(length);
-        elements.push(element);
+        if let Err(e) = each(element) {
+            return Some(Err(e));
+        }
+        count += 1;
         raw = rest;
     }
-    Some(elements)
+    Some(Ok(count))
 }
 
 /// Output tensors with their elements in `raw_output_contents`, in the
@@ -355,7 +428,36 @@ pub fn raw_outputs(
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+    use serval_proto::v1 as pb;
+
     use super::*;
+    use crate::oip::tensors::{Rows, dense_rows};
+
+    type InputTensor = oip::model_infer_request::InferInputTensor;
+
+    /// The rows `rows` writes for `request`, read back as the public
+    /// messages.
+    fn read(request: &oip::ModelInferRequest) -> Result<Rows, String> {
+        let call = InferCall::decode(request.encode_to_vec().as_slice()).unwrap();
+        let rows = rows(&call)?;
+        Ok(if rows.dense_rows.is_empty() {
+            Rows::Columns(
+                rows.columns
+                    .into_iter()
+                    .map(|c| pb::Column::decode(c).unwrap())
+                    .collect(),
+            )
+        } else {
+            assert!(rows.columns.is_empty());
+            Rows::Dense(
+                rows.dense_rows
+                    .into_iter()
+                    .map(|r| pb::DenseRow::decode(r).unwrap())
+                    .collect(),
+            )
+        })
+    }
 
     fn input(
         name: &str,
@@ -440,7 +542,7 @@ mod tests {
             ..Default::default()
         };
         for request in [typed, raw] {
-            let Rows::Columns(columns) = rows(&request).unwrap() else {
+            let Rows::Columns(columns) = read(&request).unwrap() else {
                 panic!("columns expected")
             };
             assert_eq!(columns[0].numbers[0], 1.5);
@@ -467,13 +569,13 @@ mod tests {
             )],
             ..Default::default()
         };
-        assert_eq!(rows(&typed).unwrap(), expected);
+        assert_eq!(read(&typed).unwrap(), expected);
         let raw = oip::ModelInferRequest {
             inputs: vec![input("input", "FP32", &[2, 3], None)],
             raw_input_contents: vec![values.iter().flat_map(|x| x.to_le_bytes()).collect()],
             ..Default::default()
         };
-        assert_eq!(rows(&raw).unwrap(), expected);
+        assert_eq!(read(&raw).unwrap(), expected);
     }
 
     #[test]
@@ -574,9 +676,48 @@ mod tests {
                 },
                 "input \"x\": datatype \"FP17\" is not supported",
             ),
+            (
+                oip::ModelInferRequest {
+                    inputs: vec![input(
+                        "c",
+                        "BYTES",
+                        &[2],
+                        Some(oip::InferTensorContents {
+                            bytes_contents: vec![b"ok".to_vec(), vec![0xc3]],
+                            ..Default::default()
+                        }),
+                    )],
+                    ..Default::default()
+                },
+                "input \"c\": element 1 is not UTF-8",
+            ),
+            (
+                oip::ModelInferRequest {
+                    inputs: vec![input("c", "BYTES", &[2], None)],
+                    raw_input_contents: vec![raw_bytes(&["a"])],
+                    ..Default::default()
+                },
+                "input \"c\": shape [2] needs 2 values, raw_input_contents has 1",
+            ),
+            (
+                oip::ModelInferRequest {
+                    inputs: vec![input("n", "UINT8", &[2], None)],
+                    raw_input_contents: vec![vec![1]],
+                    ..Default::default()
+                },
+                "input \"n\": datatype UINT8 with shape [2] needs 2 bytes of raw_input_contents (2 values of 1 \
+                 bytes), it has 1",
+            ),
+            (
+                oip::ModelInferRequest {
+                    inputs: vec![input("m", "BOOL", &[3], bools.clone())],
+                    ..Default::default()
+                },
+                "input \"m\": datatype BOOL with shape [3] needs 3 values in contents.bool_contents, it has 2",
+            ),
         ];
         for (request, expected) in cases {
-            let error = rows(&request).unwrap_err();
+            let error = read(&request).unwrap_err();
             assert!(
                 error.starts_with(expected),
                 "{error:?} does not start with {expected:?}"

@@ -213,7 +213,7 @@ impl OipHttp {
             otel.kind = tracing::field::Empty,
         );
         let mut trace = TraceContext::from_headers(request.headers());
-        crate::otlp::join_call(&span, route, trace.as_mut());
+        crate::otlp::join_call(&span, route, &mut trace);
         if let Some(trace) = &trace {
             trace.record(&span);
         }
@@ -333,7 +333,7 @@ impl OipHttp {
             extensions,
             path.name,
             path.version,
-            rows,
+            rows.into(),
             &options,
         )
         .await?;

@@ -151,7 +151,7 @@ pub use delete::spawn_deleted_version_follower;
 /// gRPC), which reaches it with the same
 /// [`PredictCall`](crate::wire::PredictCall) as `serval.v1` Predict.
 pub(crate) use predict::predict;
-pub use predict_route::{PREDICT_PATH, PredictRoute};
+pub use predict_route::{PREDICT_PATH, PredictRoute, predict_route};
 pub use upload::UploadLimits;
 
 fn invalid(message: impl Into<String>) -> Status {
