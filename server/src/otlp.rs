@@ -143,38 +143,50 @@ impl SpanExporter for LoggedExporter {
 /// Names a call's span (`otel.name`, e.g. the RPC) as a server span, and
 /// makes it a child of the caller's span when the caller sent a trace:
 /// `trace.span_id` becomes the exported span's id, so the `traceparent`
-/// returned names the span the collector receives. The span must not have
+/// returned names the span the collector receives. A call without a
+/// trace starts one, and `trace` becomes it: the response's
+/// `traceparent` then tells the caller (and the call's log lines tell the
+/// operator) which exported trace is this call's. The span must not have
 /// been entered yet.
-pub(crate) fn join_call(span: &tracing::Span, name: &str, trace: Option<&mut TraceContext>) {
+pub(crate) fn join_call(span: &tracing::Span, name: &str, trace: &mut Option<TraceContext>) {
     if !is_exporting() {
         return;
     }
     span.record("otel.name", name);
     span.record("otel.kind", "server");
-    let Some(trace) = trace else {
+    let Some(caller) = trace.as_mut() else {
+        let context = span.context();
+        let own = context.span().span_context().clone();
+        if own.is_valid() {
+            *trace = Some(TraceContext::root(
+                own.trace_id().to_string(),
+                own.span_id().to_string(),
+                own.is_sampled(),
+            ));
+        }
         return;
     };
     let (Ok(trace_id), Ok(parent_id), Ok(flags)) = (
-        TraceId::from_hex(&trace.trace_id),
-        SpanId::from_hex(&trace.parent_id),
-        u8::from_str_radix(&trace.flags, 16),
+        TraceId::from_hex(&caller.trace_id),
+        SpanId::from_hex(&caller.parent_id),
+        u8::from_str_radix(&caller.flags, 16),
     ) else {
         return;
     };
-    let state = trace
+    let state = caller
         .state
         .as_ref()
         .and_then(|state| state.to_str().ok())
         .and_then(|state| TraceState::from_str(state).ok())
         .unwrap_or_default();
-    let caller = SpanContext::new(trace_id, parent_id, TraceFlags::new(flags), true, state);
+    let remote = SpanContext::new(trace_id, parent_id, TraceFlags::new(flags), true, state);
     if span
-        .set_parent(Context::new().with_remote_span_context(caller))
+        .set_parent(Context::new().with_remote_span_context(remote))
         .is_ok()
     {
         let own = span.context().span().span_context().span_id();
         if own != SpanId::INVALID {
-            trace.span_id = own.to_string();
+            caller.span_id = own.to_string();
         }
     }
 }

@@ -125,7 +125,7 @@ where
             otel.kind = tracing::field::Empty,
         );
         let mut trace = TraceContext::from_headers(request.headers());
-        crate::otlp::join_call(&span, &rpc, trace.as_mut());
+        crate::otlp::join_call(&span, &rpc, &mut trace);
         if let Some(trace) = &trace {
             trace.record(&span);
         }

@@ -4,7 +4,9 @@
 //! every log line of the call names the caller's trace), and the response
 //! carries `traceparent` with the call's own span id and the caller's
 //! `tracestate` unchanged. A call without a valid `traceparent` gets
-//! nothing added: trace context costs only callers who send it.
+//! nothing added — trace context costs only callers who send it — unless
+//! spans are exported (`otlp`): then the call starts a trace, and the
+//! response's `traceparent` names it.
 //!
 //! Privacy: trace and span ids are random identifiers chosen by the
 //! caller's tracing system; they carry no request contents. `tracestate`
@@ -27,7 +29,8 @@ const MAX_TRACESTATE_MEMBERS: usize = 32;
 pub(crate) struct TraceContext {
     /// 32 lowercase hex digits, the caller's trace.
     pub trace_id: String,
-    /// 16 lowercase hex digits: the caller's span, this call's parent.
+    /// 16 lowercase hex digits: the caller's span, this call's parent; empty
+    /// for a trace this server started.
     pub parent_id: String,
     /// 16 lowercase hex digits: this call's own span.
     pub span_id: String,
@@ -91,11 +94,26 @@ impl TraceContext {
         })
     }
 
+    /// A trace this server started for a call that came without one (only
+    /// while exporting spans: see `otlp::join_call`); it has no parent and
+    /// no `tracestate`.
+    pub(crate) fn root(trace_id: String, span_id: String, sampled: bool) -> TraceContext {
+        TraceContext {
+            trace_id,
+            parent_id: String::new(),
+            span_id,
+            flags: if sampled { "01" } else { "00" }.to_string(),
+            state: None,
+        }
+    }
+
     /// Fills the `trace_id`, `parent_id` and `span_id` fields a call's span
-    /// was created with (empty).
+    /// was created with (empty); a trace the server started has no parent.
     pub(crate) fn record(&self, span: &tracing::Span) {
         span.record("trace_id", self.trace_id.as_str());
-        span.record("parent_id", self.parent_id.as_str());
+        if !self.parent_id.is_empty() {
+            span.record("parent_id", self.parent_id.as_str());
+        }
         span.record("span_id", self.span_id.as_str());
     }
 

@@ -15,10 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::common::*;
 
 /// An HTTP answer: status, headers (lower-case names) and body.
-struct Answer {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: String,
 }
 
 impl Answer {
@@ -37,7 +37,7 @@ impl Answer {
 }
 
 /// One HTTP/1.1 request over a fresh TCP connection.
-async fn request(
+pub(crate) async fn request(
     address: SocketAddr,
     method: &str,
     path: &str,
@@ -116,7 +116,7 @@ fn as_records(rows: &[(Option<f64>, &str, bool)]) -> Vec<pb::Record> {
 }
 
 /// The rows as one input per column.
-fn as_inputs(rows: &[(Option<f64>, &str, bool)]) -> Value {
+pub(crate) fn as_inputs(rows: &[(Option<f64>, &str, bool)]) -> Value {
     let n = rows.len();
     json!([
         {"name": "x", "datatype": "FP64", "shape": [n], "data": rows.iter().map(|r| r.0).collect::<Vec<_>>()},

@@ -4,7 +4,8 @@
 //! as a child of the caller's `traceparent`, with its time queued and its
 //! forward pass under it, and a training job's span with its epochs as
 //! events; the spans are flushed at shutdown, and no feature value nor
-//! routing key reaches any of them.
+//! routing key reaches any of them. A call without a trace starts one and
+//! names it in its response; an HTTP inference joins its caller's trace.
 
 use std::sync::{Arc, Mutex};
 
@@ -170,6 +171,99 @@ async fn spans_join_the_callers_trace_and_carry_no_feature_values() {
     ] {
         assert!(!exported.contains(&secret), "{secret:?} was exported");
     }
+}
+
+#[tokio::test]
+async fn a_call_without_a_trace_starts_one_and_http_inference_joins_the_callers() {
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_with_env(dir.path(), &["--otlp-endpoint", &endpoint], &[]).await;
+    let mut client = server.client().await;
+    client
+        .train(small_spec("small"), small_csv())
+        .await
+        .expect("trained");
+
+    // No traceparent: the server's own trace is named in the response.
+    let response = client
+        .raw()
+        .predict(pb::PredictRequest {
+            model: "small".into(),
+            records: vec![small_record(1.0, "red", true)],
+            ..Default::default()
+        })
+        .await
+        .expect("predicted");
+    let returned = response
+        .metadata()
+        .get("traceparent")
+        .expect("a traceparent naming the call's own trace")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let fields: Vec<&str> = returned.split('-').collect();
+    assert_eq!(fields.len(), 4, "{returned}");
+    assert_eq!(fields[0], "00", "{returned}");
+    let (own_trace, own_span) = (fields[1].to_string(), fields[2].to_string());
+    assert_eq!((own_trace.len(), own_span.len()), (32, 16), "{returned}");
+
+    // An HTTP inference with the caller's traceparent.
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let body = serde_json::json!({ "inputs": crate::oip_http::as_inputs(&[(Some(2.0), "blue", false)]) });
+    let answer = crate::oip_http::request(
+        server.http,
+        "POST",
+        "/v2/models/small/infer",
+        &[("traceparent", &traceparent)],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let http_span_id = answer.headers["traceparent"]
+        .split('-')
+        .nth(2)
+        .unwrap()
+        .to_string();
+
+    server.signal("-TERM");
+    assert!(server.wait().await.success());
+    let spans = receiver.spans();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let predict = spans
+        .iter()
+        .find(|s| s.name == "Predict")
+        .unwrap_or_else(|| panic!("no Predict span in {names:?}"));
+    assert_eq!(
+        hex(&predict.trace_id),
+        own_trace,
+        "the trace returned is the one exported"
+    );
+    assert_eq!(hex(&predict.span_id), own_span);
+    assert!(
+        predict.parent_span_id.is_empty(),
+        "a trace of its own has no parent"
+    );
+    let infer = spans
+        .iter()
+        .find(|s| s.name == "infer")
+        .unwrap_or_else(|| panic!("no infer span in {names:?}"));
+    assert_eq!(hex(&infer.trace_id), CALLER_TRACE, "the caller's trace");
+    assert_eq!(
+        hex(&infer.parent_span_id),
+        CALLER_SPAN,
+        "the caller's span is the parent"
+    );
+    assert_eq!(
+        hex(&infer.span_id),
+        http_span_id,
+        "the traceparent returned names this span"
+    );
+    let forward = spans
+        .iter()
+        .find(|s| s.name == "batch.forward" && s.parent_span_id == infer.span_id)
+        .unwrap_or_else(|| panic!("no forward pass under the HTTP call in {names:?}"));
+    assert_eq!(hex(&forward.trace_id), CALLER_TRACE);
 }
 
 #[tokio::test]

@@ -17,6 +17,8 @@ use tokio::process::{Child, Command};
 pub(crate) struct Process {
     child: Child,
     pub(crate) url: String,
+    /// The Open Inference Protocol's HTTP address.
+    pub(crate) http: std::net::SocketAddr,
     log: PathBuf,
 }
 
@@ -61,9 +63,17 @@ async fn spawn_configured(dir: &Path, database: &str, extra: &[&str], env: &[(&s
         .unwrap()
         .unwrap_or_else(|| panic!("the server exited: {}", std::fs::read_to_string(&log).unwrap()));
     let address = line.rsplit(' ').next().unwrap().to_string();
+    // The HTTP address follows on the next line, written at once with it.
+    let http = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the HTTP address is announced")
+        .unwrap()
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .expect("the HTTP address");
     Process {
         child,
         url: format!("http://{address}"),
+        http,
         log,
     }
 }
