@@ -88,8 +88,7 @@ pub async fn predict(
     let scores = scored.scores;
     let labels = scores.iter().map(|&s| f64::from(s) >= loaded.threshold).collect();
     let prediction_ids = state.outcomes.track(&recorders.outcomes, &scores);
-    let model = request.model.clone();
-    super::shadow::after_answer(state, request, route, &loaded, &prediction_ids);
+    let model = super::shadow::after_answer(state, request, route, &loaded, &prediction_ids);
     Ok(Response::new(pb::PredictResponse {
         model,
         version: route.version,

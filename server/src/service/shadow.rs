@@ -25,34 +25,38 @@ use crate::wire::PredictCall;
 
 /// Starts shadow scoring of `request`, answered by `live` with `ids`, if
 /// the model's policy has a shadow and this call falls in its share.
+/// Returns the model's name for the answer: moved out of the request, and
+/// copied only when the request itself goes to the shadow.
 pub fn after_answer(
     state: &ServiceState,
     request: PredictCall,
     route: Route,
     live: &LoadedVersion,
     ids: &[String],
-) {
+) -> String {
     if ids.is_empty() || !matches!(route.arm, pb::Arm::Stable | pb::Arm::Canary) {
-        return;
+        return request.model;
     }
     let Some((version, percent)) = state.routing.shadow(&request.model) else {
-        return;
+        return request.model;
     };
     if version == route.version || rand::random::<f64>() * 100.0 >= percent {
-        return;
+        return request.model;
     }
     let outcomes = state.outcomes.clone();
     if live.batcher.queued_rows() > live.batcher.config().max_batch_rows {
         shed(&outcomes, ids.len());
-        return;
+        return request.model;
     }
     let models = state.models.clone();
     let ids = ids.to_vec();
+    let model = request.model.clone();
     tokio::spawn(async move {
         // The answer goes first.
         tokio::task::yield_now().await;
         score_in_shadow(&models, &outcomes, request, version, ids).await;
     });
+    model
 }
 
 fn shed(outcomes: &OutcomeStore, rows: usize) {

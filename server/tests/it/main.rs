@@ -16,6 +16,7 @@ mod jobs;
 mod loading;
 mod oip_grpc;
 mod oip_http;
+mod oip_rows;
 mod operations;
 mod otlp;
 mod outcomes;

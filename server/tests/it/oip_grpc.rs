@@ -6,47 +6,18 @@
 //! requests, and reflection.
 
 use serval_client::proto as pb;
-use serval_model::encoder::Encoder;
 use serval_proto::inference as oip;
 use serval_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::common::*;
+use crate::oip_rows::*;
 
 type Input = oip::model_infer_request::InferInputTensor;
 
 fn client(test: &TestServer) -> GrpcInferenceServiceClient<Channel> {
     GrpcInferenceServiceClient::new(test.client.channel().clone())
-}
-
-/// Rows for the small model: x, colour and member, one with x missing.
-fn small_rows() -> Vec<(Option<f64>, &'static str, bool)> {
-    (0..24)
-        .map(|i| {
-            let x = (i != 5).then_some(i as f64 * 0.9 - 1.0);
-            (x, ["red", "green", "blue", "purple"][i % 4], i % 3 == 0)
-        })
-        .collect()
-}
-
-/// The rows as serval.v1 records (a missing x as null).
-fn as_records(rows: &[(Option<f64>, &str, bool)]) -> Vec<pb::Record> {
-    rows.iter()
-        .map(|&(x, colour, member)| {
-            let mut record = small_record(0.0, colour, member);
-            record.fields.insert(
-                "x".into(),
-                match x {
-                    Some(x) => number(x),
-                    None => pb::Value {
-                        kind: Some(pb::value::Kind::NullValue(true)),
-                    },
-                },
-            );
-            record
-        })
-        .collect()
 }
 
 fn input(name: &str, datatype: &str, shape: Vec<i64>, contents: Option<oip::InferTensorContents>) -> Input {
@@ -167,24 +138,8 @@ fn string_parameter(answer: &oip::ModelInferResponse, key: &str) -> String {
     }
 }
 
-fn assert_close(oip: &[f64], grpc: &[f64], tolerance: f64, what: &str) {
-    assert_eq!(oip.len(), grpc.len(), "{what}: row count");
-    for (i, (a, b)) in oip.iter().zip(grpc).enumerate() {
-        assert!(
-            (a - b).abs() <= tolerance,
-            "{what}, row {i}: ModelInfer {a} vs Predict {b}"
-        );
-    }
-}
-
 fn scores(answer: &pb::PredictResponse) -> Vec<f64> {
     answer.scores.iter().map(|&s| f64::from(s)).collect()
-}
-
-async fn trained_small() -> TestServer {
-    let mut test = TestServer::start().await;
-    test.client.train(small_spec("small"), small_csv()).await.unwrap();
-    test
 }
 
 async fn predict_records(test: &mut TestServer, explain: bool) -> pb::PredictResponse {
@@ -369,23 +324,8 @@ async fn infer_by_column_typed_or_raw_scores_as_predict_of_the_same_records() {
 #[tokio::test]
 async fn infer_with_a_dense_tensor_scores_as_dense_predict() {
     let mut test = trained_small().await;
-    let registry = serval_registry::Registry::open(test.database_path().to_str().unwrap())
-        .await
-        .unwrap();
-    let docs = serval_server::catalog::documents(&registry.version("small", Some(1)).await.unwrap()).unwrap();
-    registry.close().await;
-    let encoder = Encoder::new(docs.encoder);
-    let mut encoded = Vec::new();
-    for (i, record) in as_records(&small_rows()).iter().enumerate() {
-        serval_server::encoding::encode_record(&encoder, i, record, &mut encoded).unwrap();
-    }
-    let width = encoder.width();
-    let dense: Vec<pb::DenseRow> = encoded
-        .chunks(width)
-        .map(|values| pb::DenseRow {
-            values: values.to_vec(),
-        })
-        .collect();
+    let (dense, width) = small_rows_encoded(&test).await;
+    let encoded: Vec<f32> = dense.iter().flat_map(|row| row.values.iter().copied()).collect();
     let grpc = test
         .client
         .predict(pb::PredictRequest {

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 use serval_client::proto as pb;
-use serval_model::encoder::Encoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
+use crate::oip_rows::*;
 
 /// An HTTP answer: status, headers (lower-case names) and body.
 pub(crate) struct Answer {
@@ -86,35 +86,6 @@ fn http(test: &TestServer) -> SocketAddr {
     test.server.http_addr().expect("HTTP is on in tests")
 }
 
-/// Rows for the small model: x, colour and member, one with x missing.
-fn small_rows() -> Vec<(Option<f64>, &'static str, bool)> {
-    (0..24)
-        .map(|i| {
-            let x = (i != 5).then_some(i as f64 * 0.9 - 1.0);
-            (x, ["red", "green", "blue", "purple"][i % 4], i % 3 == 0)
-        })
-        .collect()
-}
-
-/// The rows as serval.v1 records (a missing x as null).
-fn as_records(rows: &[(Option<f64>, &str, bool)]) -> Vec<pb::Record> {
-    rows.iter()
-        .map(|&(x, colour, member)| {
-            let mut record = small_record(0.0, colour, member);
-            record.fields.insert(
-                "x".into(),
-                match x {
-                    Some(x) => number(x),
-                    None => pb::Value {
-                        kind: Some(pb::value::Kind::NullValue(true)),
-                    },
-                },
-            );
-            record
-        })
-        .collect()
-}
-
 /// The rows as one input per column.
 pub(crate) fn as_inputs(rows: &[(Option<f64>, &str, bool)]) -> Value {
     let n = rows.len();
@@ -140,22 +111,6 @@ fn output(answer: &Value, name: &str) -> Vec<f64> {
         .collect();
     assert_eq!(tensor["shape"], json!([data.len()]), "{name}");
     data
-}
-
-fn assert_close(http: &[f64], grpc: &[f64], tolerance: f64, what: &str) {
-    assert_eq!(http.len(), grpc.len(), "{what}: row count");
-    for (i, (a, b)) in http.iter().zip(grpc).enumerate() {
-        assert!(
-            (a - b).abs() <= tolerance,
-            "{what}, row {i}: HTTP {a} vs gRPC {b}"
-        );
-    }
-}
-
-async fn trained_small() -> TestServer {
-    let mut test = TestServer::start().await;
-    test.client.train(small_spec("small"), small_csv()).await.unwrap();
-    test
 }
 
 #[tokio::test]
@@ -317,23 +272,8 @@ async fn infer_by_column_scores_as_grpc_predict_of_the_same_records() {
 #[tokio::test]
 async fn infer_with_a_dense_tensor_scores_as_grpc_dense_rows() {
     let mut test = trained_small().await;
-    let registry = serval_registry::Registry::open(test.database_path().to_str().unwrap())
-        .await
-        .unwrap();
-    let docs = serval_server::catalog::documents(&registry.version("small", Some(1)).await.unwrap()).unwrap();
-    registry.close().await;
-    let encoder = Encoder::new(docs.encoder);
-    let mut encoded = Vec::new();
-    for (i, record) in as_records(&small_rows()).iter().enumerate() {
-        serval_server::encoding::encode_record(&encoder, i, record, &mut encoded).unwrap();
-    }
-    let width = encoder.width();
-    let dense: Vec<pb::DenseRow> = encoded
-        .chunks(width)
-        .map(|values| pb::DenseRow {
-            values: values.to_vec(),
-        })
-        .collect();
+    let (dense, width) = small_rows_encoded(&test).await;
+    let encoded: Vec<f32> = dense.iter().flat_map(|row| row.values.iter().copied()).collect();
     let grpc = test
         .client
         .predict(pb::PredictRequest {

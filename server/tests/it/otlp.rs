@@ -21,7 +21,7 @@ use serval_client::proto as pb;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::common::*;
-use crate::process::spawn_with_env;
+use crate::process::{Process, spawn_with_env};
 
 /// Keeps every export it receives.
 #[derive(Clone, Default)]
@@ -70,6 +70,43 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A receiver, and a server exporting to it with model "small" trained.
+async fn exporting_server(dir: &std::path::Path) -> (Receiver, Process, serval_client::ServalClient) {
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let server = spawn_with_env(dir, &["--otlp-endpoint", &endpoint], &[]).await;
+    let mut client = server.client().await;
+    client
+        .train(small_spec("small"), small_csv())
+        .await
+        .expect("trained");
+    (receiver, server, client)
+}
+
+/// Stops the server (which flushes its spans) and returns every span
+/// received.
+async fn spans_after_shutdown(server: &mut Process, receiver: &Receiver) -> Vec<Span> {
+    server.signal("-TERM");
+    assert!(server.wait().await.success());
+    receiver.spans()
+}
+
+/// The first span named `name` that `pick` accepts.
+fn span<'a>(spans: &'a [Span], name: &str, pick: impl Fn(&Span) -> bool) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.name == name && pick(s))
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+            panic!("no {name} span in {names:?}")
+        })
+}
+
+/// The span id in a response's `traceparent`.
+fn returned_span_id(traceparent: &str) -> String {
+    traceparent.split('-').nth(2).expect("a span id").to_string()
+}
+
 const CALLER_TRACE: &str = "5c8a3fb2d1e04f6a9b7c0d1e2f3a4b5c";
 const CALLER_SPAN: &str = "a1b2c3d4e5f60718";
 /// Values found nowhere else: neither may reach an exported span.
@@ -79,15 +116,8 @@ const ROUTING_KEY: &str = "user-quokka-99317";
 
 #[tokio::test]
 async fn spans_join_the_callers_trace_and_carry_no_feature_values() {
-    let receiver = Receiver::default();
-    let endpoint = receiver.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_with_env(dir.path(), &["--otlp-endpoint", &endpoint], &[]).await;
-    let mut client = server.client().await;
-    client
-        .train(small_spec("small"), small_csv())
-        .await
-        .expect("trained");
+    let (receiver, mut server, mut client) = exporting_server(dir.path()).await;
 
     let mut request = tonic::Request::new(pb::PredictRequest {
         model: "small".into(),
@@ -103,19 +133,11 @@ async fn spans_join_the_callers_trace_and_carry_no_feature_values() {
         .metadata_mut()
         .insert("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
     let response = client.raw().predict(request).await.expect("predicted");
-    let returned = response.metadata().get("traceparent").unwrap().to_str().unwrap();
-    let call_span_id = returned.split('-').nth(2).unwrap().to_string();
+    let call_span_id = returned_span_id(response.metadata().get("traceparent").unwrap().to_str().unwrap());
 
     // Spans are batched; shutting down flushes them.
-    server.signal("-TERM");
-    assert!(server.wait().await.success());
-    let spans = receiver.spans();
-    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-
-    let call = spans
-        .iter()
-        .find(|s| s.name == "Predict")
-        .unwrap_or_else(|| panic!("no Predict span in {names:?}"));
+    let spans = spans_after_shutdown(&mut server, &receiver).await;
+    let call = span(&spans, "Predict", |_| true);
     assert_eq!(hex(&call.trace_id), CALLER_TRACE, "the caller's trace");
     assert_eq!(
         hex(&call.parent_span_id),
@@ -129,26 +151,23 @@ async fn spans_join_the_callers_trace_and_carry_no_feature_values() {
     );
     assert_eq!(call.trace_state, "congo=t61rcWkgMzE");
     for part in ["batch.queued", "batch.forward"] {
-        let span = spans
-            .iter()
-            .find(|s| s.name == part)
-            .unwrap_or_else(|| panic!("no {part} span in {names:?}"));
-        assert_eq!(hex(&span.trace_id), CALLER_TRACE, "{part}");
-        assert_eq!(span.parent_span_id, call.span_id, "{part} is under the call");
-        assert!(span.start_time_unix_nano <= span.end_time_unix_nano, "{part}");
+        let part_span = span(&spans, part, |_| true);
+        assert_eq!(hex(&part_span.trace_id), CALLER_TRACE, "{part}");
+        assert_eq!(part_span.parent_span_id, call.span_id, "{part} is under the call");
         assert!(
-            call.start_time_unix_nano <= span.start_time_unix_nano
-                && span.end_time_unix_nano <= call.end_time_unix_nano,
+            part_span.start_time_unix_nano <= part_span.end_time_unix_nano,
+            "{part}"
+        );
+        assert!(
+            call.start_time_unix_nano <= part_span.start_time_unix_nano
+                && part_span.end_time_unix_nano <= call.end_time_unix_nano,
             "{part} lies within the call"
         );
     }
 
     // The training job: one span under its Train call, an event per epoch.
-    let job = spans
-        .iter()
-        .find(|s| s.name == "training_job")
-        .unwrap_or_else(|| panic!("no training_job span in {names:?}"));
-    let train = spans.iter().find(|s| s.name == "Train").unwrap();
+    let job = span(&spans, "training_job", |_| true);
+    let train = span(&spans, "Train", |_| true);
     assert_eq!(job.parent_span_id, train.span_id);
     let epochs: Vec<_> = job.events.iter().filter(|e| e.name == "epoch").collect();
     assert_eq!(epochs.len(), 3, "{:?}", job.events);
@@ -175,15 +194,8 @@ async fn spans_join_the_callers_trace_and_carry_no_feature_values() {
 
 #[tokio::test]
 async fn a_call_without_a_trace_starts_one_and_http_inference_joins_the_callers() {
-    let receiver = Receiver::default();
-    let endpoint = receiver.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_with_env(dir.path(), &["--otlp-endpoint", &endpoint], &[]).await;
-    let mut client = server.client().await;
-    client
-        .train(small_spec("small"), small_csv())
-        .await
-        .expect("trained");
+    let (receiver, mut server, mut client) = exporting_server(dir.path()).await;
 
     // No traceparent: the server's own trace is named in the response.
     let response = client
@@ -220,20 +232,10 @@ async fn a_call_without_a_trace_starts_one_and_http_inference_joins_the_callers(
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let http_span_id = answer.headers["traceparent"]
-        .split('-')
-        .nth(2)
-        .unwrap()
-        .to_string();
+    let http_span_id = returned_span_id(&answer.headers["traceparent"]);
 
-    server.signal("-TERM");
-    assert!(server.wait().await.success());
-    let spans = receiver.spans();
-    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    let predict = spans
-        .iter()
-        .find(|s| s.name == "Predict")
-        .unwrap_or_else(|| panic!("no Predict span in {names:?}"));
+    let spans = spans_after_shutdown(&mut server, &receiver).await;
+    let predict = span(&spans, "Predict", |_| true);
     assert_eq!(
         hex(&predict.trace_id),
         own_trace,
@@ -244,10 +246,7 @@ async fn a_call_without_a_trace_starts_one_and_http_inference_joins_the_callers(
         predict.parent_span_id.is_empty(),
         "a trace of its own has no parent"
     );
-    let infer = spans
-        .iter()
-        .find(|s| s.name == "infer")
-        .unwrap_or_else(|| panic!("no infer span in {names:?}"));
+    let infer = span(&spans, "infer", |_| true);
     assert_eq!(hex(&infer.trace_id), CALLER_TRACE, "the caller's trace");
     assert_eq!(
         hex(&infer.parent_span_id),
@@ -259,10 +258,7 @@ async fn a_call_without_a_trace_starts_one_and_http_inference_joins_the_callers(
         http_span_id,
         "the traceparent returned names this span"
     );
-    let forward = spans
-        .iter()
-        .find(|s| s.name == "batch.forward" && s.parent_span_id == infer.span_id)
-        .unwrap_or_else(|| panic!("no forward pass under the HTTP call in {names:?}"));
+    let forward = span(&spans, "batch.forward", |s| s.parent_span_id == infer.span_id);
     assert_eq!(hex(&forward.trace_id), CALLER_TRACE);
 }
 
