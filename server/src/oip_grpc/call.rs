@@ -1,6 +1,6 @@
 //! The server's own reading of an `inference.ModelInferRequest`: the same
 //! bytes as the public message, decoded so that an input tensor costs no
-//! allocation but its shape. Each input, and each raw contents entry, stays
+//! allocation. Each input, and each raw contents entry, stays
 //! a slice of the received message (as `wire` keeps Predict's rows), and
 //! is read in place: its name and datatype are slices, and its typed
 //! contents are walked field by field, packed or not. The public message
@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use serval_proto::inference as oip;
+use smallvec::SmallVec;
 
 use crate::oip::tensors::shorten;
 use crate::wire::{FIXED32, FIXED64, LEN, Malformed, Reader, VARINT};
@@ -44,7 +45,8 @@ pub struct InferCall {
 pub struct InputView<'a> {
     pub name: &'a str,
     pub datatype: &'a str,
-    pub shape: Vec<i64>,
+    /// Kept inline up to two dimensions (every shape Serval reads).
+    pub shape: SmallVec<[i64; 2]>,
     /// The encoded `InferTensorContents`, when sent.
     pub contents: Option<Contents<'a>>,
 }
@@ -58,7 +60,7 @@ impl<'a> InputView<'a> {
         };
         let mut reader = Reader(bytes);
         let (mut name, mut datatype) = (&[][..], &[][..]);
-        let mut shape = Vec::new();
+        let mut shape = SmallVec::new();
         let mut contents = None;
         while let Some((tag, wire)) = reader.key().map_err(malformed)? {
             match (tag, wire) {
