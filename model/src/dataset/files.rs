@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
 
+use super::chunks::SharedFile;
 use super::columnar::{DataFormat, ingest_batches};
 use super::ingest::{IngestOptions, TrainingTable, ingest_csv, invalid};
 use crate::error::ModelError;
@@ -71,16 +72,30 @@ fn batches_of(
     format: DataFormat,
     file: &DataFile<'_>,
 ) -> Result<(Arc<arrow_schema::Schema>, Batches), ModelError> {
-    let name = file.name.to_string();
+    shared_batches(
+        format,
+        &SharedFile {
+            name: file.name.to_string(),
+            bytes: bytes::Bytes::copy_from_slice(file.bytes),
+        },
+    )
+}
+
+/// A shared file's schema and its batches, decoded from its bytes without
+/// copying them.
+pub(super) fn shared_batches(
+    format: DataFormat,
+    file: &SharedFile,
+) -> Result<(Arc<arrow_schema::Schema>, Batches), ModelError> {
+    let name = file.name.clone();
     let corrupt = move |e: &dyn std::fmt::Display| {
         invalid(format!("{name}: the {} file cannot be read: {e}", format.name()))
     };
     match format {
         DataFormat::Parquet => {
-            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                bytes::Bytes::copy_from_slice(file.bytes),
-            )
-            .map_err(|e| corrupt(&e))?;
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file.bytes.clone())
+                    .map_err(|e| corrupt(&e))?;
             let schema = builder.schema().clone();
             let reader = builder
                 .with_batch_size(BATCH_ROWS)
@@ -89,7 +104,7 @@ fn batches_of(
             Ok((schema, Box::new(reader.map(move |b| b.map_err(|e| corrupt(&e))))))
         }
         _ => {
-            let cursor = std::io::Cursor::new(file.bytes.to_vec());
+            let cursor = std::io::Cursor::new(file.bytes.clone());
             if file.bytes.starts_with(b"ARROW1") {
                 let reader = arrow_ipc::reader::FileReader::try_new(cursor, None).map_err(|e| corrupt(&e))?;
                 Ok((

@@ -17,7 +17,7 @@ use crate::error::ServalError;
 use crate::jobs::RunningJob;
 use crate::sources::SourceData;
 use serval_model::ModelError;
-use serval_model::dataset::DataFile;
+use serval_model::dataset::SharedFile;
 use serval_model::training::{self, EpochReport, LoopEvent};
 
 /// What a training reads: an upload, or the objects of a server-side
@@ -37,14 +37,20 @@ impl TrainingData {
         limits: &training::TrainingLimits,
     ) -> Result<training::PreparedTraining, ModelError> {
         match self {
-            TrainingData::Upload(bytes) => training::prepare(recipe, &bytes, limits),
+            TrainingData::Upload(bytes) => {
+                let files = [SharedFile {
+                    name: "the upload".into(),
+                    bytes: bytes.into(),
+                }];
+                training::prepare_shared(recipe, &files, limits)
+            }
             TrainingData::Source(source) => {
-                let files: Vec<DataFile<'_>> = source
+                let files: Vec<SharedFile> = source
                     .files
-                    .iter()
-                    .map(|(name, bytes)| DataFile { name, bytes })
+                    .into_iter()
+                    .map(|(name, bytes)| SharedFile { name, bytes })
                     .collect();
-                let mut prepared = training::prepare_files(recipe, &files, limits)?;
+                let mut prepared = training::prepare_shared(recipe, &files, limits)?;
                 prepared.dataset.source = asked.to_string();
                 prepared.dataset.objects = source.objects;
                 Ok(prepared)
@@ -237,6 +243,8 @@ async fn run_job(
                 rows_done,
                 rows_total,
                 elapsed_seconds,
+                rows_per_second,
+                epoch_seconds,
             } => trainer_job.push(pb::TrainEvent {
                 event: Some(pb::train_event::Event::Progress(pb::BatchProgress {
                     epoch: epoch as u32,
@@ -244,6 +252,8 @@ async fn run_job(
                     rows_done: rows_done as u64,
                     rows_total: rows_total as u64,
                     elapsed_seconds,
+                    rows_per_second,
+                    estimated_epoch_seconds: epoch_seconds,
                 })),
             }),
         })
