@@ -397,6 +397,7 @@ impl ServerConfig {
                 max_bytes: self.max_training_bytes,
                 idle_timeout: self.upload_idle_timeout,
                 max_duration: self.max_upload_duration,
+                spill_after: usize::try_from(self.training_memory / 8).unwrap_or(usize::MAX),
             },
             max_predict_rows: self.max_predict_rows,
             max_training_jobs: self.max_training_jobs,

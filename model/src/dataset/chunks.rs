@@ -4,6 +4,9 @@
 //! say, so a caller that fixes every column's kind gets the same columns
 //! from every part.
 
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+
 use arrow_array::{BooleanArray, RecordBatch};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -13,13 +16,94 @@ use super::files::shared_batches;
 use super::ingest::{IngestOptions, Rows, TrainingTable, csv_error, ingest_csv_rows, invalid};
 use crate::error::ModelError;
 
-/// One file of training data, shared rather than borrowed, so columnar
-/// readers can decode it without a copy.
+/// One file of training data, owned rather than borrowed: in memory
+/// (shared, so columnar readers decode it without a copy) or in a file on
+/// disk, read a part at a time.
 #[derive(Debug, Clone)]
 pub struct SharedFile {
     /// How errors name it (an object's URL, or "the upload").
     pub name: String,
-    pub bytes: Bytes,
+    pub data: FileData,
+}
+
+/// Where a file's bytes are.
+#[derive(Debug, Clone)]
+pub enum FileData {
+    Memory(Bytes),
+    Disk(PathBuf),
+}
+
+/// Bytes read from disk at a time.
+const READ_BUFFER: usize = 1 << 20;
+
+impl SharedFile {
+    pub fn in_memory(name: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
+        SharedFile {
+            name: name.into(),
+            data: FileData::Memory(bytes.into()),
+        }
+    }
+
+    pub fn on_disk(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        SharedFile {
+            name: name.into(),
+            data: FileData::Disk(path.into()),
+        }
+    }
+
+    fn unreadable(&self, error: std::io::Error) -> ModelError {
+        ModelError::TemporaryStorage(format!(
+            "{}: cannot read the data the server stored: {error}",
+            self.name
+        ))
+    }
+
+    /// Its bytes, in memory: shared when they are already, read when on
+    /// disk.
+    pub fn load(&self) -> Result<Bytes, ModelError> {
+        match &self.data {
+            FileData::Memory(bytes) => Ok(bytes.clone()),
+            FileData::Disk(path) => std::fs::read(path)
+                .map(Bytes::from)
+                .map_err(|e| self.unreadable(e)),
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> Result<u64, ModelError> {
+        match &self.data {
+            FileData::Memory(bytes) => Ok(bytes.len() as u64),
+            FileData::Disk(path) => std::fs::metadata(path)
+                .map(|m| m.len())
+                .map_err(|e| self.unreadable(e)),
+        }
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> Result<bool, ModelError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// A buffered reader of its bytes from the start.
+    pub fn reader(&self) -> Result<Box<dyn BufRead + '_>, ModelError> {
+        match &self.data {
+            FileData::Memory(bytes) => Ok(Box::new(&bytes[..])),
+            FileData::Disk(path) => {
+                let file = std::fs::File::open(path).map_err(|e| self.unreadable(e))?;
+                Ok(Box::new(BufReader::with_capacity(READ_BUFFER, file)))
+            }
+        }
+    }
+
+    /// Its first `n` bytes (fewer when it is shorter).
+    pub fn head(&self, n: usize) -> Result<Vec<u8>, ModelError> {
+        let mut head = Vec::with_capacity(n);
+        self.reader()?
+            .take(n as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| self.unreadable(e))?;
+        Ok(head)
+    }
 }
 
 /// What a first look at the data found.
@@ -52,8 +136,8 @@ pub fn census(
             let header = csv_header(first, options.delimiter)?;
             columns = header.len();
             for file in files {
-                hasher.update(&file.bytes);
-                let mut reader = csv_reader(file, options.delimiter);
+                hash_into(file, &mut hasher)?;
+                let mut reader = csv_reader(file, options.delimiter)?;
                 if csv_reader_header(&mut reader, file)? != header {
                     return Err(different_header(file, first));
                 }
@@ -67,7 +151,7 @@ pub fn census(
             let (schema, _) = shared_batches(format, first)?;
             columns = schema.fields().len();
             for file in files {
-                hasher.update(&file.bytes);
+                hash_into(file, &mut hasher)?;
                 let (other, batches) = shared_batches(format, file)?;
                 if other.fields() != schema.fields() {
                     return Err(invalid(format!(
@@ -103,11 +187,72 @@ pub fn census(
     })
 }
 
+/// Columns of a file: its CSV header's fields, or its schema's.
+pub fn columns_of(format: DataFormat, file: &SharedFile, delimiter: u8) -> Result<usize, ModelError> {
+    match format {
+        DataFormat::Csv => Ok(csv_header(file, delimiter)?.len()),
+        _ => Ok(shared_batches(format, file)?.0.fields().len()),
+    }
+}
+
+/// Line breaks in a file: about its CSV rows.
+pub fn line_breaks(file: &SharedFile) -> Result<u64, ModelError> {
+    let mut reader = file.reader()?;
+    let mut count = 0u64;
+    loop {
+        let buffer = reader.fill_buf().map_err(|e| file.unreadable(e))?;
+        if buffer.is_empty() {
+            return Ok(count);
+        }
+        count += buffer.iter().filter(|&&b| b == b'\n').count() as u64;
+        let used = buffer.len();
+        reader.consume(used);
+    }
+}
+
+/// Adds a file's bytes to a fingerprint.
+fn hash_into(file: &SharedFile, hasher: &mut Sha256) -> Result<(), ModelError> {
+    match &file.data {
+        FileData::Memory(bytes) => hasher.update(bytes),
+        FileData::Disk(_) => {
+            let mut reader = file.reader()?;
+            loop {
+                let buffer = reader.fill_buf().map_err(|e| file.unreadable(e))?;
+                if buffer.is_empty() {
+                    break;
+                }
+                hasher.update(buffer);
+                let used = buffer.len();
+                reader.consume(used);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rows of a Parquet file, from its footer.
 pub fn parquet_rows(file: &SharedFile) -> Result<usize, ModelError> {
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file.bytes.clone())
-        .map_err(|e| invalid(format!("{}: the Parquet file cannot be read: {e}", file.name)))?;
-    Ok(builder.metadata().file_metadata().num_rows().max(0) as usize)
+    let corrupt = |e: parquet::errors::ParquetError| {
+        invalid(format!("{}: the Parquet file cannot be read: {e}", file.name))
+    };
+    let rows = match &file.data {
+        FileData::Memory(bytes) => {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .map_err(corrupt)?
+                .metadata()
+                .file_metadata()
+                .num_rows()
+        }
+        FileData::Disk(path) => {
+            let opened = std::fs::File::open(path).map_err(|e| file.unreadable(e))?;
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(opened)
+                .map_err(corrupt)?
+                .metadata()
+                .file_metadata()
+                .num_rows()
+        }
+    };
+    Ok(rows.max(0) as usize)
 }
 
 /// Reads the rows of `files` whose position (0-based, over every data row,
@@ -148,7 +293,7 @@ pub fn read_chunks(
             };
             let mut record = csv::ByteRecord::new();
             for file in files {
-                let mut reader = csv_reader(file, options.delimiter);
+                let mut reader = csv_reader(file, options.delimiter)?;
                 if csv_reader_header(&mut reader, file)? != header {
                     return Err(different_header(file, first));
                 }
@@ -219,19 +364,26 @@ pub fn read_chunks(
     Ok(())
 }
 
-fn csv_reader(file: &SharedFile, delimiter: u8) -> csv::Reader<&[u8]> {
-    let bytes = file.bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&file.bytes);
-    csv::ReaderBuilder::new()
+type CsvReader<'a> = csv::Reader<Box<dyn BufRead + 'a>>;
+
+/// A CSV reader of `file`, past a byte-order mark.
+fn csv_reader(file: &SharedFile, delimiter: u8) -> Result<CsvReader<'_>, ModelError> {
+    let mut reader = file.reader()?;
+    let starts_with_mark = reader
+        .fill_buf()
+        .map_err(|e| file.unreadable(e))?
+        .starts_with(b"\xEF\xBB\xBF");
+    if starts_with_mark {
+        reader.consume(3);
+    }
+    Ok(csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
         .flexible(false)
-        .from_reader(bytes)
+        .from_reader(reader))
 }
 
-fn csv_reader_header(
-    reader: &mut csv::Reader<&[u8]>,
-    file: &SharedFile,
-) -> Result<csv::ByteRecord, ModelError> {
+fn csv_reader_header(reader: &mut CsvReader<'_>, file: &SharedFile) -> Result<csv::ByteRecord, ModelError> {
     Ok(reader
         .byte_headers()
         .map_err(|e| invalid(format!("{}: malformed CSV header: {e}", file.name)))?
@@ -239,7 +391,7 @@ fn csv_reader_header(
 }
 
 fn csv_header(file: &SharedFile, delimiter: u8) -> Result<csv::ByteRecord, ModelError> {
-    csv_reader_header(&mut csv_reader(file, delimiter), file)
+    csv_reader_header(&mut csv_reader(file, delimiter)?, file)
 }
 
 fn different_header(file: &SharedFile, first: &SharedFile) -> ModelError {

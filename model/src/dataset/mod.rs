@@ -11,7 +11,7 @@ mod inference;
 mod ingest;
 mod split;
 
-pub use chunks::{Census, SharedFile, census, parquet_rows, read_chunks};
+pub use chunks::{Census, FileData, SharedFile, census, columns_of, line_breaks, parquet_rows, read_chunks};
 pub use columnar::{DataFormat, ingest_batches};
 pub use files::{DataFile, ingest_files};
 pub use identifiers::refuse_identifier_columns;

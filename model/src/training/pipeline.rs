@@ -209,12 +209,14 @@ pub fn prepare_shared(
 ) -> Result<PreparedTraining, ModelError> {
     match training_path(recipe.format, files, recipe.delimiter as u8, limits)? {
         TrainingPath::InMemory => {
+            let loaded = files
+                .iter()
+                .map(SharedFile::load)
+                .collect::<Result<Vec<_>, _>>()?;
             let borrowed: Vec<DataFile<'_>> = files
                 .iter()
-                .map(|f| DataFile {
-                    name: &f.name,
-                    bytes: &f.bytes,
-                })
+                .zip(&loaded)
+                .map(|(f, bytes)| DataFile { name: &f.name, bytes })
                 .collect();
             prepare_files(recipe, &borrowed, limits)
         }

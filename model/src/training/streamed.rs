@@ -24,8 +24,8 @@ use super::recipe::{Recipe, TrainingLimits};
 use super::row_store::{BLOCK_ROWS, RowLayout, RowStoreWriter, stored_value};
 use super::trainer::{TrainingRows, TrainingStream};
 use crate::dataset::{
-    Census, ColumnKind, DataFormat, IngestOptions, SharedFile, TrainingTable, census, fold_of_key,
-    parquet_rows, read_chunks, refuse_identifier_columns,
+    Census, ColumnKind, DataFormat, IngestOptions, SharedFile, TrainingTable, census, columns_of,
+    fold_of_key, line_breaks, parquet_rows, read_chunks, refuse_identifier_columns,
 };
 use crate::encoder::{Encoder, EncoderState};
 use crate::error::ModelError;
@@ -70,34 +70,11 @@ fn estimated_rows(format: DataFormat, files: &[SharedFile], columns: usize) -> R
     for file in files {
         rows += match format {
             DataFormat::Parquet => parquet_rows(file)? as u64,
-            DataFormat::Csv => file.bytes.iter().filter(|&&b| b == b'\n').count() as u64,
-            DataFormat::Arrow => file.bytes.len() as u64 / (8 * columns.max(1) as u64),
+            DataFormat::Csv => line_breaks(file)?,
+            DataFormat::Arrow => file.len()? / (8 * columns.max(1) as u64),
         };
     }
     Ok(rows)
-}
-
-/// Columns of the data, read from the first file's header or schema.
-fn estimated_columns(format: DataFormat, file: &SharedFile, delimiter: u8) -> usize {
-    match format {
-        DataFormat::Csv => {
-            let line = file.bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-            line.iter().filter(|&&b| b == delimiter).count() + 1
-        }
-        DataFormat::Parquet => {
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file.bytes.clone())
-                .map_or(1, |b| b.schema().fields().len())
-        }
-        DataFormat::Arrow => {
-            let cursor = std::io::Cursor::new(file.bytes.clone());
-            if file.bytes.starts_with(b"ARROW1") {
-                arrow_ipc::reader::FileReader::try_new(cursor, None).map_or(1, |r| r.schema().fields().len())
-            } else {
-                arrow_ipc::reader::StreamReader::try_new(cursor, None)
-                    .map_or(1, |r| r.schema().fields().len())
-            }
-        }
-    }
 }
 
 /// Memory the in-memory path would need for `files`, estimated.
@@ -109,7 +86,7 @@ pub fn in_memory_estimate(
     let Some(first) = files.first() else {
         return Ok(0);
     };
-    let columns = estimated_columns(format, first, delimiter);
+    let columns = columns_of(format, first, delimiter)?;
     let rows = estimated_rows(format, files, columns)?;
     Ok(rows * (columns as u64 * IN_MEMORY_BYTES_PER_CELL + IN_MEMORY_BYTES_PER_ROW))
 }
@@ -192,7 +169,10 @@ pub fn prepare_streamed(
     options.max_rows = usize::MAX;
 
     // The sample: a seeded uniform choice of rows, typed and fitted on.
-    let file_bytes: u64 = files.iter().map(|f| f.bytes.len() as u64).sum();
+    let mut file_bytes = 0u64;
+    for file in files {
+        file_bytes += file.len()?;
+    }
     let sample_row_bytes = 2 * (file_bytes / rows_read as u64) + 16 * columns as u64 + 64;
     let sample_rows = ((budget / 2) / sample_row_bytes).min(MAX_SAMPLE_ROWS as u64) as usize;
     let sample_rows = sample_rows.min(rows_read);

@@ -13,10 +13,7 @@ use serval_model::training::{Recipe, TrainedVersion, TrainingLimits, prepare_sha
 use super::formats::{batch_of, example, parquet_of};
 
 fn shared(bytes: Vec<u8>) -> Vec<SharedFile> {
-    vec![SharedFile {
-        name: "the upload".into(),
-        bytes: Bytes::from(bytes),
-    }]
+    vec![SharedFile::in_memory("the upload", Bytes::from(bytes))]
 }
 
 fn trained(recipe: &Recipe, files: &[SharedFile], memory: u64) -> Result<TrainedVersion, ModelError> {
@@ -88,6 +85,14 @@ fn spilled_rows_train_deterministically() {
             .collect()
     };
     assert_eq!(figures(&a), figures(&b));
+
+    // The same data read from a file on disk trains the same version.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shoppers.csv");
+    std::fs::write(&path, example("online_shoppers_intention.csv")).unwrap();
+    let on_disk = trained(&recipe, &[SharedFile::on_disk("the upload", &path)], 768 << 10).unwrap();
+    assert_eq!(on_disk.weights, a.weights);
+    assert_eq!(on_disk.dataset.sha256, a.dataset.sha256);
 }
 
 #[test]

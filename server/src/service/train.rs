@@ -16,6 +16,7 @@ use crate::catalog::{dataset_to_proto, epoch_to_proto, new_version, version_to_p
 use crate::error::ServalError;
 use crate::jobs::RunningJob;
 use crate::sources::SourceData;
+use crate::spool::Spooled;
 use serval_model::ModelError;
 use serval_model::dataset::SharedFile;
 use serval_model::training::{self, EpochReport, LoopEvent};
@@ -23,7 +24,7 @@ use serval_model::training::{self, EpochReport, LoopEvent};
 /// What a training reads: an upload, or the objects of a server-side
 /// source.
 enum TrainingData {
-    Upload(Vec<u8>),
+    Upload(Spooled),
     Source(SourceData),
 }
 
@@ -37,19 +38,17 @@ impl TrainingData {
         limits: &training::TrainingLimits,
     ) -> Result<training::PreparedTraining, ModelError> {
         match self {
-            TrainingData::Upload(bytes) => {
-                let files = [SharedFile {
-                    name: "the upload".into(),
-                    bytes: bytes.into(),
-                }];
-                training::prepare_shared(recipe, &files, limits)
+            TrainingData::Upload(upload) => {
+                // The temporary file, if any, lives until the data is prepared.
+                let (file, _held) = upload.shared_file("the upload");
+                training::prepare_shared(recipe, &[file], limits)
             }
             TrainingData::Source(source) => {
-                let files: Vec<SharedFile> = source
+                let (files, _held): (Vec<SharedFile>, Vec<_>) = source
                     .files
                     .into_iter()
-                    .map(|(name, bytes)| SharedFile { name, bytes })
-                    .collect();
+                    .map(|(name, data)| data.shared_file(&name))
+                    .unzip();
                 let mut prepared = training::prepare_shared(recipe, &files, limits)?;
                 prepared.dataset.source = asked.to_string();
                 prepared.dataset.objects = source.objects;
@@ -132,7 +131,11 @@ pub async fn train(
                     state
                         .limits
                         .sources
-                        .read(source, state.limits.upload.max_bytes)
+                        .read(
+                            source,
+                            state.limits.upload.max_bytes,
+                            state.limits.upload.spill_after,
+                        )
                         .await?,
                 )
             } else {

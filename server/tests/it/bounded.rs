@@ -1,7 +1,11 @@
 //! Training within --training-memory, on the server binary: data whose
 //! in-memory form outgrows the budget (set by flag or environment) is
-//! streamed and the version says so; a budget too small for even that is
-//! refused with FAILED_PRECONDITION naming the flag, and registers nothing.
+//! streamed — an upload or a source's objects larger than an eighth of the
+//! budget are read from temporary files — and the version says so; a
+//! budget too small for even that is refused with FAILED_PRECONDITION
+//! naming the flag, and registers nothing.
+
+use serval_client::proto as pb;
 
 use crate::common::*;
 use crate::process::spawn_with_env;
@@ -55,4 +59,45 @@ async fn a_training_memory_too_small_is_refused_by_name_and_registers_nothing() 
         "{status:?}"
     );
     assert!(client.list_models(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_source_larger_than_the_budget_allows_in_memory_streams_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let csv = String::from_utf8(dataset(SHOPPERS)).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    for (part, half) in rows.chunks(rows.len().div_ceil(2)).enumerate() {
+        std::fs::write(
+            lake.join(format!("part-{part}.csv")),
+            format!("{header}\n{}\n", half.join("\n")),
+        )
+        .unwrap();
+    }
+    let allowed = format!("file://{}/", lake.display());
+    let server = spawn_with_env(
+        dir.path(),
+        &["--training-memory", "3MiB", "--data-source-allow", &allowed],
+        &[],
+    )
+    .await;
+    let mut client = server.client().await;
+    let version = client
+        .train(
+            pb::TrainSpec {
+                source: format!("{allowed}*.csv"),
+                ..spec("lake", "Revenue", "TRUE")
+            },
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let summary = version.dataset.unwrap();
+    assert_eq!(summary.objects.len(), 2);
+    assert_eq!(summary.rows, 12_330);
+    assert!(summary.streamed.is_some(), "{summary:?}");
+    assert!(version.test_metrics.unwrap().auc > 0.9);
 }
