@@ -91,6 +91,8 @@ pub struct PreparedTraining {
     pub(super) stream: Option<RowStore>,
     /// The mean encoded row: the baseline explanations integrate from.
     pub(super) baseline: Vec<f32>,
+    /// Seconds each phase of the preparation took.
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// A trained version, ready to store.
@@ -112,6 +114,8 @@ pub struct TrainedVersion {
     /// Permutation importance of the original columns, out of fold, most
     /// important first.
     pub importance: Vec<(String, f64)>,
+    /// Seconds each phase of the training took (not stored).
+    pub phases: Vec<(&'static str, f64)>,
     pub network: Mlp,
     pub weights: Vec<u8>,
 }
@@ -140,6 +144,7 @@ pub fn prepare_files(
     files: &[DataFile<'_>],
     limits: &TrainingLimits,
 ) -> Result<PreparedTraining, ModelError> {
+    let started = std::time::Instant::now();
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
     let options = IngestOptions {
         delimiter: recipe.delimiter as u8,
@@ -195,6 +200,7 @@ pub fn prepare_files(
         data,
         stream: None,
         baseline,
+        phases: vec![("reading and encoding", started.elapsed().as_secs_f64())],
     })
 }
 
@@ -426,6 +432,8 @@ pub fn train(
         });
         Ok(())
     })?;
+    let mut phases = outcome.phases.clone();
+    phases.push(("importance", started.elapsed().as_secs_f64()));
     let mut encoder = prepared.encoder.state().clone();
     encoder.baseline = prepared.baseline;
     Ok(TrainedVersion {
@@ -438,6 +446,7 @@ pub fn train(
         best_epoch: outcome.best_epoch,
         curves,
         importance,
+        phases,
         network: outcome.network,
         weights,
     })

@@ -158,11 +158,18 @@ pub fn prepare_streamed(
         max_rows: limits.max_rows,
         max_columns: limits.max_columns,
     };
+    let mut clock = std::time::Instant::now();
+    let mut phases = Vec::new();
+    let mut lap = |name: &'static str, clock: &mut std::time::Instant| {
+        phases.push((name, clock.elapsed().as_secs_f64()));
+        *clock = std::time::Instant::now();
+    };
     let Census {
         rows: rows_read,
         columns,
         sha256,
     } = census(recipe.format, files, &options)?;
+    lap("census", &mut clock);
     if rows_read == 0 {
         return Err(ModelError::InvalidData("the data has no data rows".into()));
     }
@@ -210,6 +217,7 @@ pub fn prepare_streamed(
         },
     )?;
     drop(sampled);
+    lap("reading the sample", &mut clock);
     let mut sample = sample.ok_or_else(|| ModelError::InvalidData("the data has no data rows".into()))?;
     // Every part is read with the kinds the sample found.
     let mut kinds: HashMap<String, ColumnKind> =
@@ -222,6 +230,7 @@ pub fn prepare_streamed(
     let encoder = Encoder::new(EncoderState::fit(&sample, &all));
     let header_columns = sample.header_columns;
     drop(sample);
+    lap("fitting the encoder", &mut clock);
     for (name, kind) in &column_types {
         kinds.insert(name.clone(), *kind);
     }
@@ -271,6 +280,7 @@ pub fn prepare_streamed(
     let width = encoder.width();
     let mut sums = vec![0f64; width];
     let (mut kept, mut skipped) = (0usize, 0usize);
+    let mut encode_seconds = 0.0;
     let mut numeric = Vec::with_capacity(row_layout.numeric);
     let mut slots = Vec::with_capacity(row_layout.first_slots.len());
     let chunk_options = IngestOptions {
@@ -284,6 +294,7 @@ pub fn prepare_streamed(
         ENCODE_CHUNK_ROWS,
         &mut |_| true,
         &mut |mut table| {
+            let chunk_started = std::time::Instant::now();
             skipped += table.skipped_rows;
             let key = take_split_key(&mut table, &recipe.split_key)?;
             let key_folds: Option<Vec<usize>> = key.as_ref().map(|key| {
@@ -329,10 +340,14 @@ pub fn prepare_streamed(
                     scored.folds.push(fold);
                 }
             }
+            encode_seconds += chunk_started.elapsed().as_secs_f64();
             Ok(())
         },
     )?;
     let store = writer.finish(window_blocks as usize)?;
+    let pass = clock.elapsed().as_secs_f64();
+    phases.push(("decoding", pass - encode_seconds));
+    phases.push(("encoding and storing", encode_seconds));
     check_classes(&recipe, store.fold_counts(), &scored)?;
     let positives: usize = store.fold_counts().iter().map(|c| c.0).sum();
     let baseline = sums.iter().map(|&s| (s / kept.max(1) as f64) as f32).collect();
@@ -361,6 +376,7 @@ pub fn prepare_streamed(
         data: scored,
         stream: Some(store),
         baseline,
+        phases,
     })
 }
 

@@ -157,6 +157,9 @@ pub struct LoopOutcome {
     pub best_out_of_fold: Vec<f32>,
     /// What the held-out figures score each row with.
     pub held_out: HeldOut,
+    /// Seconds spent reading rows, in forward and backward passes, and
+    /// scoring out of fold, over all epochs: where the time went.
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// Binary cross-entropy of one logit `z` against a label `y`, computed as
@@ -347,6 +350,7 @@ pub fn run_streamed_loop(
     let total_steps = (steps_per_epoch * settings.epochs).max(1);
     let mut step = 0usize;
     let mut best: Option<KeptEpoch> = None;
+    let (mut reading_seconds, mut learning_seconds, mut scoring_seconds) = (0.0, 0.0, 0.0);
 
     for epoch in 1..=settings.epochs {
         let mut loss_sum = 0.0;
@@ -357,6 +361,7 @@ pub fn run_streamed_loop(
             settings.batch_size,
             &mut shuffle_rng,
             &mut |batch: &TrainingBatch<'_>| {
+                let batch_started = Instant::now();
                 if last_report.elapsed() >= PROGRESS_EVERY {
                     last_report = Instant::now();
                     let seconds = epoch_started.elapsed().as_secs_f64();
@@ -432,9 +437,11 @@ pub fn run_streamed_loop(
                 let gradients =
                     ensemble::backward(optimizer.values(), shape, &inputs, &activations, &slopes)?;
                 optimizer.step(&gradients);
+                learning_seconds += batch_started.elapsed().as_secs_f64();
                 Ok(())
             },
         )?;
+        reading_seconds += epoch_started.elapsed().as_secs_f64();
         let train_loss = loss_sum / rows as f64;
         if !train_loss.is_finite() {
             return Err(ModelError::Diverged {
@@ -443,6 +450,7 @@ pub fn run_streamed_loop(
             });
         }
 
+        let scoring_started = Instant::now();
         let logits = out_of_fold_logits(optimizer.values(), scored, &rows_by_fold)?;
         let scores: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
         let report = EpochReport {
@@ -457,6 +465,7 @@ pub fn run_streamed_loop(
         on_event(LoopEvent::Epoch(&report));
         history.push(report);
         held_out.observe(&logits);
+        scoring_seconds += scoring_started.elapsed().as_secs_f64();
         let improved = best.as_ref().is_none_or(|kept| report.validation_auc > kept.auc);
         if improved || settings.patience == 0 {
             best = Some(KeptEpoch {
@@ -479,6 +488,11 @@ pub fn run_streamed_loop(
         best_epoch: kept.epoch,
         best_out_of_fold: kept.out_of_fold,
         held_out: held_out.finish(),
+        phases: vec![
+            ("reading rows", reading_seconds - learning_seconds),
+            ("forward and backward", learning_seconds),
+            ("scoring out of fold", scoring_seconds),
+        ],
     })
 }
 

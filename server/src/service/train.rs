@@ -58,6 +58,15 @@ impl TrainingData {
     }
 }
 
+/// Phases and their seconds, for a log line: `census 1.2 s, decoding 3.4 s`.
+fn phases_text(phases: &[(&str, f64)]) -> String {
+    phases
+        .iter()
+        .map(|(name, seconds)| format!("{name} {seconds:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn epoch_event(report: &EpochReport) -> pb::TrainEvent {
     pb::TrainEvent {
         event: Some(pb::train_event::Event::Epoch(epoch_to_proto(report))),
@@ -191,6 +200,8 @@ pub async fn train(
         job = %job.id,
         rows = prepared.dataset.rows,
         input_width = prepared.input_width(),
+        streamed = prepared.dataset.streamed.is_some(),
+        phases = %phases_text(&prepared.phases),
         "training started"
     );
     let events = job.subscribe();
@@ -236,6 +247,12 @@ async fn run_job(
         let cancel = trainer_job.cancel_flag();
         training::train(prepared, &cancel, |event| match event {
             LoopEvent::Epoch(report) => {
+                tracing::info!(
+                    epoch = report.epoch,
+                    elapsed_seconds = report.elapsed_seconds,
+                    validation_auc = report.validation_auc,
+                    "epoch ended"
+                );
                 let _ = epochs_done.send(report.epoch as u32);
                 trainer_job.push(epoch_event(report));
                 crate::otlp::record_epoch(&job_span, report);
@@ -268,6 +285,9 @@ async fn run_job(
 
     // Correctness: a cancel that arrives after the last batch still
     // prevents the version from being registered.
+    if let Ok(trained) = &trained {
+        tracing::info!(job = %job.id, phases = %phases_text(&trained.phases), "training loop done");
+    }
     let outcome = match trained {
         Ok(_) if job.is_cancelled() => Err(ModelError::Cancelled.into()),
         Ok(trained) => register(&state, &model, &trained, &actor).await,
