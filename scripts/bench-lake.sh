@@ -22,24 +22,29 @@ server=http://127.0.0.1:$port
 scratch=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
 
-cargo build --release --bin serval --bin serval-server >&2
-cargo build --release -p serval-model --example lake_parquet >&2
+# SERVAL_BENCH_PROFILE=debug checks the script itself quickly; figures come
+# from release builds.
+profile=${SERVAL_BENCH_PROFILE:-release}
+flag=$([ "$profile" = release ] && echo --release || true)
+cargo build $flag --bin serval --bin serval-server >&2
+cargo build $flag -p serval-model --example lake_parquet >&2
+bin=target/$profile
 mkdir -p "$data"
 file="$data/lake-$rows.parquet"
 if [ ! -f "$file" ]; then
   echo "writing $rows rows to $file" >&2
-  target/release/examples/lake_parquet "$rows" "$file.partial"
+  $bin/examples/lake_parquet "$rows" "$file.partial"
   mv "$file.partial" "$file"
 fi
 
-target/release/serval-server --listen 127.0.0.1:$port --http-listen off \
+$bin/serval-server --listen 127.0.0.1:$port --http-listen off \
   --database "$scratch/bench.db" --training-memory "$memory" \
   --data-source-allow "file://$data/" >"$scratch/server.log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do target/release/serval --server $server models >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do $bin/serval --server $server models >/dev/null 2>&1 && break; sleep 0.1; done
 
 start=$(date +%s.%N)
-target/release/serval --server $server train --model lake --source "file://$file" \
+$bin/serval --server $server train --model lake --source "file://$file" \
   --label label --positive 1 --epochs "$epochs" --patience 0 --json >"$scratch/version.json"
 end=$(date +%s.%N)
 peak=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)

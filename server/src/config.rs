@@ -135,8 +135,8 @@ pub struct ServerConfig {
 
     /// Training uploads in progress at once; more are refused
     /// (RESOURCE_EXHAUSTED). An upload holds no training slot: one is taken
-    /// when its data is complete. Uploads are held in memory, up to this ×
-    /// --max-training-bytes.
+    /// when its data is complete. An upload is held in memory up to an
+    /// eighth of --training-memory and written to a temporary file beyond.
     #[arg(long, env = "SERVAL_MAX_UPLOADS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_uploads: u32,
 
