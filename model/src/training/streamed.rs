@@ -88,7 +88,14 @@ pub fn in_memory_estimate(
     };
     let columns = columns_of(format, first, delimiter)?;
     let rows = estimated_rows(format, files, columns)?;
-    Ok(rows * (columns as u64 * IN_MEMORY_BYTES_PER_CELL + IN_MEMORY_BYTES_PER_ROW))
+    // The in-memory path reads each file whole, and a columnar reader
+    // copies it once more.
+    let mut file_bytes = 0u64;
+    for file in files {
+        file_bytes += file.len()?;
+    }
+    let copies = if format == DataFormat::Csv { 1 } else { 2 };
+    Ok(rows * (columns as u64 * IN_MEMORY_BYTES_PER_CELL + IN_MEMORY_BYTES_PER_ROW) + copies * file_bytes)
 }
 
 /// The path a training of `files` takes under `limits`.
