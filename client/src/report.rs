@@ -107,7 +107,19 @@ fn headline(v: &pb::ModelVersion) -> (pb::Metrics, &'static str) {
 
 /// Where the validation figures and the threshold come from, in words.
 fn validation_source(d: &pb::DatasetSummary) -> String {
-    if d.folds > 0 {
+    if let Some(s) = &d.streamed {
+        format!(
+            "streamed within {} MiB of training memory{}; threshold and epoch chosen on {} sampled out-of-fold rows ({} members)",
+            s.memory_budget >> 20,
+            if s.spilled {
+                ", encoded rows spilled to disk"
+            } else {
+                ""
+            },
+            count(d.validation_rows),
+            d.folds
+        )
+    } else if d.folds > 0 {
         format!(
             "threshold and epoch chosen on {} out-of-fold rows ({} members)",
             count(d.validation_rows),

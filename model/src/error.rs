@@ -44,6 +44,13 @@ pub enum ModelError {
     /// the caller, not bad input.
     #[error("{0}")]
     ShapeMismatch(String),
+    /// The training memory budget cannot hold what a streamed training
+    /// needs at the least; the message names the setting and the need.
+    #[error("{0}")]
+    MemoryBudget(String),
+    /// The temporary file encoded rows spill to cannot be written or read.
+    #[error("{0}")]
+    TemporaryStorage(String),
     /// The tensor library failed.
     #[error("tensor computation failed: {0}")]
     Compute(#[from] candle_core::Error),

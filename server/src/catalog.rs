@@ -243,6 +243,12 @@ pub fn dataset_to_proto(d: &DatasetSummary, recipe: &Recipe) -> pb::DatasetSumma
             })
             .collect(),
         split_key: recipe.split_key.clone(),
+        streamed: d.streamed.as_ref().map(|s| pb::StreamedTraining {
+            memory_budget: s.memory_budget,
+            encoder_sample_rows: s.encoder_sample_rows,
+            store_bytes: s.store_bytes,
+            spilled: s.spilled,
+        }),
         format: match recipe.format {
             DataFormat::Csv => pb::DataFormat::Csv,
             DataFormat::Parquet => pb::DataFormat::Parquet,

@@ -135,8 +135,8 @@ pub struct ServerConfig {
 
     /// Training uploads in progress at once; more are refused
     /// (RESOURCE_EXHAUSTED). An upload holds no training slot: one is taken
-    /// when its data is complete. Uploads are held in memory, up to this ×
-    /// --max-training-bytes.
+    /// when its data is complete. An upload is held in memory up to an
+    /// eighth of --training-memory and written to a temporary file beyond.
     #[arg(long, env = "SERVAL_MAX_UPLOADS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_uploads: u32,
 
@@ -150,9 +150,18 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_MAX_UPLOAD_DURATION", value_parser = humantime::parse_duration)]
     pub max_upload_duration: Option<Duration>,
 
-    /// Data rows one training upload may hold.
-    #[arg(long, env = "SERVAL_MAX_TRAINING_ROWS", default_value_t = 5_000_000)]
-    pub max_training_rows: usize,
+    /// Data rows one training may read (an upload or a source); no bound
+    /// when not set: --training-memory bounds what training holds.
+    #[arg(long, env = "SERVAL_MAX_TRAINING_ROWS")]
+    pub max_training_rows: Option<usize>,
+
+    /// Memory one training may hold of what it builds from the data (e.g.
+    /// `512MiB`, `2GiB`): data whose in-memory form would need more is
+    /// streamed from a compact store of encoded rows, spilled to a
+    /// temporary file (in TMPDIR) when it outgrows the budget too. The data
+    /// as received is held besides (see docs/performance.md "Larger data").
+    #[arg(long, env = "SERVAL_TRAINING_MEMORY", default_value = "1GiB", value_parser = parse_bytes)]
+    pub training_memory: u64,
 
     /// Columns one training upload may have (label and dropped columns
     /// included); wider uploads are refused with INVALID_ARGUMENT. Training
@@ -276,6 +285,41 @@ fn parse_outcome_window(text: &str) -> Result<Duration, String> {
     Ok(window)
 }
 
+/// A size in bytes as people write it: `1GiB`, `512MiB`, `64KiB`, `2G`
+/// (K, M, G, T and their KiB forms are powers of 1024; KB, MB, GB, TB
+/// powers of 1000), or a plain number of bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 512MiB or 2GiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB)"
+            ));
+        }
+    };
+    let bytes = number * scale as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{text:?}: give a size of at least one byte"));
+    }
+    Ok(bytes as u64)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -345,13 +389,15 @@ impl ServerConfig {
             sources: DataSources::new(&self.data_source_allow)?,
             training: TrainingLimits {
                 max_epochs: self.max_epochs,
-                max_rows: self.max_training_rows,
+                max_rows: self.max_training_rows.unwrap_or(usize::MAX),
+                memory: self.training_memory,
                 max_columns: self.max_training_columns as usize,
             },
             upload: UploadLimits {
                 max_bytes: self.max_training_bytes,
                 idle_timeout: self.upload_idle_timeout,
                 max_duration: self.max_upload_duration,
+                spill_after: usize::try_from(self.training_memory / 8).unwrap_or(usize::MAX),
             },
             max_predict_rows: self.max_predict_rows,
             max_training_jobs: self.max_training_jobs,
@@ -448,5 +494,38 @@ mod tests {
         assert_eq!(limits.upload.max_duration, Some(Duration::from_secs(600)));
         assert_eq!(limits.max_uploads, 1);
         assert!(ServerConfig::try_parse_from(["serval-server", "--max-uploads", "0"]).is_err());
+    }
+
+    #[test]
+    fn training_memory_is_a_gibibyte_by_default_and_rows_are_unbounded() {
+        let limits = ServerConfig::parse_from(["serval-server"])
+            .service_limits()
+            .unwrap();
+        assert_eq!(limits.training.memory, 1 << 30);
+        assert_eq!(limits.training.max_rows, usize::MAX);
+        let limits = ServerConfig::parse_from([
+            "serval-server",
+            "--training-memory",
+            "512MiB",
+            "--max-training-rows",
+            "1000",
+        ])
+        .service_limits()
+        .unwrap();
+        assert_eq!(limits.training.memory, 512 << 20);
+        assert_eq!(limits.training.max_rows, 1000);
+        assert!(ServerConfig::try_parse_from(["serval-server", "--training-memory", "lots"]).is_err());
+    }
+
+    #[test]
+    fn sizes_are_read_as_people_write_them() {
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1.5 MiB"), Ok(3 << 19));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("12 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("MiB").is_err());
     }
 }

@@ -115,8 +115,12 @@ fn model_code(error: &ModelError) -> Code {
         | ModelError::Diverged { .. }
         | ModelError::ExplanationsUnavailable => Code::InvalidArgument,
         ModelError::Cancelled => Code::Cancelled,
-        ModelError::CorruptWeights(_) | ModelError::CorruptDocument { .. } => Code::FailedPrecondition,
-        ModelError::ShapeMismatch(_) | ModelError::Compute(_) => Code::Internal,
+        ModelError::CorruptWeights(_) | ModelError::CorruptDocument { .. } | ModelError::MemoryBudget(_) => {
+            Code::FailedPrecondition
+        }
+        ModelError::ShapeMismatch(_) | ModelError::Compute(_) | ModelError::TemporaryStorage(_) => {
+            Code::Internal
+        }
     }
 }
 

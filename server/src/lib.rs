@@ -37,6 +37,7 @@ pub mod server;
 pub mod service;
 pub mod serving;
 pub mod sources;
+pub mod spool;
 pub mod telemetry;
 pub mod trace_context;
 pub mod unary_route;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use globset::{GlobBuilder, GlobMatcher};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -16,6 +16,7 @@ use serval_model::training::SourceObject;
 use url::Url;
 
 use crate::error::ServalError;
+use crate::spool::{Spool, Spooled};
 
 /// Schemes a source may use.
 const SCHEMES: [&str; 4] = ["s3", "gs", "az", "file"];
@@ -37,10 +38,11 @@ pub struct Source {
     pattern: Option<GlobMatcher>,
 }
 
-/// Objects read from a source, in path order, with their bytes.
+/// Objects read from a source, in path order, with their bytes (in memory,
+/// or in temporary files once they outgrow the spill threshold).
 pub struct SourceData {
     pub objects: Vec<SourceObject>,
-    pub files: Vec<(String, bytes::Bytes)>,
+    pub files: Vec<(String, Spooled)>,
 }
 
 fn has_glob(segment: &str) -> bool {
@@ -153,8 +155,14 @@ impl DataSources {
     }
 
     /// Lists the objects `source` names and reads them, at most
-    /// `max_bytes` in all.
-    pub async fn read(&self, source: &Source, max_bytes: usize) -> Result<SourceData, ServalError> {
+    /// `max_bytes` in all; when they hold more than `spill_after` bytes in
+    /// all, each is written to a temporary file as it arrives.
+    pub async fn read(
+        &self,
+        source: &Source,
+        max_bytes: usize,
+        spill_after: usize,
+    ) -> Result<SourceData, ServalError> {
         let (store, root) = store_for(&source.url)?;
         let unavailable = |e: object_store::Error| {
             ServalError::Unavailable(format!("cannot read the source {}: {e}", source.url))
@@ -208,14 +216,18 @@ impl DataSources {
             let object = store.get(&meta.location).await.map_err(unavailable)?;
             // A listing may leave the entity tag out; the read carries it.
             let e_tag = object.meta.e_tag.clone().or(meta.e_tag).unwrap_or_default();
-            let bytes = object.bytes().await.map_err(unavailable)?;
+            let mut spool = Spool::new(if total > spill_after as u64 { 0 } else { usize::MAX });
+            let mut parts = object.into_stream();
+            while let Some(part) = parts.next().await {
+                spool.write(&part.map_err(unavailable)?).await?;
+            }
             let path = object_url(&source.url, &meta.location, &root);
             data.objects.push(SourceObject {
                 path: path.clone(),
-                size: bytes.len() as u64,
+                size: spool.len(),
                 e_tag,
             });
-            data.files.push((path, bytes));
+            data.files.push((path, spool.finish().await?));
         }
         Ok(data)
     }
@@ -334,8 +346,14 @@ mod tests {
         let root = format!("file://{}/clicks/", dir.path().display());
         let s = sources(&[&root]);
         let source = s.check(&format!("{root}date=2026-11-*/*.csv")).unwrap();
-        let data = s.read(&source, 1 << 20).await.unwrap();
-        let contents: Vec<&[u8]> = data.files.iter().map(|(_, b)| b.as_ref()).collect();
+        let data = s.read(&source, 1 << 20, 1 << 20).await.unwrap();
+        let contents: Vec<Vec<u8>> = data.files.iter().map(|(_, b)| b.read().unwrap()).collect();
+        assert_eq!(contents, [&b"a"[..], b"b"]);
+        assert!(data.files.iter().all(|(_, b)| !b.spilled()));
+        // Past the threshold, every object goes to disk and reads back.
+        let spilled = s.read(&source, 1 << 20, 1).await.unwrap();
+        assert!(spilled.files.iter().all(|(_, b)| b.spilled()));
+        let contents: Vec<Vec<u8>> = spilled.files.iter().map(|(_, b)| b.read().unwrap()).collect();
         assert_eq!(contents, [&b"a"[..], b"b"]);
         assert!(
             data.objects[0]
@@ -345,9 +363,9 @@ mod tests {
             data.objects
         );
         assert_eq!(data.objects[1].size, 1);
-        let too_small = s.read(&source, 1).await.err().unwrap().to_string();
+        let too_small = s.read(&source, 1, 1 << 20).await.err().unwrap().to_string();
         assert!(too_small.contains("--max-training-bytes"), "{too_small}");
         let none = s.check(&format!("{root}date=2025-*/*.csv")).unwrap();
-        assert!(s.read(&none, 1 << 20).await.is_err());
+        assert!(s.read(&none, 1 << 20, 1 << 20).await.is_err());
     }
 }

@@ -29,7 +29,7 @@ pub fn metrics(m: Option<&pb::Metrics>) -> Value {
 
 pub fn dataset(d: Option<&pb::DatasetSummary>) -> Value {
     let d = d.cloned().unwrap_or_default();
-    json!({
+    let mut value = json!({
         "sha256": d.sha256,
         "rows": d.rows,
         "columns": d.columns,
@@ -42,7 +42,16 @@ pub fn dataset(d: Option<&pb::DatasetSummary>) -> Value {
         "format": d.format().as_str_name().trim_start_matches("DATA_FORMAT_").to_ascii_lowercase(),
         "source": d.source,
         "objects": d.objects.iter().map(|o| json!({"path": o.path, "size": o.size, "e_tag": o.e_tag})).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(s) = &d.streamed {
+        value["streamed"] = json!({
+            "memory_budget": s.memory_budget,
+            "encoder_sample_rows": s.encoder_sample_rows,
+            "store_bytes": s.store_bytes,
+            "spilled": s.spilled,
+        });
+    }
+    value
 }
 
 pub fn version(v: &pb::ModelVersion) -> Value {

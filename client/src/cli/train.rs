@@ -265,6 +265,20 @@ pub async fn follow(mut events: TrainUpload, json: bool, upload: ProgressBar) ->
                     if !d.split_key.is_empty() {
                         println!("  folded by {}: all rows with one value on one side", d.split_key);
                     }
+                    if let Some(s) = &d.streamed {
+                        println!(
+                            "  streamed within {:.0} MiB of training memory: encoder fitted on {} sampled rows, {:.1} MiB of encoded rows {}, {} rows scored out of fold",
+                            s.memory_budget as f64 / (1u64 << 20) as f64,
+                            s.encoder_sample_rows,
+                            s.store_bytes as f64 / (1u64 << 20) as f64,
+                            if s.spilled {
+                                "spilled to a temporary file"
+                            } else {
+                                "in memory"
+                            },
+                            d.validation_rows
+                        );
+                    }
                     if !accepted.job_id.is_empty() {
                         println!(
                             "Job {id}: it goes on if you disconnect; `serval jobs watch {id}` re-attaches",
@@ -281,7 +295,17 @@ pub async fn follow(mut events: TrainUpload, json: bool, upload: ProgressBar) ->
             }
             Some(pb::train_event::Event::Progress(progress)) => {
                 let done = progress.rows_done as f64 / progress.rows_total.max(1) as f64;
-                epochs_bar.set_message(format!("epoch {} {:.0}% …", progress.epoch, done * 100.0));
+                if progress.rows_per_second > 0.0 {
+                    epochs_bar.set_message(format!(
+                        "epoch {} {:.0}% … {:.0} rows/s, ~{:.0} s an epoch",
+                        progress.epoch,
+                        done * 100.0,
+                        progress.rows_per_second,
+                        progress.estimated_epoch_seconds
+                    ));
+                } else {
+                    epochs_bar.set_message(format!("epoch {} {:.0}% …", progress.epoch, done * 100.0));
+                }
             }
             Some(pb::train_event::Event::Epoch(epoch)) => {
                 epochs_bar.set_position(u64::from(epoch.epoch));

@@ -1,7 +1,8 @@
 //! `serval train` beyond CSV: a Parquet file picked by its extension, a
 //! server-side source with its lineage in the JSON output, a source
 //! outside the server's allowed prefixes refused with the "refused" exit
-//! code, and a split key recorded with the version.
+//! code, a split key recorded with the version, and a training streamed
+//! within the server's --training-memory said so.
 
 use std::sync::Arc;
 
@@ -135,4 +136,30 @@ async fn a_split_key_is_sent_recorded_and_refused_when_it_is_the_label() {
     assert!(!refused.status.success(), "{refused:?}");
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("split_key: \"label\" is the label column"), "{err}");
+}
+
+#[tokio::test]
+async fn a_training_streamed_within_the_servers_memory_says_so() {
+    let fx = Fixture::start_with(|config, _| config.training_memory = 3 << 20).await;
+    let data = example("online_shoppers_intention.csv");
+    let args = [
+        "train",
+        "--label",
+        "Revenue",
+        "--positive",
+        "TRUE",
+        "--model",
+        "shoppers",
+        "--data",
+        &data,
+    ];
+    let text = fx.ok(&args).await;
+    assert!(
+        text.contains("streamed within 3 MiB of training memory"),
+        "{text}"
+    );
+    let listed = last_json_line(&fx.ok(&["models", "--model", "shoppers", "--json"]).await);
+    let streamed = &listed["models"][0]["versions"][0]["dataset"]["streamed"];
+    assert_eq!(streamed["memory_budget"], 3 << 20, "{listed}");
+    assert_eq!(streamed["spilled"], false);
 }

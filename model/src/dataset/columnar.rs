@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::inference::{ColumnKind, NumericCell, boolean_token, parse_number};
 use super::ingest::{
-    ColumnValues, FeatureColumn, IngestOptions, InternedColumn, TrainingTable, invalid, one_label_class,
-    plan_columns, positive_never_occurs, typed_column,
+    ColumnValues, FeatureColumn, IngestOptions, InternedColumn, Rows, TrainingTable, invalid,
+    one_label_class, plan_columns, positive_never_occurs, typed_column,
 };
 use crate::error::ModelError;
 
@@ -112,6 +112,18 @@ pub fn ingest_batches(
     sha256: String,
     what: &str,
     options: &IngestOptions<'_>,
+) -> Result<TrainingTable, ModelError> {
+    ingest_batch_rows(schema, batches, sha256, what, options, Rows::Whole)
+}
+
+/// [`ingest_batches`] of the whole data or of a part of it.
+pub(crate) fn ingest_batch_rows(
+    schema: &Arc<Schema>,
+    batches: impl Iterator<Item = Result<RecordBatch, ModelError>>,
+    sha256: String,
+    what: &str,
+    options: &IngestOptions<'_>,
+    part: Rows,
 ) -> Result<TrainingTable, ModelError> {
     let header: Vec<String> = schema
         .fields()
@@ -228,21 +240,23 @@ pub fn ingest_batches(
             }
         }
     }
-    if rows_read == 0 {
+    if rows_read == 0 && part == Rows::Whole {
         return Err(invalid(format!("the {what} file has no data rows")));
     }
-    if labels.is_empty() {
-        return Err(invalid(format!(
-            "every row has a blank label in column {:?}",
-            options.label_column
-        )));
-    }
     let positives = labels.iter().filter(|&&l| l == 1.0).count();
-    if positives == 0 {
-        return Err(positive_never_occurs(options, &label_values));
-    }
-    if positives == labels.len() {
-        return Err(one_label_class(options));
+    if part == Rows::Whole {
+        if labels.is_empty() {
+            return Err(invalid(format!(
+                "every row has a blank label in column {:?}",
+                options.label_column
+            )));
+        }
+        if positives == 0 {
+            return Err(positive_never_occurs(options, &label_values));
+        }
+        if positives == labels.len() {
+            return Err(one_label_class(options));
+        }
     }
     let features = feature_indices
         .iter()

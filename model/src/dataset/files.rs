@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
 
+use super::chunks::{FileData, SharedFile};
 use super::columnar::{DataFormat, ingest_batches};
 use super::ingest::{IngestOptions, TrainingTable, ingest_csv, invalid};
 use crate::error::ModelError;
@@ -71,40 +72,90 @@ fn batches_of(
     format: DataFormat,
     file: &DataFile<'_>,
 ) -> Result<(Arc<arrow_schema::Schema>, Batches), ModelError> {
-    let name = file.name.to_string();
+    shared_batches(
+        format,
+        &SharedFile::in_memory(file.name, bytes::Bytes::copy_from_slice(file.bytes)),
+    )
+}
+
+/// A shared file's schema and its batches, decoded from its bytes without
+/// copying them.
+pub(super) fn shared_batches(
+    format: DataFormat,
+    file: &SharedFile,
+) -> Result<(Arc<arrow_schema::Schema>, Batches), ModelError> {
+    let name = file.name.clone();
     let corrupt = move |e: &dyn std::fmt::Display| {
         invalid(format!("{name}: the {} file cannot be read: {e}", format.name()))
     };
-    match format {
-        DataFormat::Parquet => {
-            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                bytes::Bytes::copy_from_slice(file.bytes),
-            )
-            .map_err(|e| corrupt(&e))?;
-            let schema = builder.schema().clone();
-            let reader = builder
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(|e| corrupt(&e))?;
+    match (format, &file.data) {
+        (DataFormat::Parquet, data) => {
+            let reader = match data {
+                FileData::Memory(bytes) => parquet_reader(
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone()),
+                ),
+                FileData::Disk(path) => parquet_reader(
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                        std::fs::File::open(path).map_err(|e| corrupt(&e))?,
+                    ),
+                ),
+            };
+            let (schema, reader) = reader.map_err(|e| corrupt(&e))?;
             Ok((schema, Box::new(reader.map(move |b| b.map_err(|e| corrupt(&e))))))
         }
-        _ => {
-            let cursor = std::io::Cursor::new(file.bytes.to_vec());
-            if file.bytes.starts_with(b"ARROW1") {
-                let reader = arrow_ipc::reader::FileReader::try_new(cursor, None).map_err(|e| corrupt(&e))?;
-                Ok((
-                    reader.schema(),
-                    Box::new(reader.map(move |b| b.map_err(|e| corrupt(&e)))),
-                ))
-            } else {
-                let reader =
-                    arrow_ipc::reader::StreamReader::try_new(cursor, None).map_err(|e| corrupt(&e))?;
-                Ok((
-                    reader.schema(),
-                    Box::new(reader.map(move |b| b.map_err(|e| corrupt(&e)))),
-                ))
-            }
+        (_, FileData::Memory(bytes)) => arrow_batches(
+            std::io::Cursor::new(bytes.clone()),
+            bytes.starts_with(b"ARROW1"),
+            corrupt,
+        ),
+        (_, FileData::Disk(path)) => {
+            let opened = std::fs::File::open(path).map_err(|e| corrupt(&e))?;
+            let is_file = file.head(6).map_err(|e| corrupt(&e))? == b"ARROW1";
+            arrow_batches(
+                std::io::BufReader::with_capacity(1 << 20, opened),
+                is_file,
+                corrupt,
+            )
         }
+    }
+}
+
+/// A Parquet reader of [`BATCH_ROWS`] rows a batch, and its schema.
+fn parquet_reader<T: parquet::file::reader::ChunkReader + 'static>(
+    builder: Result<
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<T>,
+        parquet::errors::ParquetError,
+    >,
+) -> Result<
+    (
+        Arc<arrow_schema::Schema>,
+        parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    ),
+    parquet::errors::ParquetError,
+> {
+    let builder = builder?;
+    let schema = builder.schema().clone();
+    Ok((schema, builder.with_batch_size(BATCH_ROWS).build()?))
+}
+
+/// The batches of an Arrow IPC file (`is_file`) or stream.
+fn arrow_batches<R: std::io::Read + std::io::Seek + 'static>(
+    reader: R,
+    is_file: bool,
+    corrupt: impl Fn(&dyn std::fmt::Display) -> ModelError + Clone + 'static,
+) -> Result<(Arc<arrow_schema::Schema>, Batches), ModelError> {
+    if is_file {
+        let reader = arrow_ipc::reader::FileReader::try_new(reader, None).map_err(|e| corrupt(&e))?;
+        Ok((
+            reader.schema(),
+            Box::new(reader.map(move |b| b.map_err(|e| corrupt(&e)))),
+        ))
+    } else {
+        let reader = arrow_ipc::reader::StreamReader::try_new(reader, None).map_err(|e| corrupt(&e))?;
+        Ok((
+            reader.schema(),
+            Box::new(reader.map(move |b| b.map_err(|e| corrupt(&e)))),
+        ))
     }
 }
 

@@ -106,7 +106,28 @@ pub(super) fn invalid(message: impl Into<String>) -> ModelError {
 /// Parses `bytes` as a CSV with a header row and returns the labelled,
 /// typed table, or an INVALID_ARGUMENT naming the offending line or column.
 pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingTable, ModelError> {
-    let sha256 = hex::encode(Sha256::digest(bytes));
+    ingest_csv_rows(bytes, options, Rows::Whole)
+}
+
+/// Whether a read holds the whole data or a part of it (a chunk or a
+/// sample read while streaming): a part may lack a class, and is not
+/// fingerprinted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rows {
+    Whole,
+    Part,
+}
+
+/// [`ingest_csv`] of the whole data or of a part of it.
+pub(crate) fn ingest_csv_rows(
+    bytes: &[u8],
+    options: &IngestOptions<'_>,
+    rows: Rows,
+) -> Result<TrainingTable, ModelError> {
+    let sha256 = match rows {
+        Rows::Whole => hex::encode(Sha256::digest(bytes)),
+        Rows::Part => String::new(),
+    };
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(invalid("the CSV is empty: expected a header row and data rows"));
@@ -163,14 +184,24 @@ pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingT
     if rows_read == 0 {
         return Err(invalid("the CSV has a header but no data rows"));
     }
-    if label.ids.is_empty() {
+    if label.ids.is_empty() && rows == Rows::Whole {
         return Err(invalid(format!(
             "every row has a blank label in column {:?}",
             options.label_column
         )));
     }
 
-    let labels = binary_labels(&label, options)?;
+    let labels = match rows {
+        Rows::Whole => binary_labels(&label, options)?,
+        Rows::Part => {
+            let positive = label.index.get(options.positive_label.trim()).copied();
+            label
+                .ids
+                .iter()
+                .map(|&id| f32::from(u8::from(Some(id) == positive)))
+                .collect()
+        }
+    };
     let features = feature_indices
         .iter()
         .zip(columns)
@@ -263,7 +294,7 @@ fn read_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ModelErro
     Ok(header)
 }
 
-fn csv_error(error: csv::Error) -> ModelError {
+pub(super) fn csv_error(error: csv::Error) -> ModelError {
     match error.kind() {
         csv::ErrorKind::UnequalLengths {
             pos,

@@ -54,14 +54,7 @@ pub fn keyed_folds(
     }
     let fold_of_key: Vec<usize> = dictionary
         .iter()
-        .map(|key| {
-            let digest = Sha256::new()
-                .chain_update(seed.to_le_bytes())
-                .chain_update(key.as_bytes())
-                .finalize();
-            let first = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
-            (first % folds as u64) as usize
-        })
+        .map(|key| fold_of_key(key, folds, seed))
         .collect();
     let fold_of: Vec<usize> = key_ids.iter().map(|&id| fold_of_key[id as usize]).collect();
     for fold in 0..folds {
@@ -81,6 +74,16 @@ pub fn keyed_folds(
         }
     }
     Ok(fold_of)
+}
+
+/// The fold of a split key's value: a seeded SHA-256 of its text.
+pub fn fold_of_key(key: &str, folds: usize, seed: u64) -> usize {
+    let digest = Sha256::new()
+        .chain_update(seed.to_le_bytes())
+        .chain_update(key.as_bytes())
+        .finalize();
+    let first = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+    (first % folds as u64) as usize
 }
 
 #[cfg(test)]

@@ -10,13 +10,18 @@ mod importance;
 mod optimizer;
 mod pipeline;
 mod recipe;
+mod row_store;
 mod selection;
+mod streamed;
 mod trainer;
 
 pub use pipeline::{
-    DatasetSummary, PreparedTraining, SourceObject, TrainedVersion, prepare, prepare_files, train,
+    DatasetSummary, PreparedTraining, SourceObject, StreamedTraining, TrainedVersion, prepare, prepare_files,
+    prepare_shared, train,
 };
 pub use recipe::{
-    MAX_BATCH_SIZE, MAX_HIDDEN_LAYERS, MAX_LAYER_WIDTH, Recipe, ThresholdObjective, TrainingLimits, defaults,
+    DEFAULT_TRAINING_MEMORY, MAX_BATCH_SIZE, MAX_HIDDEN_LAYERS, MAX_LAYER_WIDTH, Recipe, ThresholdObjective,
+    TrainingLimits, defaults,
 };
+pub use streamed::{TrainingPath, human_bytes, in_memory_estimate, prepare_streamed, training_path};
 pub use trainer::{EpochReport, LearningRateSchedule, LoopEvent};

@@ -13,10 +13,14 @@ use serde::{Deserialize, Serialize};
 use super::ensemble::Shape;
 use super::importance::{self, ScoredRows, permutation_importance};
 use super::recipe::{Recipe, TrainingLimits};
+use super::row_store::RowStore;
 use super::selection::HeldOut;
-use super::trainer::{EpochReport, LoopEvent, LoopSettings, TrainingRows, run_loop};
+use super::streamed::{TrainingPath, prepare_streamed, training_path};
+use super::trainer::{
+    EpochReport, LoopEvent, LoopSettings, TrainingRows, TrainingStream, run_loop, run_streamed_loop,
+};
 use crate::dataset::{
-    ColumnValues, DataFile, IngestOptions, TrainingTable, ingest_files, keyed_folds,
+    ColumnValues, DataFile, IngestOptions, SharedFile, TrainingTable, ingest_files, keyed_folds,
     refuse_identifier_columns, stratified_folds,
 };
 use crate::encoder::{Encoder, EncoderState, Transform};
@@ -46,6 +50,23 @@ pub struct DatasetSummary {
     /// Every object read from the source, in the order read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<SourceObject>,
+    /// How a training streamed its rows within the memory budget; `None`
+    /// when it held them all in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<StreamedTraining>,
+}
+
+/// How a streamed training kept to its memory budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamedTraining {
+    /// The budget, in bytes (the server's --training-memory).
+    pub memory_budget: u64,
+    /// Rows the encoder was fitted on: a seeded uniform sample.
+    pub encoder_sample_rows: u64,
+    /// Bytes of the encoded rows.
+    pub store_bytes: u64,
+    /// Whether the encoded rows were spilled to a temporary file.
+    pub spilled: bool,
 }
 
 /// One object of a server-side source: what lineage records of it.
@@ -63,9 +84,15 @@ pub struct PreparedTraining {
     pub recipe: Recipe,
     pub encoder: Encoder,
     pub dataset: DatasetSummary,
-    data: TrainingRows,
+    /// The rows scored out of fold: every row, or for a streamed training
+    /// a bounded seeded sample of them.
+    pub(super) data: TrainingRows,
+    /// The rows learned from when they are streamed, not held in `data`.
+    pub(super) stream: Option<RowStore>,
     /// The mean encoded row: the baseline explanations integrate from.
-    baseline: Vec<f32>,
+    pub(super) baseline: Vec<f32>,
+    /// Seconds each phase of the preparation took.
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// A trained version, ready to store.
@@ -87,6 +114,8 @@ pub struct TrainedVersion {
     /// Permutation importance of the original columns, out of fold, most
     /// important first.
     pub importance: Vec<(String, f64)>,
+    /// Seconds each phase of the training took (not stored).
+    pub phases: Vec<(&'static str, f64)>,
     pub network: Mlp,
     pub weights: Vec<u8>,
 }
@@ -115,6 +144,7 @@ pub fn prepare_files(
     files: &[DataFile<'_>],
     limits: &TrainingLimits,
 ) -> Result<PreparedTraining, ModelError> {
+    let started = std::time::Instant::now();
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
     let options = IngestOptions {
         delimiter: recipe.delimiter as u8,
@@ -161,25 +191,54 @@ pub fn prepare_files(
         folds: members as u32,
         source: String::new(),
         objects: Vec::new(),
+        streamed: None,
     };
     Ok(PreparedTraining {
         recipe,
         encoder,
         dataset,
         data,
+        stream: None,
         baseline,
+        phases: vec![("reading and encoding", started.elapsed().as_secs_f64())],
     })
 }
 
+/// Prepares a training of `files` on the path the memory budget allows:
+/// every row in memory when the estimate fits `limits.memory`, as
+/// [`prepare_files`] does, else streamed in bounded memory. The dataset
+/// summary records which.
+pub fn prepare_shared(
+    recipe: Recipe,
+    files: &[SharedFile],
+    limits: &TrainingLimits,
+) -> Result<PreparedTraining, ModelError> {
+    match training_path(recipe.format, files, recipe.delimiter as u8, limits)? {
+        TrainingPath::InMemory => {
+            let loaded = files
+                .iter()
+                .map(SharedFile::load)
+                .collect::<Result<Vec<_>, _>>()?;
+            let borrowed: Vec<DataFile<'_>> = files
+                .iter()
+                .zip(&loaded)
+                .map(|(f, bytes)| DataFile { name: &f.name, bytes })
+                .collect();
+            prepare_files(recipe, &borrowed, limits)
+        }
+        TrainingPath::Streamed => prepare_streamed(recipe, files, limits),
+    }
+}
+
 /// The split key's column: each row's index into `values`.
-struct SplitKey {
-    ids: Vec<u32>,
-    values: Vec<String>,
+pub(super) struct SplitKey {
+    pub ids: Vec<u32>,
+    pub values: Vec<String>,
 }
 
 /// Takes the split key's column out of the table (it is never an input),
 /// or `None` without a key.
-fn take_split_key(table: &mut TrainingTable, key: &str) -> Result<Option<SplitKey>, ModelError> {
+pub(super) fn take_split_key(table: &mut TrainingTable, key: &str) -> Result<Option<SplitKey>, ModelError> {
     if key.is_empty() {
         return Ok(None);
     }
@@ -226,14 +285,15 @@ fn take_split_key(table: &mut TrainingTable, key: &str) -> Result<Option<SplitKe
     }))
 }
 
-/// The table's rows in the loop's form — numeric inputs, and the hot slot
-/// of each categorical column — and the mean encoded row.
-fn training_rows(
-    table: &TrainingTable,
-    encoder: &Encoder,
-    recipe: &Recipe,
-    folds: Vec<usize>,
-) -> (TrainingRows, Vec<f32>) {
+/// How encoded rows map onto the loop's form: the shape, each encoded
+/// input's kind, and each categorical column's span with its first slot.
+pub(super) struct Layout {
+    pub shape: Shape,
+    pub input_kind: Vec<Result<usize, usize>>,
+    pub categorical_spans: Vec<(std::ops::Range<usize>, usize)>,
+}
+
+pub(super) fn layout(encoder: &Encoder, recipe: &Recipe) -> Layout {
     let mut input_kind = Vec::with_capacity(encoder.width());
     let mut categorical_spans = Vec::new();
     let (mut numeric, mut slots) = (0usize, 0usize);
@@ -247,9 +307,7 @@ fn training_rows(
             numeric += span.len();
         }
     }
-    let rows = table.labels.len();
-    let width = encoder.width();
-    let mut data = TrainingRows {
+    Layout {
         shape: Shape {
             numeric,
             slots,
@@ -257,8 +315,31 @@ fn training_rows(
             members: recipe.members(),
             hidden: recipe.hidden_layers.clone(),
         },
+        input_kind,
+        categorical_spans,
+    }
+}
+
+/// The table's rows in the loop's form — numeric inputs, and the hot slot
+/// of each categorical column — and the mean encoded row.
+fn training_rows(
+    table: &TrainingTable,
+    encoder: &Encoder,
+    recipe: &Recipe,
+    folds: Vec<usize>,
+) -> (TrainingRows, Vec<f32>) {
+    let Layout {
+        shape,
+        input_kind,
+        categorical_spans,
+    } = layout(encoder, recipe);
+    let (numeric, categorical) = (shape.numeric, shape.categorical);
+    let rows = table.labels.len();
+    let width = encoder.width();
+    let mut data = TrainingRows {
+        shape,
         numeric: Vec::with_capacity(rows * numeric),
-        slots: Vec::with_capacity(rows * categorical_spans.len()),
+        slots: Vec::with_capacity(rows * categorical),
         labels: table.labels.clone(),
         folds,
         input_kind,
@@ -294,6 +375,7 @@ pub fn train(
 ) -> Result<TrainedVersion, ModelError> {
     let recipe = prepared.recipe;
     let data = prepared.data;
+    let mut stream = prepared.stream;
     let settings = LoopSettings {
         learning_rate: recipe.learning_rate,
         batch_size: recipe.batch_size,
@@ -307,7 +389,14 @@ pub fn train(
         threshold: recipe.threshold,
     };
     let mut on_event = on_event;
-    let outcome = run_loop(&data, &settings, cancel, &mut on_event)?;
+    let outcome = match &mut stream {
+        None => run_loop(&data, &settings, cancel, &mut on_event)?,
+        Some(stream) => run_streamed_loop(stream, &data, &settings, cancel, &mut on_event)?,
+    };
+    // The streamed rows (and their temporary file) are not needed past
+    // the loop.
+    let rows = stream.as_ref().map_or(data.rows(), |s| s.rows());
+    drop(stream);
     let labels = &data.labels;
 
     // Validation: out of fold at the kept epoch, threshold chosen there.
@@ -325,7 +414,6 @@ pub fn train(
     // Importance takes a while on large data: it reports progress (the last
     // epoch, complete) and honours cancellation between columns.
     let epochs_run = outcome.history.len();
-    let rows = data.rows();
     let loop_seconds = outcome.history.last().map_or(0.0, |e| e.elapsed_seconds);
     let started = std::time::Instant::now();
     let parts = out_of_fold_sample(&data, &outcome.network, recipe.seed)?;
@@ -339,9 +427,13 @@ pub fn train(
             rows_done: rows,
             rows_total: rows,
             elapsed_seconds: loop_seconds + started.elapsed().as_secs_f64(),
+            rows_per_second: 0.0,
+            epoch_seconds: 0.0,
         });
         Ok(())
     })?;
+    let mut phases = outcome.phases.clone();
+    phases.push(("importance", started.elapsed().as_secs_f64()));
     let mut encoder = prepared.encoder.state().clone();
     encoder.baseline = prepared.baseline;
     Ok(TrainedVersion {
@@ -354,6 +446,7 @@ pub fn train(
         best_epoch: outcome.best_epoch,
         curves,
         importance,
+        phases,
         network: outcome.network,
         weights,
     })

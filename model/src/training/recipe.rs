@@ -20,17 +20,24 @@ pub struct TrainingLimits {
     pub max_rows: usize,
     /// Columns in the data at most (label and dropped columns included).
     pub max_columns: usize,
+    /// Bytes a training may hold of what it builds from the data; data
+    /// whose in-memory form would need more is streamed within it.
+    pub memory: u64,
 }
 
 impl Default for TrainingLimits {
     fn default() -> Self {
         TrainingLimits {
             max_epochs: 1000,
-            max_rows: 5_000_000,
+            max_rows: usize::MAX,
             max_columns: 32_768,
+            memory: DEFAULT_TRAINING_MEMORY,
         }
     }
 }
+
+/// The default training memory budget: 1 GiB.
+pub const DEFAULT_TRAINING_MEMORY: u64 = 1 << 30;
 
 pub const MAX_HIDDEN_LAYERS: usize = 8;
 pub const MAX_LAYER_WIDTH: usize = 4096;

@@ -134,6 +134,11 @@ pub enum LoopEvent<'a> {
         rows_done: usize,
         rows_total: usize,
         elapsed_seconds: f64,
+        /// Rows a second so far in this epoch.
+        rows_per_second: f64,
+        /// The epoch's whole length at that rate, in seconds (0 before the
+        /// first batch).
+        epoch_seconds: f64,
     },
     /// An epoch ended.
     Epoch(&'a EpochReport),
@@ -152,6 +157,9 @@ pub struct LoopOutcome {
     pub best_out_of_fold: Vec<f32>,
     /// What the held-out figures score each row with.
     pub held_out: HeldOut,
+    /// Seconds spent reading rows, in forward and backward passes, and
+    /// scoring out of fold, over all epochs: where the time went.
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// Binary cross-entropy of one logit `z` against a label `y`, computed as
@@ -201,20 +209,119 @@ struct KeptEpoch {
     out_of_fold: Vec<f32>,
 }
 
-/// Runs the loop. `on_event` sees progress within epochs and each epoch's
+/// One mini-batch of training rows: their inputs, labels and folds.
+pub struct TrainingBatch<'a> {
+    pub rows: usize,
+    /// `(rows, shape.numeric)`.
+    pub numeric: &'a [f32],
+    /// `(rows, shape.categorical)`.
+    pub slots: &'a [u32],
+    pub labels: &'a [f32],
+    pub folds: &'a [usize],
+}
+
+/// Where the loop's training rows come from: every epoch visits each row
+/// once, in an order drawn from the loop's shuffling generator.
+pub trait TrainingStream {
+    /// Rows an epoch visits.
+    fn rows(&self) -> usize;
+    /// Per member: (positive rows, rows) among the rows it learns from.
+    fn member_counts(&self, members: usize) -> Vec<(usize, usize)>;
+    /// Calls `visit` with every row once, in mini-batches of at most
+    /// `batch_size` rows, in an order drawn from `rng`.
+    fn epoch(
+        &mut self,
+        batch_size: usize,
+        rng: &mut ChaCha8Rng,
+        visit: &mut dyn FnMut(&TrainingBatch<'_>) -> Result<(), ModelError>,
+    ) -> Result<(), ModelError>;
+}
+
+/// Rows held in memory, shuffled row by row each epoch.
+struct InMemoryStream<'a> {
+    data: &'a TrainingRows,
+    order: Vec<usize>,
+}
+
+impl TrainingStream for InMemoryStream<'_> {
+    fn rows(&self) -> usize {
+        self.data.rows()
+    }
+
+    fn member_counts(&self, members: usize) -> Vec<(usize, usize)> {
+        (0..members)
+            .map(|m| {
+                let (mut positives, mut count) = (0usize, 0usize);
+                for (row, &fold) in self.data.folds.iter().enumerate() {
+                    if fold != m {
+                        count += 1;
+                        positives += usize::from(self.data.labels[row] == 1.0);
+                    }
+                }
+                (positives, count)
+            })
+            .collect()
+    }
+
+    fn epoch(
+        &mut self,
+        batch_size: usize,
+        rng: &mut ChaCha8Rng,
+        visit: &mut dyn FnMut(&TrainingBatch<'_>) -> Result<(), ModelError>,
+    ) -> Result<(), ModelError> {
+        self.order.shuffle(rng);
+        let (mut numeric, mut slots, mut labels, mut folds) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for batch_rows in self.order.chunks(batch_size) {
+            self.data.gather(batch_rows, &mut numeric, &mut slots);
+            labels.clear();
+            folds.clear();
+            labels.extend(batch_rows.iter().map(|&r| self.data.labels[r]));
+            folds.extend(batch_rows.iter().map(|&r| self.data.folds[r]));
+            visit(&TrainingBatch {
+                rows: batch_rows.len(),
+                numeric: &numeric,
+                slots: &slots,
+                labels: &labels,
+                folds: &folds,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the loop on rows held in memory, which are also the rows scored
+/// out of fold. `on_event` sees progress within epochs and each epoch's
 /// report as it ends; `cancel` stops the run between batches with
 /// [`ModelError::Cancelled`].
 pub fn run_loop(
     data: &TrainingRows,
     settings: &LoopSettings,
     cancel: &AtomicBool,
+    on_event: impl FnMut(LoopEvent<'_>),
+) -> Result<LoopOutcome, ModelError> {
+    let mut stream = InMemoryStream {
+        data,
+        order: (0..data.rows()).collect(),
+    };
+    run_streamed_loop(&mut stream, data, settings, cancel, on_event)
+}
+
+/// Runs the loop on the rows of `stream`; each epoch scores the rows of
+/// `scored` (which must share the stream's shape and fold rule) out of
+/// fold, and they choose the epoch and the held-out figures.
+pub fn run_streamed_loop(
+    stream: &mut dyn TrainingStream,
+    scored: &TrainingRows,
+    settings: &LoopSettings,
+    cancel: &AtomicBool,
     mut on_event: impl FnMut(LoopEvent<'_>),
 ) -> Result<LoopOutcome, ModelError> {
     let started = Instant::now();
-    let shape = &data.shape;
+    let shape = &scored.shape;
     let members = shape.members;
-    let rows = data.rows();
-    let rows_by_fold = data.rows_by_fold();
+    let rows = stream.rows();
+    let rows_by_fold = scored.rows_by_fold();
     let mut optimizer = Adam::new(
         ensemble::init(shape, settings.seed),
         settings.learning_rate,
@@ -222,17 +329,12 @@ pub fn run_loop(
     );
 
     // Each member's weight for a positive and a negative row it learns from.
-    let class_weights: Vec<(f32, f32)> = (0..members)
-        .map(|m| {
+    let class_weights: Vec<(f32, f32)> = stream
+        .member_counts(members)
+        .into_iter()
+        .map(|(positives, count)| {
             if !settings.class_weighting {
                 return (1.0, 1.0);
-            }
-            let (mut positives, mut count) = (0usize, 0usize);
-            for (row, &fold) in data.folds.iter().enumerate() {
-                if fold != m {
-                    count += 1;
-                    positives += usize::from(data.labels[row] == 1.0);
-                }
             }
             let positives = positives.max(1) as f32;
             let negatives = (count as f32 - positives).max(1.0);
@@ -242,87 +344,104 @@ pub fn run_loop(
 
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(1));
     let mut dropout_rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(2));
-    let mut order: Vec<usize> = (0..rows).collect();
-    let (mut numeric, mut slots) = (Vec::new(), Vec::new());
     let mut history = Vec::with_capacity(settings.epochs);
-    let mut held_out = HeldOutSelection::new(&data.labels, &data.folds, members, settings.threshold);
+    let mut held_out = HeldOutSelection::new(&scored.labels, &scored.folds, members, settings.threshold);
     let steps_per_epoch = rows.div_ceil(settings.batch_size);
     let total_steps = (steps_per_epoch * settings.epochs).max(1);
     let mut step = 0usize;
     let mut best: Option<KeptEpoch> = None;
+    let (mut reading_seconds, mut learning_seconds, mut scoring_seconds) = (0.0, 0.0, 0.0);
 
     for epoch in 1..=settings.epochs {
-        order.shuffle(&mut shuffle_rng);
         let mut loss_sum = 0.0;
         let mut last_report = Instant::now();
-        for (index, batch_rows) in order.chunks(settings.batch_size).enumerate() {
-            if last_report.elapsed() >= PROGRESS_EVERY {
-                last_report = Instant::now();
-                on_event(LoopEvent::Batch {
-                    epoch,
-                    epochs: settings.epochs,
-                    rows_done: index * settings.batch_size,
-                    rows_total: rows,
-                    elapsed_seconds: started.elapsed().as_secs_f64(),
-                });
-            }
-            if cancel.load(Ordering::Relaxed) {
-                return Err(ModelError::Cancelled);
-            }
-            optimizer.learning_rate = match settings.schedule {
-                LearningRateSchedule::Constant => settings.learning_rate,
-                LearningRateSchedule::Cosine => {
-                    let progress = step as f64 / total_steps as f64;
-                    settings.learning_rate
-                        * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+        let epoch_started = Instant::now();
+        let mut rows_done = 0usize;
+        stream.epoch(
+            settings.batch_size,
+            &mut shuffle_rng,
+            &mut |batch: &TrainingBatch<'_>| {
+                let batch_started = Instant::now();
+                if last_report.elapsed() >= PROGRESS_EVERY {
+                    last_report = Instant::now();
+                    let seconds = epoch_started.elapsed().as_secs_f64();
+                    let rows_per_second = rows_done as f64 / seconds.max(1e-9);
+                    on_event(LoopEvent::Batch {
+                        epoch,
+                        epochs: settings.epochs,
+                        rows_done,
+                        rows_total: rows,
+                        elapsed_seconds: started.elapsed().as_secs_f64(),
+                        rows_per_second,
+                        epoch_seconds: if rows_done > 0 {
+                            rows as f64 / rows_per_second
+                        } else {
+                            0.0
+                        },
+                    });
                 }
-            };
-            step += 1;
-            data.gather(batch_rows, &mut numeric, &mut slots);
-            let batch = Batch {
-                rows: batch_rows.len(),
-                numeric: &numeric,
-                slots: &slots,
-            };
-            let (logits, activations) = ensemble::forward(
-                optimizer.values(),
-                shape,
-                &batch,
-                settings.dropout,
-                &mut dropout_rng,
-            )?;
-            // Member m's loss is its weighted mean over the rows it learns
-            // from: the slope of each logit, and the loss for the report.
-            let mut slopes = vec![0.0f32; logits.len()];
-            let mut batch_loss = 0.0f64;
-            for m in 0..members {
-                let (mut weight_sum, mut loss) = (0.0f32, 0.0f32);
-                for (i, &row) in batch_rows.iter().enumerate() {
-                    if data.folds[row] == m {
-                        continue;
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(ModelError::Cancelled);
+                }
+                optimizer.learning_rate = match settings.schedule {
+                    LearningRateSchedule::Constant => settings.learning_rate,
+                    LearningRateSchedule::Cosine => {
+                        let progress = step as f64 / total_steps as f64;
+                        settings.learning_rate
+                            * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
                     }
-                    let y = data.labels[row];
-                    let w = if y == 1.0 {
-                        class_weights[m].0
-                    } else {
-                        class_weights[m].1
-                    };
-                    let z = logits[m * batch.rows + i];
-                    slopes[m * batch.rows + i] = w * (sigmoid(z) - y);
-                    loss += w * bce_of_logit(z, y);
-                    weight_sum += w;
-                }
-                if weight_sum > 0.0 {
-                    for slope in &mut slopes[m * batch.rows..(m + 1) * batch.rows] {
-                        *slope /= weight_sum;
+                };
+                step += 1;
+                rows_done += batch.rows;
+                let inputs = Batch {
+                    rows: batch.rows,
+                    numeric: batch.numeric,
+                    slots: batch.slots,
+                };
+                let (logits, activations) = ensemble::forward(
+                    optimizer.values(),
+                    shape,
+                    &inputs,
+                    settings.dropout,
+                    &mut dropout_rng,
+                )?;
+                // Member m's loss is its weighted mean over the rows it learns
+                // from: the slope of each logit, and the loss for the report.
+                let mut slopes = vec![0.0f32; logits.len()];
+                let mut batch_loss = 0.0f64;
+                for m in 0..members {
+                    let (mut weight_sum, mut loss) = (0.0f32, 0.0f32);
+                    for i in 0..batch.rows {
+                        if batch.folds[i] == m {
+                            continue;
+                        }
+                        let y = batch.labels[i];
+                        let w = if y == 1.0 {
+                            class_weights[m].0
+                        } else {
+                            class_weights[m].1
+                        };
+                        let z = logits[m * batch.rows + i];
+                        slopes[m * batch.rows + i] = w * (sigmoid(z) - y);
+                        loss += w * bce_of_logit(z, y);
+                        weight_sum += w;
                     }
-                    batch_loss += f64::from(loss / weight_sum);
+                    if weight_sum > 0.0 {
+                        for slope in &mut slopes[m * batch.rows..(m + 1) * batch.rows] {
+                            *slope /= weight_sum;
+                        }
+                        batch_loss += f64::from(loss / weight_sum);
+                    }
                 }
-            }
-            loss_sum += batch_loss / members as f64 * batch.rows as f64;
-            let gradients = ensemble::backward(optimizer.values(), shape, &batch, &activations, &slopes)?;
-            optimizer.step(&gradients);
-        }
+                loss_sum += batch_loss / members as f64 * batch.rows as f64;
+                let gradients =
+                    ensemble::backward(optimizer.values(), shape, &inputs, &activations, &slopes)?;
+                optimizer.step(&gradients);
+                learning_seconds += batch_started.elapsed().as_secs_f64();
+                Ok(())
+            },
+        )?;
+        reading_seconds += epoch_started.elapsed().as_secs_f64();
         let train_loss = loss_sum / rows as f64;
         if !train_loss.is_finite() {
             return Err(ModelError::Diverged {
@@ -331,20 +450,22 @@ pub fn run_loop(
             });
         }
 
-        let logits = out_of_fold_logits(optimizer.values(), data, &rows_by_fold)?;
+        let scoring_started = Instant::now();
+        let logits = out_of_fold_logits(optimizer.values(), scored, &rows_by_fold)?;
         let scores: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
         let report = EpochReport {
             epoch,
             epochs: settings.epochs,
             train_loss,
-            validation_loss: log_loss(&scores, &data.labels),
-            validation_auc: roc_auc(&scores, &data.labels),
+            validation_loss: log_loss(&scores, &scored.labels),
+            validation_auc: roc_auc(&scores, &scored.labels),
             elapsed_seconds: started.elapsed().as_secs_f64(),
             learning_rate: optimizer.learning_rate,
         };
         on_event(LoopEvent::Epoch(&report));
         history.push(report);
         held_out.observe(&logits);
+        scoring_seconds += scoring_started.elapsed().as_secs_f64();
         let improved = best.as_ref().is_none_or(|kept| report.validation_auc > kept.auc);
         if improved || settings.patience == 0 {
             best = Some(KeptEpoch {
@@ -362,11 +483,16 @@ pub fn run_loop(
     }
     let kept = best.expect("at least one epoch ran");
     Ok(LoopOutcome {
-        network: ensemble::network(&kept.weights, shape, &data.input_kind)?,
+        network: ensemble::network(&kept.weights, shape, &scored.input_kind)?,
         history,
         best_epoch: kept.epoch,
         best_out_of_fold: kept.out_of_fold,
         held_out: held_out.finish(),
+        phases: vec![
+            ("reading rows", reading_seconds - learning_seconds),
+            ("forward and backward", learning_seconds),
+            ("scoring out of fold", scoring_seconds),
+        ],
     })
 }
 

@@ -15,14 +15,14 @@ use serval_model::ModelError;
 use serval_model::dataset::{DataFormat, boolean_token};
 use serval_model::training::{Recipe, TrainedVersion, TrainingLimits, prepare, train};
 
-fn example(name: &str) -> Vec<u8> {
+pub(crate) fn example(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/../examples/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 /// A CSV as one record batch, typed as the CSV's own inference types it: a
 /// column of two boolean spellings (TRUE/FALSE, 0/1) becomes Boolean, one of
 /// numbers Float64, any other Utf8; blank cells are nulls.
-fn batch_of(csv: &[u8]) -> RecordBatch {
+pub(crate) fn batch_of(csv: &[u8]) -> RecordBatch {
     let mut reader = csv::Reader::from_reader(csv);
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     let rows: Vec<Vec<String>> = reader
@@ -61,7 +61,7 @@ fn batch_of(csv: &[u8]) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
-fn parquet_of(batch: &RecordBatch) -> Vec<u8> {
+pub(crate) fn parquet_of(batch: &RecordBatch) -> Vec<u8> {
     let mut out = Vec::new();
     let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
     // Several row groups, as a real export has.

@@ -4,3 +4,4 @@
 mod formats;
 mod properties;
 mod splits;
+mod streamed;

@@ -14,7 +14,7 @@ use serval_model::training::{Recipe, TrainedVersion, TrainingLimits, prepare, tr
 /// per user, and a per-user device fingerprint identifies the user: it
 /// predicts the label perfectly for users already seen and not at all for
 /// new ones. The other columns are noise.
-fn users_csv(numeric_ids: bool) -> Vec<u8> {
+pub(crate) fn users_csv(numeric_ids: bool) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut csv = String::from("user_id,device,visits,minutes,converted\n");
     let converts: Vec<bool> = (0..200).map(|_| rng.random_bool(0.5)).collect();

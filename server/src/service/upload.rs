@@ -14,6 +14,7 @@ use tonic::{Status, Streaming};
 
 use super::invalid;
 use crate::error::ServalError;
+use crate::spool::{Spool, Spooled};
 
 /// How long and how large one upload may be.
 #[derive(Debug, Clone)]
@@ -24,6 +25,9 @@ pub struct UploadLimits {
     pub idle_timeout: Duration,
     /// Longest a whole upload may take; `None` for no bound.
     pub max_duration: Option<Duration>,
+    /// Bytes of an upload held in memory; beyond them it is written to a
+    /// temporary file (an eighth of --training-memory).
+    pub spill_after: usize,
 }
 
 impl Default for UploadLimits {
@@ -32,6 +36,7 @@ impl Default for UploadLimits {
             max_bytes: 2 << 30,
             idle_timeout: Duration::from_secs(30),
             max_duration: None,
+            spill_after: (serval_model::training::DEFAULT_TRAINING_MEMORY / 8) as usize,
         }
     }
 }
@@ -61,15 +66,15 @@ impl Drop for UploadSlot {
     }
 }
 
-/// The CSV that follows the spec on `stream`, once the client ends the
-/// stream.
+/// The data that follows the spec on `stream`, once the client ends the
+/// stream: in memory, or in a temporary file past `limits.spill_after`.
 pub async fn gather(
     stream: &mut Streaming<pb::TrainRequest>,
     limits: &UploadLimits,
-) -> Result<Vec<u8>, Status> {
+) -> Result<Spooled, Status> {
     let bound = limits.max_duration.map(|longest| Instant::now() + longest);
     let mut idle_until = Instant::now() + limits.idle_timeout;
-    let mut csv = Vec::new();
+    let mut csv = Spool::new(limits.spill_after);
     loop {
         let message = tokio::select! {
             message = stream.message() => message?,
@@ -87,11 +92,11 @@ pub async fn gather(
             }
         };
         let Some(message) = message else {
-            return Ok(csv);
+            return Ok(csv.finish().await?);
         };
         match message.payload {
             Some(pb::train_request::Payload::CsvChunk(chunk)) => {
-                if csv.len() + chunk.len() > limits.max_bytes {
+                if csv.len() + chunk.len() as u64 > limits.max_bytes as u64 {
                     return Err(invalid(format!(
                         "the CSV exceeds {} bytes, the server's upload limit",
                         limits.max_bytes
@@ -100,7 +105,7 @@ pub async fn gather(
                 if !chunk.is_empty() {
                     idle_until = Instant::now() + limits.idle_timeout;
                 }
-                csv.extend_from_slice(&chunk);
+                csv.write(&chunk).await?;
             }
             Some(pb::train_request::Payload::Spec(_)) => {
                 return Err(invalid("only the first message may carry a TrainSpec"));
@@ -111,7 +116,7 @@ pub async fn gather(
 }
 
 /// The error that ends an upload the server gave up on.
-fn ended(why: String, bytes: usize) -> Status {
+fn ended(why: String, bytes: u64) -> Status {
     tracing::warn!(bytes, "{why}; upload ended");
     ServalError::DeadlineExceeded(format!(
         "{why}: the upload was ended after {bytes} bytes and nothing was trained"

@@ -7,6 +7,7 @@
 mod common;
 
 mod batching;
+mod bounded;
 mod delete;
 mod errors;
 mod explain;
