@@ -20,8 +20,8 @@ use super::trainer::{
     EpochReport, LoopEvent, LoopSettings, TrainingRows, TrainingStream, run_loop, run_streamed_loop,
 };
 use crate::dataset::{
-    ColumnValues, DataFile, IngestOptions, SharedFile, TrainingTable, ingest_files, keyed_folds,
-    refuse_identifier_columns, stratified_folds,
+    ColumnValues, DataFile, SharedFile, TrainingTable, ingest_files, keyed_folds, refuse_identifier_columns,
+    stratified_folds,
 };
 use crate::encoder::{Encoder, EncoderState, Transform};
 use crate::error::ModelError;
@@ -146,15 +146,7 @@ pub fn prepare_files(
 ) -> Result<PreparedTraining, ModelError> {
     let started = std::time::Instant::now();
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
-    let options = IngestOptions {
-        delimiter: recipe.delimiter as u8,
-        label_column: &recipe.label_column,
-        positive_label: &recipe.positive_label,
-        drop_columns: &recipe.drop_columns,
-        column_types: &column_types,
-        max_rows: limits.max_rows,
-        max_columns: limits.max_columns,
-    };
+    let options = recipe.ingest_options(&column_types, limits);
     let mut table = ingest_files(recipe.format, files, &options)?;
     let split_key = take_split_key(&mut table, &recipe.split_key)?;
     if !recipe.allow_identifier_columns {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::trainer::LearningRateSchedule;
-use crate::dataset::{ColumnKind, DataFormat};
+use crate::dataset::{ColumnKind, DataFormat, IngestOptions};
 use crate::error::ModelError;
 pub use crate::evaluation::ThresholdObjective;
 
@@ -119,6 +119,25 @@ fn invalid(message: String) -> ModelError {
 }
 
 impl Recipe {
+    /// How the recipe's data is read: its delimiter, label, dropped
+    /// columns and given column types (`column_types`, the recipe's as a
+    /// map), within `limits`.
+    pub fn ingest_options<'a>(
+        &'a self,
+        column_types: &'a std::collections::HashMap<String, ColumnKind>,
+        limits: &TrainingLimits,
+    ) -> IngestOptions<'a> {
+        IngestOptions {
+            delimiter: self.delimiter as u8,
+            label_column: &self.label_column,
+            positive_label: &self.positive_label,
+            drop_columns: &self.drop_columns,
+            column_types,
+            max_rows: limits.max_rows,
+            max_columns: limits.max_columns,
+        }
+    }
+
     /// The default recipe for a label column and its positive value.
     pub fn new(label_column: &str, positive_label: &str) -> Self {
         Recipe {

@@ -156,15 +156,7 @@ pub fn prepare_streamed(
 ) -> Result<PreparedTraining, ModelError> {
     let budget = limits.memory;
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
-    let mut options = IngestOptions {
-        delimiter: recipe.delimiter as u8,
-        label_column: &recipe.label_column,
-        positive_label: &recipe.positive_label,
-        drop_columns: &recipe.drop_columns,
-        column_types: &column_types,
-        max_rows: limits.max_rows,
-        max_columns: limits.max_columns,
-    };
+    let mut options = recipe.ingest_options(&column_types, limits);
     let mut clock = std::time::Instant::now();
     let mut phases = Vec::new();
     let mut lap = |name: &'static str, clock: &mut std::time::Instant| {
