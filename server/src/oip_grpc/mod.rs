@@ -14,6 +14,7 @@
 //! Predict's encoded rows (`tensors`); the rest of the protocol is shared
 //! with HTTP in `crate::oip`.
 
+mod answer;
 mod call;
 mod tensors;
 
@@ -21,6 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use answer::{AnswerHead, EncodedInferResponse};
 use call::InferCall;
 use prost::Message;
 
@@ -95,12 +97,6 @@ fn tensor_metadata(tensors: Vec<TensorMetadata>) -> Vec<oip::model_metadata_resp
         .collect()
 }
 
-fn string_parameter(value: impl Into<String>) -> oip::InferParameter {
-    oip::InferParameter {
-        parameter_choice: Some(oip::infer_parameter::ParameterChoice::StringParam(value.into())),
-    }
-}
-
 #[tonic::async_trait]
 impl GrpcInferenceService for OipGrpc {
     async fn server_live(
@@ -172,13 +168,19 @@ impl GrpcInferenceService for OipGrpc {
         let (metadata, extensions, request) = request.into_parts();
         let call = InferCall::decode(request.encode_to_vec().as_slice())
             .map_err(|e| Status::internal(format!("re-reading the request: {e}")))?;
-        self.infer(Request::from_parts(metadata, extensions, call)).await
+        let answer = self
+            .infer(Request::from_parts(metadata, extensions, call))
+            .await?;
+        let (metadata, answer, extensions) = answer.into_parts();
+        let answer = oip::ModelInferResponse::decode(answer.0)
+            .map_err(|e| Status::internal(format!("re-reading the answer: {e}")))?;
+        Ok(Response::from_parts(metadata, answer, extensions))
     }
 }
 
 impl OipGrpc {
     /// ModelInfer: the token check, then Predict with the request's rows.
-    async fn infer(&self, request: Request<InferCall>) -> Result<Response<oip::ModelInferResponse>, Status> {
+    async fn infer(&self, request: Request<InferCall>) -> Result<Response<EncodedInferResponse>, Status> {
         // The call's metadata is moved through the token check, not
         // cloned: this is the hot method.
         let (metadata, _, request) = request.into_parts();
@@ -201,34 +203,20 @@ impl OipGrpc {
         let answer = inference.answer;
         let outputs = crate::oip::tensors::outputs(&answer, &inference.columns, asked.as_deref())
             .map_err(Status::invalid_argument)?;
-        let (outputs, raw_output_contents) = tensors::raw_outputs(outputs);
-        let parameters = [
-            ("arm".to_string(), string_parameter(arm_name(answer.arm))),
-            (
-                "threshold".to_string(),
-                oip::InferParameter {
-                    parameter_choice: Some(oip::infer_parameter::ParameterChoice::DoubleParam(
-                        answer.threshold,
-                    )),
-                },
-            ),
-        ]
-        .into_iter()
-        .collect();
-        Ok(Response::new(oip::ModelInferResponse {
-            model_name: answer.model,
-            model_version: answer.version.to_string(),
-            id: request.id,
-            parameters,
-            outputs,
-            raw_output_contents,
-        }))
+        let head = AnswerHead {
+            model: &answer.model,
+            version: answer.version,
+            id: &request.id,
+            arm: arm_name(answer.arm),
+            threshold: answer.threshold,
+        };
+        Ok(Response::new(answer::encode(&head, &outputs)))
     }
 }
 
 impl UnaryService<InferCall> for OipGrpc {
-    type Response = oip::ModelInferResponse;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<oip::ModelInferResponse>, Status>> + Send>>;
+    type Response = EncodedInferResponse;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<EncodedInferResponse>, Status>> + Send>>;
 
     fn call(&mut self, request: Request<InferCall>) -> Self::Future {
         let service = self.clone();

@@ -17,10 +17,10 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serval_proto::inference as oip;
 
-use super::call::{CONTENTS_FIELDS, Contents, Element, InferCall, InputView, malformed_contents};
+use super::call::{CONTENTS_FIELDS, Element, InferCall, InputView, malformed_contents};
 use crate::oip::EncodedRows;
 use crate::oip::tensors::{
-    Datatype, InferOptions, Layout, Output, ParameterValue, TensorShape, check_output_names, layout, shorten,
+    Datatype, InferOptions, Layout, ParameterValue, TensorShape, check_output_names, layout, shorten,
 };
 use crate::wire::{DENSE_ROW_VALUES, MessageWriter, column_field, varint_len};
 
@@ -53,12 +53,10 @@ pub fn asked_outputs(call: &InferCall, explain: bool) -> Result<Option<Vec<&str>
 /// [N]) becomes one encoded `serval.v1.Column` each, one FP32 input of
 /// encoded rows (shape [N, input_width]) one encoded `DenseRow` per row.
 pub fn rows(call: &InferCall) -> Result<EncodedRows, String> {
-    let inputs: Vec<InputView<'_>> = call
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, bytes)| InputView::read(bytes, i))
-        .collect::<Result<_, _>>()?;
+    let mut inputs = Vec::with_capacity(call.inputs.len());
+    for (i, bytes) in call.inputs.iter().enumerate() {
+        inputs.push(InputView::read(bytes, i)?);
+    }
     let shapes: Vec<TensorShape<'_>> = inputs
         .iter()
         .map(|input| TensorShape {
@@ -188,9 +186,17 @@ fn contents_field(datatype: Datatype) -> &'static str {
     }
 }
 
-/// The typed contents of `input` holding its `count` elements, checked
-/// to hold exactly that many in the datatype's field; the field's tag.
-fn typed<'a>(input: &InputView<'a>, datatype: Datatype, count: usize) -> Result<(Contents<'a>, u32), String> {
+/// Calls `each` with the `count` elements of `input`'s typed contents in
+/// the datatype's field, in one walk over the contents; the contents must
+/// hold exactly that many there. `each` sees at most `count` elements
+/// and no more after its first error; a wrong count is reported before
+/// an element's error.
+fn typed<'a>(
+    input: &InputView<'a>,
+    datatype: Datatype,
+    count: usize,
+    mut each: impl FnMut(usize, u32, Element<'a>) -> Result<(), String>,
+) -> Result<(), String> {
     let field = contents_field(datatype);
     let (position, tag) = CONTENTS_FIELDS
         .iter()
@@ -198,16 +204,28 @@ fn typed<'a>(input: &InputView<'a>, datatype: Datatype, count: usize) -> Result<
         .find_map(|(i, &(name, tag))| (name == field).then_some((i, tag)))
         .expect("every datatype has a field");
     let contents = input.contents.unwrap_or_default();
-    let counts = contents.counts().map_err(|_| malformed_contents(input.name))?;
-    let found = counts[position];
+    let mut found = 0;
+    let mut error = None;
+    contents
+        .each(tag, |element| {
+            if found < count && error.is_none() {
+                error = each(found, tag, element).err();
+            }
+            found += 1;
+        })
+        .map_err(|_| malformed_contents(input.name))?;
     if found == count {
-        return Ok((contents, tag));
+        return error.map_or(Ok(()), Err);
     }
+    // Only a wrong request pays for a second walk, to say where its
+    // values went.
+    let counts = contents.counts().map_err(|_| malformed_contents(input.name))?;
     let others: Vec<&str> = CONTENTS_FIELDS
         .iter()
         .zip(counts)
-        .filter(|&(&(name, _), n)| n > 0 && name != field)
-        .map(|(&(name, _), _)| name)
+        .enumerate()
+        .filter(|&(i, (_, n))| n > 0 && i != position)
+        .map(|(_, (&(name, _), _))| name)
         .collect();
     let hint = if others.is_empty() {
         String::new()
@@ -258,34 +276,27 @@ fn numbers(
     mut each: impl FnMut(f64),
 ) -> Result<(), String> {
     let Some(raw) = raw else {
-        let (contents, tag) = typed(input, datatype, count)?;
-        let mut error = None;
-        let mut index = 0;
-        contents
-            .each(tag, |element| {
-                if error.is_some() {
-                    return;
+        return typed(input, datatype, count, |index, tag, element| {
+            let whole = match element {
+                Element::Fixed32(bits) => {
+                    each(f64::from(f32::from_bits(bits)));
+                    return Ok(());
                 }
-                let whole = match element {
-                    Element::Fixed32(bits) => return each(f64::from(f32::from_bits(bits))),
-                    Element::Fixed64(bits) => return each(f64::from_bits(bits)),
-                    // int32 travels sign-extended, uint32 as is.
-                    Element::Varint(v) => match tag {
-                        2 => i128::from(v as i32),
-                        3 => i128::from(v as i64),
-                        4 => i128::from(v as u32),
-                        _ => i128::from(v),
-                    },
-                    Element::Bytes(_) => unreachable!("numeric fields hold no bytes"),
-                };
-                match datatype.whole(input.name, index, whole) {
-                    Ok(value) => each(value),
-                    Err(e) => error = Some(e),
+                Element::Fixed64(bits) => {
+                    each(f64::from_bits(bits));
+                    return Ok(());
                 }
-                index += 1;
-            })
-            .map_err(|_| malformed_contents(input.name))?;
-        return error.map_or(Ok(()), Err);
+                // int32 travels sign-extended, uint32 as is.
+                Element::Varint(v) => match tag {
+                    2 => i128::from(v as i32),
+                    3 => i128::from(v as i64),
+                    4 => i128::from(v as u32),
+                    _ => i128::from(v),
+                },
+                Element::Bytes(_) => unreachable!("numeric fields hold no bytes"),
+            };
+            datatype.whole(input.name, index, whole).map(&mut each)
+        });
     };
     let size = match datatype {
         Datatype::Fp32 => 4,
@@ -322,10 +333,10 @@ fn bools(
     mut each: impl FnMut(bool),
 ) -> Result<(), String> {
     let Some(raw) = raw else {
-        let (contents, tag) = typed(input, Datatype::Bool, count)?;
-        return contents
-            .each(tag, |element| each(element != Element::Varint(0)))
-            .map_err(|_| malformed_contents(input.name));
+        return typed(input, Datatype::Bool, count, |_, _, element| {
+            each(element != Element::Varint(0));
+            Ok(())
+        });
     };
     raw_len(input, Datatype::Bool, raw, count, 1)?;
     raw.iter().for_each(|&b| each(b != 0));
@@ -355,16 +366,10 @@ fn texts(
         checked
     };
     let Some(raw) = raw else {
-        let (contents, tag) = typed(input, Datatype::Bytes, count)?;
-        let mut error = None;
-        contents
-            .each(tag, |element| {
-                if let (None, Element::Bytes(bytes)) = (&error, element) {
-                    error = text(bytes).err();
-                }
-            })
-            .map_err(|_| malformed_contents(input.name))?;
-        return error.map_or(Ok(()), Err);
+        return typed(input, Datatype::Bytes, count, |_, _, element| match element {
+            Element::Bytes(bytes) => text(bytes),
+            _ => unreachable!("bytes_contents holds bytes"),
+        });
     };
     let found = length_prefixed(raw, |_| Ok(())).ok_or_else(|| {
         format!(
@@ -405,25 +410,6 @@ fn length_prefixed(
         raw = rest;
     }
     Some(Ok(count))
-}
-
-/// Output tensors with their elements in `raw_output_contents`, in the
-/// same order.
-pub fn raw_outputs(
-    outputs: Vec<Output>,
-) -> (Vec<oip::model_infer_response::InferOutputTensor>, Vec<Vec<u8>>) {
-    outputs
-        .into_iter()
-        .map(|output| {
-            let tensor = oip::model_infer_response::InferOutputTensor {
-                name: output.name,
-                datatype: output.data.datatype().to_string(),
-                shape: vec![output.data.len() as i64],
-                ..Default::default()
-            };
-            (tensor, output.data.to_le_bytes())
-        })
-        .unzip()
 }
 
 #[cfg(test)]
@@ -756,23 +742,5 @@ mod tests {
                 .unwrap_err()
                 .starts_with("parameters.explain")
         );
-    }
-
-    #[test]
-    fn raw_outputs_are_little_endian_in_output_order() {
-        let (tensors, raw) = raw_outputs(vec![
-            Output {
-                name: "probability".into(),
-                data: crate::oip::OutputData::Float(vec![0.5]),
-            },
-            Output {
-                name: "label".into(),
-                data: crate::oip::OutputData::Int(vec![1, 0]),
-            },
-        ]);
-        assert_eq!(tensors[0].datatype, "FP32");
-        assert_eq!(tensors[1].shape, vec![2]);
-        assert_eq!(raw[0], 0.5f32.to_le_bytes());
-        assert_eq!(raw[1], [1, 0, 0, 0, 0, 0, 0, 0]);
     }
 }
