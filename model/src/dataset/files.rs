@@ -32,12 +32,14 @@ pub fn ingest_files(
     };
     match format {
         DataFormat::Csv if rest.is_empty() => ingest_csv(first.bytes, options),
-        DataFormat::Csv => ingest_csv(&joined_csv(files, options.delimiter)?, options),
+        DataFormat::Csv => {
+            let mut table = ingest_csv(&joined_csv(files, options.delimiter)?, options)?;
+            table.sha256 = fingerprint(files);
+            Ok(table)
+        }
         DataFormat::Parquet | DataFormat::Arrow => {
-            let mut hasher = Sha256::new();
             let mut readers = Vec::with_capacity(files.len());
             for file in files {
-                hasher.update(file.bytes);
                 readers.push(batches_of(format, file)?);
             }
             let schema = readers[0].0.clone();
@@ -51,13 +53,7 @@ pub fn ingest_files(
                 }
             }
             let batches = readers.into_iter().flat_map(|(_, batches)| batches);
-            ingest_batches(
-                &schema,
-                batches,
-                hex::encode(hasher.finalize()),
-                format.name(),
-                options,
-            )
+            ingest_batches(&schema, batches, fingerprint(files), format.name(), options)
         }
     }
 }
@@ -157,6 +153,16 @@ fn arrow_batches<R: std::io::Read + std::io::Seek + 'static>(
             Box::new(reader.map(move |b| b.map_err(|e| corrupt(&e)))),
         ))
     }
+}
+
+/// The data's fingerprint: SHA-256 over every file's bytes, in order (as
+/// a streamed training computes it, and for one file its own digest).
+fn fingerprint(files: &[DataFile<'_>]) -> String {
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.bytes);
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// CSV files with one header as one CSV: the first file whole, then each

@@ -212,3 +212,38 @@ fn a_numeric_label_matches_its_positive_value_as_a_number() {
         version.dataset.positive_rate
     );
 }
+
+#[test]
+fn several_csv_files_have_one_fingerprint_whether_held_or_streamed() {
+    use serval_model::dataset::SharedFile;
+    use serval_model::training::prepare_shared;
+    use sha2::{Digest, Sha256};
+
+    let csv = example("online_shoppers_intention.csv");
+    let text = String::from_utf8(csv).unwrap();
+    let (header, body) = text.split_once('\n').unwrap();
+    let rows: Vec<&str> = body.lines().collect();
+    let (first, second) = rows.split_at(rows.len() / 2);
+    let parts = [first, second].map(|rows| format!("{header}\n{}\n", rows.join("\n")).into_bytes());
+    let files: Vec<SharedFile> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| SharedFile::in_memory(format!("part-{i}.csv"), part.clone()))
+        .collect();
+    let recipe = recipe("Revenue", "TRUE", &[], DataFormat::Csv);
+    let fingerprint = |memory: u64| {
+        let limits = TrainingLimits {
+            memory,
+            ..TrainingLimits::default()
+        };
+        let prepared = prepare_shared(recipe.clone(), &files, &limits).unwrap();
+        (prepared.dataset.streamed.is_some(), prepared.dataset.sha256)
+    };
+    let (held_streamed, held) = fingerprint(1 << 30);
+    let (streamed_streamed, streamed) = fingerprint(3 << 20);
+    assert!(!held_streamed && streamed_streamed, "one of each path");
+    let mut all = Sha256::new();
+    parts.iter().for_each(|part| all.update(part));
+    assert_eq!(held, hex::encode(all.finalize()), "the files' bytes, in order");
+    assert_eq!(streamed, held);
+}
