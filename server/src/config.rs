@@ -173,6 +173,14 @@ pub struct ServerConfig {
     #[arg(long, env = "SERVAL_MAX_TRAINING_BYTES", default_value_t = 2 << 30)]
     pub max_training_bytes: usize,
 
+    /// Bytes the objects of one server-side source may hold in all (e.g.
+    /// `500GiB`); a larger source is refused before anything is read.
+    /// Unset, no bound: training streams within --training-memory, and
+    /// the objects are copied to temporary files, so the temporary
+    /// directory's disk is the limit.
+    #[arg(long, env = "SERVAL_MAX_SOURCE_BYTES", value_parser = parse_bytes)]
+    pub max_source_bytes: Option<u64>,
+
     /// Epochs one training run may ask for.
     #[arg(long, env = "SERVAL_MAX_EPOCHS", default_value_t = 1000)]
     pub max_epochs: u32,
@@ -386,7 +394,7 @@ impl ServerConfig {
     /// --data-source-allow prefix.
     pub fn service_limits(&self) -> Result<ServiceLimits, String> {
         Ok(ServiceLimits {
-            sources: DataSources::new(&self.data_source_allow)?,
+            sources: DataSources::new(&self.data_source_allow)?.with_max_bytes(self.max_source_bytes),
             training: TrainingLimits {
                 max_epochs: self.max_epochs,
                 max_rows: self.max_training_rows.unwrap_or(usize::MAX),

@@ -21,10 +21,13 @@ use crate::spool::{Spool, Spooled};
 /// Schemes a source may use.
 const SCHEMES: [&str; 4] = ["s3", "gs", "az", "file"];
 
-/// The prefixes sources may be read from.
+/// The prefixes sources may be read from, and how much one may hold.
 #[derive(Debug, Clone, Default)]
 pub struct DataSources {
     allowed: Vec<String>,
+    /// Bytes one source's objects may hold in all (`--max-source-bytes`);
+    /// `None` for no bound.
+    max_bytes: Option<u64>,
 }
 
 /// A source asked for, checked against the allowed prefixes.
@@ -97,7 +100,16 @@ impl DataSources {
             }
             allowed.push(text);
         }
-        Ok(DataSources { allowed })
+        Ok(DataSources {
+            allowed,
+            max_bytes: None,
+        })
+    }
+
+    /// These prefixes, with at most `max_bytes` read from one source
+    /// (`None`: no bound).
+    pub fn with_max_bytes(self, max_bytes: Option<u64>) -> Self {
+        DataSources { max_bytes, ..self }
     }
 
     /// Whether any prefix is allowed.
@@ -154,15 +166,11 @@ impl DataSources {
         Ok(Source { url, listed, pattern })
     }
 
-    /// Lists the objects `source` names and reads them, at most
-    /// `max_bytes` in all; when they hold more than `spill_after` bytes in
-    /// all, each is written to a temporary file as it arrives.
-    pub async fn read(
-        &self,
-        source: &Source,
-        max_bytes: usize,
-        spill_after: usize,
-    ) -> Result<SourceData, ServalError> {
+    /// Lists the objects `source` names and reads them, refused before
+    /// any is read when they hold more than the server's bound; when they
+    /// hold more than `spill_after` bytes in all, each is written to a
+    /// temporary file as it arrives.
+    pub async fn read(&self, source: &Source, spill_after: usize) -> Result<SourceData, ServalError> {
         let (store, root) = store_for(&source.url)?;
         let unavailable = |e: object_store::Error| {
             ServalError::Unavailable(format!("cannot read the source {}: {e}", source.url))
@@ -200,10 +208,12 @@ impl DataSources {
             )));
         }
         let total: u64 = metas.iter().map(|m| m.size).sum();
-        if total > max_bytes as u64 {
+        if let Some(max_bytes) = self.max_bytes
+            && total > max_bytes
+        {
             return Err(ServalError::InvalidArgument(format!(
                 "source {}: {} objects hold {total} bytes, more than the server's limit of {max_bytes} \
-                 (--max-training-bytes)",
+                 (--max-source-bytes)",
                 source.url,
                 metas.len()
             )));
@@ -346,12 +356,12 @@ mod tests {
         let root = format!("file://{}/clicks/", dir.path().display());
         let s = sources(&[&root]);
         let source = s.check(&format!("{root}date=2026-11-*/*.csv")).unwrap();
-        let data = s.read(&source, 1 << 20, 1 << 20).await.unwrap();
+        let data = s.read(&source, 1 << 20).await.unwrap();
         let contents: Vec<Vec<u8>> = data.files.iter().map(|(_, b)| b.read().unwrap()).collect();
         assert_eq!(contents, [&b"a"[..], b"b"]);
         assert!(data.files.iter().all(|(_, b)| !b.spilled()));
         // Past the threshold, every object goes to disk and reads back.
-        let spilled = s.read(&source, 1 << 20, 1).await.unwrap();
+        let spilled = s.read(&source, 1).await.unwrap();
         assert!(spilled.files.iter().all(|(_, b)| b.spilled()));
         let contents: Vec<Vec<u8>> = spilled.files.iter().map(|(_, b)| b.read().unwrap()).collect();
         assert_eq!(contents, [&b"a"[..], b"b"]);
@@ -363,9 +373,21 @@ mod tests {
             data.objects
         );
         assert_eq!(data.objects[1].size, 1);
-        let too_small = s.read(&source, 1, 1 << 20).await.err().unwrap().to_string();
-        assert!(too_small.contains("--max-training-bytes"), "{too_small}");
+        let bounded = s.clone().with_max_bytes(Some(1));
+        let too_small = bounded.read(&source, 1 << 20).await.err().unwrap().to_string();
+        assert!(
+            too_small
+                .contains("2 objects hold 2 bytes, more than the server's limit of 1 (--max-source-bytes)"),
+            "{too_small}"
+        );
+        assert!(
+            s.clone()
+                .with_max_bytes(Some(2))
+                .read(&source, 1 << 20)
+                .await
+                .is_ok()
+        );
         let none = s.check(&format!("{root}date=2025-*/*.csv")).unwrap();
-        assert!(s.read(&none, 1 << 20, 1 << 20).await.is_err());
+        assert!(s.read(&none, 1 << 20).await.is_err());
     }
 }

@@ -140,11 +140,7 @@ pub async fn train(
                     state
                         .limits
                         .sources
-                        .read(
-                            source,
-                            state.limits.upload.max_bytes,
-                            state.limits.upload.spill_after,
-                        )
+                        .read(source, state.limits.upload.spill_after)
                         .await?,
                 )
             } else {

@@ -199,6 +199,55 @@ async fn a_local_glob_trains_on_the_matching_parts_in_path_order() {
 }
 
 #[tokio::test]
+async fn a_source_is_bounded_by_max_source_bytes_not_by_the_upload_limit() {
+    let data = tempfile::tempdir().unwrap();
+    write_partitions(data.path());
+    let allowed = format!("file://{}/clicks/", data.path().display());
+    let asked = format!("{allowed}date=2026-11-*/*.parquet");
+    let held: u64 = ["01", "02", "03"]
+        .iter()
+        .map(|day| {
+            let path = data
+                .path()
+                .join(format!("clicks/date=2026-11-{day}/part-00000.parquet"));
+            std::fs::metadata(path).unwrap().len()
+        })
+        .sum();
+
+    // Uploads are held to 1 KiB; the source, several times that, trains.
+    let mut t = TestServer::start_in(tempfile::tempdir().unwrap(), |c| {
+        c.data_source_allow = vec![allowed.clone()];
+        c.max_training_bytes = 1024;
+    })
+    .await;
+    assert!(held > 1024, "the parts hold {held} bytes");
+    let version = t
+        .client
+        .train(source_spec("clicks", &asked), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(version.dataset.unwrap().rows, 200);
+
+    // With a bound below what the parts hold, the source is refused by
+    // name and nothing is registered.
+    let mut t = TestServer::start_in(tempfile::tempdir().unwrap(), |c| {
+        c.data_source_allow = vec![allowed.clone()];
+        c.max_source_bytes = Some(held - 1);
+    })
+    .await;
+    let status = status_of(t.client.train(source_spec("clicks", &asked), Vec::new()).await);
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains(&format!(
+            "3 objects hold {held} bytes, more than the server's limit of {}",
+            held - 1
+        )) && status.message().contains("--max-source-bytes"),
+        "{status:?}"
+    );
+    assert!(model_names(&mut t.client).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_server_without_allowed_prefixes_reads_no_source() {
     let mut t = TestServer::start().await;
     let status = status_of(
