@@ -5,6 +5,7 @@
 //! packages the result, `trainer` runs the optimisation loop, `importance`
 //! measures which columns the trained network relies on.
 
+mod device;
 mod ensemble;
 mod importance;
 mod optimizer;
@@ -15,6 +16,7 @@ mod selection;
 mod streamed;
 mod trainer;
 
+pub use device::{Device, DeviceError, TrainingDevice};
 pub use pipeline::{
     DatasetSummary, PreparedTraining, SourceObject, StreamedTraining, TrainedVersion, prepare, prepare_files,
     prepare_shared, train,

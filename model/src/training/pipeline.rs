@@ -10,6 +10,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::device::Device;
 use super::ensemble::Shape;
 use super::importance::{self, ScoredRows, permutation_importance};
 use super::recipe::{Recipe, TrainingLimits};
@@ -93,6 +94,8 @@ pub struct PreparedTraining {
     pub(super) baseline: Vec<f32>,
     /// Seconds each phase of the preparation took.
     pub phases: Vec<(&'static str, f64)>,
+    /// Where the loop's matrix products run (the server's `--device`).
+    pub(super) device: Device,
 }
 
 /// A trained version, ready to store.
@@ -193,6 +196,7 @@ pub fn prepare_files(
         stream: None,
         baseline,
         phases: vec![("reading and encoding", started.elapsed().as_secs_f64())],
+        device: limits.device.clone(),
     })
 }
 
@@ -379,6 +383,7 @@ pub fn train(
         class_weighting: recipe.class_weighting,
         schedule: recipe.learning_rate_schedule,
         threshold: recipe.threshold,
+        device: prepared.device.clone(),
     };
     let mut on_event = on_event;
     let outcome = match &mut stream {

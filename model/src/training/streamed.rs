@@ -376,6 +376,7 @@ pub fn prepare_streamed(
         stream: Some(store),
         baseline,
         phases,
+        device: limits.device.clone(),
     })
 }
 
