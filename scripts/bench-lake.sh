@@ -10,12 +10,17 @@
 # epoch's seconds and rows/s, and where the time went (the server's log of
 # its phases: census, sample, encoder fit, decode, encode; reading rows,
 # forward and backward, out-of-fold scoring, importance).
+# SERVAL_BENCH_DEVICE (cpu) is the server's --device: with `cuda` or
+# `cuda:N` the binaries are built with `--features cuda` (needs the CUDA
+# toolkit) and training's matrix products run on that GPU.
 #   scripts/bench-lake.sh [ROWS, default 1000000] [EPOCHS, default 3]
+#   SERVAL_BENCH_DEVICE=cuda scripts/bench-lake.sh 10000000 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-1000000}
 epochs=${2:-3}
 memory=${SERVAL_BENCH_MEMORY:-1GiB}
+device=${SERVAL_BENCH_DEVICE:-cpu}
 port=${SERVAL_BENCH_PORT:-50653}
 data=${SERVAL_BENCH_DATA:-/tmp/serval-lake}
 server=http://127.0.0.1:$port
@@ -26,7 +31,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
 # from release builds.
 profile=${SERVAL_BENCH_PROFILE:-release}
 flag=$([ "$profile" = release ] && echo --release || true)
-cargo build $flag --bin serval --bin serval-server >&2
+features=$(case "$device" in cuda*) echo "--features cuda" ;; esac)
+cargo build $flag $features --bin serval --bin serval-server >&2
 # The generator's own speed is not measured: a dev build will do.
 cargo build -p serval-model --example lake_parquet >&2
 bin=target/$profile
@@ -40,7 +46,7 @@ fi
 
 $bin/serval-server --listen 127.0.0.1:$port --http-listen off \
   --database "$scratch/bench.db" --training-memory "$memory" \
-  --data-source-allow "file://$data/" >"$scratch/server.log" 2>&1 &
+  --device "$device" --data-source-allow "file://$data/" >"$scratch/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do $bin/serval --server $server models >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -50,7 +56,7 @@ $bin/serval --server $server train --model lake --source "file://$file" \
 end=$(date +%s.%N)
 peak=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 
-echo "rows: $rows, file: $(du -m "$file" | cut -f1) MiB, --training-memory $memory, $(nproc) cores"
+echo "rows: $rows, file: $(du -m "$file" | cut -f1) MiB, --training-memory $memory, --device $device, $(nproc) cores"
 echo "wall time: $(echo "$end - $start" | bc) s; server peak RSS: $((peak / 1024)) MiB"
 sed 's/\x1b\[[0-9;]*m//g' "$scratch/server.log" >"$scratch/plain.log"
 tail -n 1 "$scratch/version.json" | python3 -c "

@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::batching::BatchConfig;
 use crate::service::{ServiceLimits, UploadLimits};
-use serval_model::training::TrainingLimits;
+use serval_model::training::{TrainingDevice, TrainingLimits};
 
 use crate::sources::DataSources;
 
@@ -162,6 +162,14 @@ pub struct ServerConfig {
     /// as received is held besides (see docs/performance.md "Larger data").
     #[arg(long, env = "SERVAL_TRAINING_MEMORY", default_value = "1GiB", value_parser = parse_bytes)]
     pub training_memory: u64,
+
+    /// Where training's matrix products run: `cpu`, or a CUDA GPU as
+    /// `cuda` (device 0) or `cuda:N`. CUDA needs a build with the `cuda`
+    /// feature (`cargo build --release --features cuda`); the server
+    /// refuses to start when the device cannot be opened. Predict's
+    /// forward passes run on the CPU either way.
+    #[arg(long, env = "SERVAL_DEVICE", default_value = "cpu", value_parser = parse_device)]
+    pub device: TrainingDevice,
 
     /// Columns one training upload may have (label and dropped columns
     /// included); wider uploads are refused with INVALID_ARGUMENT. Training
@@ -328,6 +336,23 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// A training device as `--device` takes it: `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(text: &str) -> Result<TrainingDevice, String> {
+    let refused =
+        || format!("{text:?} is not a device: give cpu, cuda or cuda:N (N the GPU's ordinal, e.g. cuda:0)");
+    match text.trim().to_ascii_lowercase().as_str() {
+        "cpu" => Ok(TrainingDevice::Cpu),
+        "cuda" => Ok(TrainingDevice::Cuda(0)),
+        other => {
+            let ordinal = other.strip_prefix("cuda:").ok_or_else(refused)?;
+            if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(refused());
+            }
+            ordinal.parse().map(TrainingDevice::Cuda).map_err(|_| refused())
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -391,8 +416,12 @@ impl ServerConfig {
     }
 
     /// The limits of every call; an error names a malformed
-    /// --data-source-allow prefix.
+    /// --data-source-allow prefix, or a --device that cannot be opened.
     pub fn service_limits(&self) -> Result<ServiceLimits, String> {
+        let device = self
+            .device
+            .open()
+            .map_err(|error| format!("--device {}: {error}", self.device))?;
         Ok(ServiceLimits {
             sources: DataSources::new(&self.data_source_allow)?.with_max_bytes(self.max_source_bytes),
             training: TrainingLimits {
@@ -400,6 +429,7 @@ impl ServerConfig {
                 max_rows: self.max_training_rows.unwrap_or(usize::MAX),
                 memory: self.training_memory,
                 max_columns: self.max_training_columns as usize,
+                device,
             },
             upload: UploadLimits {
                 max_bytes: self.max_training_bytes,
@@ -523,6 +553,44 @@ mod tests {
         assert_eq!(limits.training.memory, 512 << 20);
         assert_eq!(limits.training.max_rows, 1000);
         assert!(ServerConfig::try_parse_from(["serval-server", "--training-memory", "lots"]).is_err());
+    }
+
+    #[test]
+    fn the_device_is_the_cpu_by_default_or_a_named_cuda_device() {
+        let parse = |args: &[&str]| {
+            ServerConfig::try_parse_from(["serval-server"].iter().chain(args)).map(|config| config.device)
+        };
+        assert_eq!(parse(&[]).unwrap(), TrainingDevice::Cpu);
+        assert_eq!(parse(&["--device", "cpu"]).unwrap(), TrainingDevice::Cpu);
+        assert_eq!(parse(&["--device", "cuda"]).unwrap(), TrainingDevice::Cuda(0));
+        assert_eq!(parse(&["--device", "cuda:3"]).unwrap(), TrainingDevice::Cuda(3));
+        assert_eq!(parse(&["--device", "CUDA:1"]).unwrap(), TrainingDevice::Cuda(1));
+        for bad in [
+            "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1:2", "metal", "cpu:0", "",
+        ] {
+            let refused = parse(&["--device", bad]).unwrap_err().to_string();
+            assert!(refused.contains("--device"), "{bad}: {refused}");
+            assert!(
+                refused.contains(&format!("{bad:?} is not a device")),
+                "{bad}: {refused}"
+            );
+        }
+        // The CPU opens in every build; CUDA only in one with the feature.
+        assert!(
+            ServerConfig::parse_from(["serval-server"])
+                .service_limits()
+                .is_ok()
+        );
+        #[cfg(not(feature = "cuda"))]
+        {
+            let refused = ServerConfig::parse_from(["serval-server", "--device", "cuda:2"])
+                .service_limits()
+                .unwrap_err();
+            assert_eq!(
+                refused,
+                "--device cuda:2: this build has no CUDA support; rebuild with `cargo build --features cuda`"
+            );
+        }
     }
 
     #[test]

@@ -16,8 +16,9 @@ use tonic::Status;
 
 pub type JobEventStream = Pin<Box<dyn Stream<Item = Result<pb::TrainEvent, Status>> + Send>>;
 
-/// A job's events, each numbered in order. In-epoch progress events are
-/// not kept: only the latest one, so the log grows with epochs, not time.
+/// A job's events, each numbered in order. In-epoch progress events, and
+/// preparation events within a phase, are not kept: only the latest one,
+/// so the log grows with epochs and phases, not time.
 #[derive(Default)]
 struct JobLog {
     sequence: u64,
@@ -43,9 +44,10 @@ impl JobLog {
     }
 }
 
-/// One running job.
+/// One running job (preparing its data, or training).
 pub struct RunningJob {
     pub id: String,
+    pub model: String,
     cancel: Arc<AtomicBool>,
     log: Mutex<JobLog>,
     /// Bumped whenever the log changes, to wake subscribers.
@@ -66,13 +68,18 @@ impl RunningJob {
         self.cancel.load(Ordering::Relaxed)
     }
 
-    /// Appends an event (an in-epoch progress event replaces the previous
-    /// one).
+    /// Appends an event (an in-epoch progress event, or a preparation
+    /// event past its phase's start, replaces the previous such event).
     pub fn push(&self, event: pb::TrainEvent) {
         let mut log = self.log.lock().expect("job log lock poisoned");
         log.sequence += 1;
         let numbered = (log.sequence, event);
-        if matches!(numbered.1.event, Some(pb::train_event::Event::Progress(_))) {
+        let passing = match &numbered.1.event {
+            Some(pb::train_event::Event::Progress(_)) => true,
+            Some(pb::train_event::Event::Preparing(progress)) => progress.rows_read > 0,
+            _ => false,
+        };
+        if passing {
             log.progress = Some(numbered);
         } else {
             log.events.push(numbered);
@@ -90,9 +97,16 @@ impl RunningJob {
 
     /// The job's events from the start, then live ones, until it ends.
     pub fn subscribe(self: &Arc<Self>) -> JobEventStream {
+        self.subscribe_watched().0
+    }
+
+    /// [`subscribe`](Self::subscribe), and a handle that tells when the
+    /// subscriber has gone.
+    pub fn subscribe_watched(self: &Arc<Self>) -> (JobEventStream, Subscriber) {
         let job = self.clone();
         let mut changed = self.changed.subscribe();
         let (sender, receiver) = mpsc::channel(64);
+        let subscriber = Subscriber(sender.clone());
         tokio::spawn(async move {
             let mut seen = 0;
             loop {
@@ -117,7 +131,18 @@ impl RunningJob {
                 }
             }
         });
-        Box::pin(ReceiverStream::new(receiver))
+        (Box::pin(ReceiverStream::new(receiver)), subscriber)
+    }
+}
+
+/// One subscriber of a job's events, watched.
+pub struct Subscriber(mpsc::Sender<Result<pb::TrainEvent, Status>>);
+
+impl Subscriber {
+    /// Resolves once the subscriber has dropped its stream (a caller that
+    /// left, or whose call was reset).
+    pub async fn gone(&self) {
+        self.0.closed().await;
     }
 }
 
@@ -128,12 +153,13 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Registers a new running job with a fresh id.
-    pub fn start(&self) -> Arc<RunningJob> {
+    /// Registers a new running job of `model` with a fresh id.
+    pub fn start(&self, model: &str) -> Arc<RunningJob> {
         let id = format!("job-{:016x}", rand::random::<u64>());
         let (changed, _) = watch::channel(0);
         let job = Arc::new(RunningJob {
             id: id.clone(),
+            model: model.to_string(),
             cancel: Arc::new(AtomicBool::new(false)),
             log: Mutex::new(JobLog::default()),
             changed,

@@ -113,6 +113,9 @@ impl Server {
             )));
         }
         let tls = tls_config(config)?;
+        // Before anything is opened: a --device that cannot be used (or a
+        // malformed --data-source-allow) stops the start here.
+        let limits = config.service_limits().map_err(StartError::Config)?;
 
         let registry = Registry::open_with(
             &config.database,
@@ -166,7 +169,7 @@ impl Server {
             models,
             routing,
             sync.clone(),
-            config.service_limits().map_err(StartError::Config)?,
+            limits,
             stop_background.subscribe(),
             metrics.clone(),
             config.replica_name.clone(),

@@ -238,15 +238,55 @@ pub async fn run(mut client: ServalClient, args: TrainArgs) -> Result<(), CliErr
     follow(events, args.json, upload).await
 }
 
+/// A preparation event as a line: `encoding rows: 1200000 of 10000000
+/// rows (12%)`.
+pub fn preparation_text(progress: &pb::PreparationProgress) -> String {
+    let mut text = progress.phase.clone();
+    if progress.rows_total > 0 {
+        text.push_str(&format!(
+            ": {} of {} rows ({:.0}%)",
+            progress.rows_read,
+            progress.rows_total,
+            progress.rows_read as f64 * 100.0 / progress.rows_total as f64
+        ));
+    } else if progress.rows_read > 0 {
+        text.push_str(&format!(": {} rows", progress.rows_read));
+    }
+    text
+}
+
 /// Follows a training job's events to its registered version: an epoch
 /// progress bar and a summary, or one JSON line with `json`. `upload` is
 /// cleared when the server accepts the job.
 pub async fn follow(mut events: TrainUpload, json: bool, upload: ProgressBar) -> Result<(), CliError> {
     let mut epochs_bar = ProgressBar::hidden();
+    let mut preparing_bar: Option<ProgressBar> = None;
     while let Some(event) = events.message().await.map_err(serval_client::ClientError::from)? {
         match event.event {
+            Some(pb::train_event::Event::Preparing(progress)) => {
+                upload.finish_and_clear();
+                if json {
+                    continue;
+                }
+                let bar = preparing_bar.get_or_insert_with(|| {
+                    println!(
+                        "Job {id}: preparing the data; `serval jobs cancel {id}` stops it",
+                        id = progress.job_id
+                    );
+                    let bar = ProgressBar::new_spinner();
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"),
+                    );
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    bar
+                });
+                bar.set_message(preparation_text(&progress));
+            }
             Some(pb::train_event::Event::Accepted(accepted)) => {
                 upload.finish_and_clear();
+                if let Some(bar) = preparing_bar.take() {
+                    bar.finish_and_clear();
+                }
                 let d = accepted.dataset.unwrap_or_default();
                 if !json {
                     println!(
@@ -347,4 +387,29 @@ fn print_version(v: &pb::ModelVersion) {
         "  validation: AUC {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  log loss {:.4}  (threshold {}, chosen here)",
         m.auc, m.accuracy, m.precision, m.recall, m.f1, m.log_loss, m.threshold
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preparation_reads_as_its_phase_and_rows() {
+        let progress = |phase: &str, rows_read, rows_total| pb::PreparationProgress {
+            job_id: "job-1".into(),
+            phase: phase.into(),
+            rows_read,
+            rows_total,
+            elapsed_seconds: 1.0,
+        };
+        assert_eq!(preparation_text(&progress("starting", 0, 0)), "starting");
+        assert_eq!(
+            preparation_text(&progress("counting rows", 65_536, 0)),
+            "counting rows: 65536 rows"
+        );
+        assert_eq!(
+            preparation_text(&progress("encoding rows", 1_200_000, 10_000_000)),
+            "encoding rows: 1200000 of 10000000 rows (12%)"
+        );
+    }
 }

@@ -119,11 +119,14 @@ pub struct Census {
 
 /// The rows and columns of `files`, checking that they share a header or
 /// schema. Parquet counts come from the files' metadata; CSV and Arrow
-/// files are read through once.
+/// files are read through once. `counted` hears the rows counted so far
+/// now and then (every row of a CSV, each batch of an Arrow file, each
+/// Parquet file), and its error stops the count.
 pub fn census(
     format: DataFormat,
     files: &[SharedFile],
     options: &IngestOptions<'_>,
+    counted: &mut dyn FnMut(usize) -> Result<(), ModelError>,
 ) -> Result<Census, ModelError> {
     let [first, ..] = files else {
         return Err(invalid("no training data"));
@@ -144,6 +147,7 @@ pub fn census(
                 let mut record = csv::ByteRecord::new();
                 while reader.read_byte_record(&mut record).map_err(csv_error)? {
                     rows += 1;
+                    counted(rows)?;
                 }
             }
         }
@@ -160,16 +164,16 @@ pub fn census(
                         file.name, first.name
                     )));
                 }
-                rows += match format {
-                    DataFormat::Parquet => parquet_rows(file)?,
+                match format {
+                    DataFormat::Parquet => rows += parquet_rows(file)?,
                     _ => {
-                        let mut counted = 0;
                         for batch in batches {
-                            counted += batch?.num_rows();
+                            rows += batch?.num_rows();
+                            counted(rows)?;
                         }
-                        counted
                     }
-                };
+                }
+                counted(rows)?;
             }
         }
     }
@@ -258,13 +262,14 @@ pub fn parquet_rows(file: &SharedFile) -> Result<usize, ModelError> {
 /// Reads the rows of `files` whose position (0-based, over every data row,
 /// labelled or not) `select` accepts, and hands them to `each` as tables of
 /// at most `chunk_rows` read rows, in order. Each table is read as a part:
-/// it may hold one class only, and has no fingerprint.
+/// it may hold one class only, and has no fingerprint. An error from
+/// `select` or `each` stops the reading.
 pub fn read_chunks(
     format: DataFormat,
     files: &[SharedFile],
     options: &IngestOptions<'_>,
     chunk_rows: usize,
-    select: &mut dyn FnMut(usize) -> bool,
+    select: &mut dyn FnMut(usize) -> Result<bool, ModelError>,
     each: &mut dyn FnMut(TrainingTable) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
     let [first, ..] = files else {
@@ -298,7 +303,7 @@ pub fn read_chunks(
                     return Err(different_header(file, first));
                 }
                 while reader.read_byte_record(&mut record).map_err(csv_error)? {
-                    let selected = select(position);
+                    let selected = select(position)?;
                     position += 1;
                     if !selected {
                         continue;
@@ -336,7 +341,9 @@ pub fn read_chunks(
                 let (_, batches) = shared_batches(format, file)?;
                 for batch in batches {
                     let batch = batch?;
-                    let mask: Vec<bool> = (0..batch.num_rows()).map(|r| select(position + r)).collect();
+                    let mask = (0..batch.num_rows())
+                        .map(|r| select(position + r))
+                        .collect::<Result<Vec<bool>, _>>()?;
                     position += batch.num_rows();
                     let kept = mask.iter().filter(|&&k| k).count();
                     if kept == 0 {

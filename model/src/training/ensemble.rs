@@ -2,7 +2,10 @@
 //! input (`input → hidden… → 1` each): parameters as plain slices, and one
 //! hand-written forward and backward pass for a batch of all members.
 //!
-//! candle does the matrix products; the element-wise work (bias, ReLU,
+//! candle does the matrix products, on the training's device (the CPU, or
+//! a CUDA GPU: each product's operands are copied there and its result
+//! back, a first step that leaves the element-wise work on the CPU); the
+//! element-wise work (bias, ReLU,
 //! dropout, and their backward pass) runs as single loops over slices,
 //! because for networks this small the per-operation tensor bookkeeping of
 //! an autograd graph costs more than the arithmetic. Categorical inputs
@@ -170,9 +173,10 @@ pub struct Activations {
 }
 
 /// `a (g, m, inner) × b (g, inner, n)`, either operand transposed in
-/// place, as one batched candle product.
+/// place, as one batched candle product on `device`.
 #[allow(clippy::too_many_arguments)]
 fn product(
+    device: &Device,
     a: &[f32],
     b: &[f32],
     groups: usize,
@@ -182,7 +186,6 @@ fn product(
     a_transposed: bool,
     b_transposed: bool,
 ) -> Result<Vec<f32>, ModelError> {
-    let device = &Device::Cpu;
     let left = if a_transposed {
         Tensor::from_slice(a, (groups, inner, m), device)?.transpose(1, 2)?
     } else {
@@ -220,8 +223,10 @@ fn activate(values: &mut [f32], gates: &mut [f32], dropout: f64, rng: &mut ChaCh
 }
 
 /// Logits `(k, rows)` of every member for `batch`, with dropout drawn from
-/// `rng` (none when `dropout` is 0), and what the backward pass needs.
+/// `rng` (none when `dropout` is 0), and what the backward pass needs; the
+/// matrix products run on `device`.
 pub fn forward(
+    device: &Device,
     parameters: &[Vec<f32>],
     shape: &Shape,
     batch: &Batch<'_>,
@@ -234,6 +239,7 @@ pub fn forward(
     let values = parameters;
     let mut first = if shape.numeric > 0 {
         product(
+            device,
             batch.numeric,
             &values[0],
             1,
@@ -276,6 +282,7 @@ pub fn forward(
     for (l, pair) in shape.hidden.windows(2).enumerate() {
         let (inputs, width) = (pair[0], pair[1]);
         let mut pre = product(
+            device,
             &outputs[l],
             &values[2 + 2 * l],
             k,
@@ -314,8 +321,9 @@ pub fn forward(
 
 /// Gradients (in the parameter layout) of `Σ slopes · logits`, where
 /// `slopes` `(k, rows)` is the loss's derivative with respect to each
-/// member's logit of each row.
+/// member's logit of each row. The matrix products run on `device`.
 pub fn backward(
+    device: &Device,
     parameters: &[Vec<f32>],
     shape: &Shape,
     batch: &Batch<'_>,
@@ -358,6 +366,7 @@ pub fn backward(
             }
         }
         gradients[2 + 2 * l] = product(
+            device,
             &activations.outputs[l],
             &upstream,
             k,
@@ -367,7 +376,17 @@ pub fn backward(
             true,
             false,
         )?;
-        let mut below = product(&upstream, &values[2 + 2 * l], k, rows, width, inputs, false, true)?;
+        let mut below = product(
+            device,
+            &upstream,
+            &values[2 + 2 * l],
+            k,
+            rows,
+            width,
+            inputs,
+            false,
+            true,
+        )?;
         for (g, gate) in below.iter_mut().zip(&activations.gates[l]) {
             *g *= gate;
         }
@@ -389,7 +408,17 @@ pub fn backward(
         }
     }
     if shape.numeric > 0 {
-        gradients[0] = product(batch.numeric, &first, 1, shape.numeric, rows, units, true, false)?;
+        gradients[0] = product(
+            device,
+            batch.numeric,
+            &first,
+            1,
+            shape.numeric,
+            rows,
+            units,
+            true,
+            false,
+        )?;
     }
     let embedding = &mut gradients[shape.embedding()];
     for (r, row) in first.chunks(units).enumerate() {
@@ -431,7 +460,15 @@ mod tests {
     }
 
     fn loss(parameters: &[Vec<f32>], shape: &Shape, batch: &Batch<'_>, weights: &[f32]) -> f32 {
-        let (logits, _) = forward(parameters, shape, batch, 0.0, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let (logits, _) = forward(
+            &Device::Cpu,
+            parameters,
+            shape,
+            batch,
+            0.0,
+            &mut ChaCha8Rng::seed_from_u64(0),
+        )
+        .unwrap();
         logits.iter().zip(weights).map(|(z, w)| z * w).sum()
     }
 
@@ -452,6 +489,7 @@ mod tests {
         };
         let slopes: Vec<f32> = (0..3 * 6).map(|i| ((i * 5) % 7) as f32 / 7.0 - 0.4).collect();
         let (_, activations) = forward(
+            &Device::Cpu,
             &parameters,
             &shape,
             &batch,
@@ -459,7 +497,7 @@ mod tests {
             &mut ChaCha8Rng::seed_from_u64(0),
         )
         .unwrap();
-        let gradients = backward(&parameters, &shape, &batch, &activations, &slopes).unwrap();
+        let gradients = backward(&Device::Cpu, &parameters, &shape, &batch, &activations, &slopes).unwrap();
         let h = 1e-3f32;
         let mut failures = Vec::new();
         for i in 0..parameters.len() {
@@ -492,6 +530,7 @@ mod tests {
             slots: &slots,
         };
         let (logits, _) = forward(
+            &Device::Cpu,
             &parameters,
             &shape,
             &batch,
@@ -535,8 +574,15 @@ mod tests {
                 members: 1,
                 ..shape.clone()
             };
-            let (member_logits, _) =
-                forward(&alone, &single, &batch, 0.0, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+            let (member_logits, _) = forward(
+                &Device::Cpu,
+                &alone,
+                &single,
+                &batch,
+                0.0,
+                &mut ChaCha8Rng::seed_from_u64(0),
+            )
+            .unwrap();
             let from_network = network
                 .member(m)
                 .unwrap()

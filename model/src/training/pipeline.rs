@@ -10,8 +10,10 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::device::Device;
 use super::ensemble::Shape;
 use super::importance::{self, ScoredRows, permutation_importance};
+use super::preparation::{self, PreparationWatch};
 use super::recipe::{Recipe, TrainingLimits};
 use super::row_store::RowStore;
 use super::selection::HeldOut;
@@ -93,6 +95,8 @@ pub struct PreparedTraining {
     pub(super) baseline: Vec<f32>,
     /// Seconds each phase of the preparation took.
     pub phases: Vec<(&'static str, f64)>,
+    /// Where the loop's matrix products run (the server's `--device`).
+    pub(super) device: Device,
 }
 
 /// A trained version, ready to store.
@@ -193,20 +197,26 @@ pub fn prepare_files(
         stream: None,
         baseline,
         phases: vec![("reading and encoding", started.elapsed().as_secs_f64())],
+        device: limits.device.clone(),
     })
 }
 
 /// Prepares a training of `files` on the path the memory budget allows:
 /// every row in memory when the estimate fits `limits.memory`, as
 /// [`prepare_files`] does, else streamed in bounded memory. The dataset
-/// summary records which.
+/// summary records which. `watch` hears where it stands (the streamed
+/// path's rows as it reads them) and cancels it: between chunks when
+/// streamed, after reading when in memory.
 pub fn prepare_shared(
     recipe: Recipe,
     files: &[SharedFile],
     limits: &TrainingLimits,
+    watch: &mut PreparationWatch<'_>,
 ) -> Result<PreparedTraining, ModelError> {
+    watch.phase(preparation::SIZING, 0)?;
     match training_path(recipe.format, files, recipe.delimiter as u8, limits)? {
         TrainingPath::InMemory => {
+            watch.phase(preparation::READING, 0)?;
             let loaded = files
                 .iter()
                 .map(SharedFile::load)
@@ -216,9 +226,11 @@ pub fn prepare_shared(
                 .zip(&loaded)
                 .map(|(f, bytes)| DataFile { name: &f.name, bytes })
                 .collect();
-            prepare_files(recipe, &borrowed, limits)
+            let prepared = prepare_files(recipe, &borrowed, limits)?;
+            watch.check()?;
+            Ok(prepared)
         }
-        TrainingPath::Streamed => prepare_streamed(recipe, files, limits),
+        TrainingPath::Streamed => prepare_streamed(recipe, files, limits, watch),
     }
 }
 
@@ -379,6 +391,7 @@ pub fn train(
         class_weighting: recipe.class_weighting,
         schedule: recipe.learning_rate_schedule,
         threshold: recipe.threshold,
+        device: prepared.device.clone(),
     };
     let mut on_event = on_event;
     let outcome = match &mut stream {

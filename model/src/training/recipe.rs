@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::device::Device;
 use super::trainer::LearningRateSchedule;
 use crate::dataset::{ColumnKind, DataFormat, IngestOptions};
 use crate::error::ModelError;
 pub use crate::evaluation::ThresholdObjective;
 
-/// Bounds a server puts on what one training run may ask for.
+/// Bounds a server puts on what one training run may ask for, and where
+/// its arithmetic runs.
 #[derive(Debug, Clone)]
 pub struct TrainingLimits {
     pub max_epochs: u32,
@@ -23,6 +25,8 @@ pub struct TrainingLimits {
     /// Bytes a training may hold of what it builds from the data; data
     /// whose in-memory form would need more is streamed within it.
     pub memory: u64,
+    /// Where the training loop's matrix products run.
+    pub device: Device,
 }
 
 impl Default for TrainingLimits {
@@ -32,6 +36,7 @@ impl Default for TrainingLimits {
             max_rows: usize::MAX,
             max_columns: 32_768,
             memory: DEFAULT_TRAINING_MEMORY,
+            device: Device::Cpu,
         }
     }
 }

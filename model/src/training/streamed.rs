@@ -20,6 +20,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::pipeline::{DatasetSummary, PreparedTraining, StreamedTraining, layout, take_split_key};
+use super::preparation::{self, PreparationWatch};
 use super::recipe::{Recipe, TrainingLimits};
 use super::row_store::{BLOCK_ROWS, RowLayout, RowStoreWriter, stored_value};
 use super::trainer::{TrainingRows, TrainingStream};
@@ -148,11 +149,13 @@ fn position_hash(position: u64, seed: u64) -> u64 {
 }
 
 /// Prepares a streamed training of `files` for `recipe` within
-/// `limits.memory` bytes.
+/// `limits.memory` bytes, reporting each pass's rows to `watch` and
+/// stopping between chunks once it is cancelled.
 pub fn prepare_streamed(
     recipe: Recipe,
     files: &[SharedFile],
     limits: &TrainingLimits,
+    watch: &mut PreparationWatch<'_>,
 ) -> Result<PreparedTraining, ModelError> {
     let budget = limits.memory;
     let column_types: HashMap<_, _> = recipe.column_types.clone().into_iter().collect();
@@ -163,11 +166,14 @@ pub fn prepare_streamed(
         phases.push((name, clock.elapsed().as_secs_f64()));
         *clock = std::time::Instant::now();
     };
+    watch.phase(preparation::COUNTING, 0)?;
     let Census {
         rows: rows_read,
         columns,
         sha256,
-    } = census(recipe.format, files, &options)?;
+    } = census(recipe.format, files, &options, &mut |rows| {
+        watch.rows(rows as u64)
+    })?;
     lap("census", &mut clock);
     if rows_read == 0 {
         return Err(ModelError::InvalidData("the data has no data rows".into()));
@@ -200,15 +206,17 @@ pub fn prepare_streamed(
     sampled.sort_unstable();
     let mut next = 0usize;
     let mut sample: Option<TrainingTable> = None;
+    watch.phase(preparation::SAMPLING, rows_read as u64)?;
     read_chunks(
         recipe.format,
         files,
         &options,
         usize::MAX,
         &mut |position| {
+            watch.rows(position as u64)?;
             let chosen = sampled.get(next) == Some(&position);
             next += usize::from(chosen);
-            chosen
+            Ok(chosen)
         },
         &mut |table| {
             sample = Some(table);
@@ -225,6 +233,7 @@ pub fn prepare_streamed(
     if !recipe.allow_identifier_columns {
         refuse_identifier_columns(&sample)?;
     }
+    watch.phase(preparation::FITTING, rows_read as u64)?;
     let all: Vec<usize> = (0..sample.labels.len()).collect();
     let encoder = Encoder::new(EncoderState::fit(&sample, &all));
     let header_columns = sample.header_columns;
@@ -286,12 +295,13 @@ pub fn prepare_streamed(
         column_types: &kinds,
         ..options.clone()
     };
+    watch.phase(preparation::ENCODING, rows_read as u64)?;
     read_chunks(
         recipe.format,
         files,
         &chunk_options,
         ENCODE_CHUNK_ROWS,
-        &mut |_| true,
+        &mut |_| Ok(true),
         &mut |mut table| {
             let chunk_started = std::time::Instant::now();
             skipped += table.skipped_rows;
@@ -340,7 +350,7 @@ pub fn prepare_streamed(
                 }
             }
             encode_seconds += chunk_started.elapsed().as_secs_f64();
-            Ok(())
+            watch.rows((kept + skipped) as u64)
         },
     )?;
     let store = writer.finish(window_blocks as usize)?;
@@ -376,6 +386,7 @@ pub fn prepare_streamed(
         stream: Some(store),
         baseline,
         phases,
+        device: limits.device.clone(),
     })
 }
 

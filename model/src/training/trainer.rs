@@ -17,6 +17,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::device::Device;
 use super::ensemble::{self, Batch, Shape};
 use super::optimizer::Adam;
 use super::selection::{HeldOut, HeldOutSelection};
@@ -109,6 +110,8 @@ pub struct LoopSettings {
     pub schedule: LearningRateSchedule,
     /// How the held-out figures' threshold is chosen.
     pub threshold: ThresholdObjective,
+    /// Where the matrix products run.
+    pub device: Device,
 }
 
 /// What one epoch achieved; validation figures are out of fold.
@@ -171,6 +174,7 @@ fn bce_of_logit(z: f32, y: f32) -> f32 {
 
 /// Each row scored by the member that did not learn from it.
 fn out_of_fold_logits(
+    device: &Device,
     parameters: &[Vec<f32>],
     data: &TrainingRows,
     rows_by_fold: &[Vec<usize>],
@@ -191,7 +195,7 @@ fn out_of_fold_logits(
                 numeric: &numeric,
                 slots: &slots,
             };
-            let (scores, _) = ensemble::forward(&alone, &single, &batch, 0.0, &mut unused)?;
+            let (scores, _) = ensemble::forward(device, &alone, &single, &batch, 0.0, &mut unused)?;
             for (&row, z) in chunk.iter().zip(scores) {
                 logits[row] = z;
             }
@@ -399,6 +403,7 @@ pub fn run_streamed_loop(
                     slots: batch.slots,
                 };
                 let (logits, activations) = ensemble::forward(
+                    &settings.device,
                     optimizer.values(),
                     shape,
                     &inputs,
@@ -434,8 +439,14 @@ pub fn run_streamed_loop(
                     }
                 }
                 loss_sum += batch_loss / members as f64 * batch.rows as f64;
-                let gradients =
-                    ensemble::backward(optimizer.values(), shape, &inputs, &activations, &slopes)?;
+                let gradients = ensemble::backward(
+                    &settings.device,
+                    optimizer.values(),
+                    shape,
+                    &inputs,
+                    &activations,
+                    &slopes,
+                )?;
                 optimizer.step(&gradients);
                 learning_seconds += batch_started.elapsed().as_secs_f64();
                 Ok(())
@@ -451,7 +462,7 @@ pub fn run_streamed_loop(
         }
 
         let scoring_started = Instant::now();
-        let logits = out_of_fold_logits(optimizer.values(), scored, &rows_by_fold)?;
+        let logits = out_of_fold_logits(&settings.device, optimizer.values(), scored, &rows_by_fold)?;
         let scores: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
         let report = EpochReport {
             epoch,
@@ -561,6 +572,7 @@ mod tests {
             class_weighting: false,
             schedule: LearningRateSchedule::Cosine,
             threshold: ThresholdObjective::MaxF1,
+            device: Device::Cpu,
         }
     }
 

@@ -1,14 +1,18 @@
 //! Training in bounded memory: a budget the data outgrows streams it from
 //! a compact store (spilled to disk when even that outgrows the budget),
 //! learns about as well as holding every row, is deterministic, keeps a
-//! split key's rows together, and a budget too small is refused by name.
+//! split key's rows together, a budget too small is refused by name, and
+//! the preparation reports its phases and rows and stops when cancelled.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use serval_model::ModelError;
 use serval_model::dataset::{DataFormat, SharedFile};
-use serval_model::training::{Recipe, TrainedVersion, TrainingLimits, prepare_shared, train};
+use serval_model::training::{
+    PreparationProgress, PreparationWatch, Recipe, TrainedVersion, TrainingLimits, preparation,
+    prepare_shared, train,
+};
 
 use super::formats::{batch_of, example, parquet_of};
 
@@ -21,7 +25,7 @@ fn trained(recipe: &Recipe, files: &[SharedFile], memory: u64) -> Result<Trained
         memory,
         ..TrainingLimits::default()
     };
-    let prepared = prepare_shared(recipe.clone(), files, &limits)?;
+    let prepared = prepare_shared(recipe.clone(), files, &limits, &mut PreparationWatch::unwatched())?;
     train(prepared, &AtomicBool::new(false), |_| {})
 }
 
@@ -124,4 +128,101 @@ fn a_split_key_keeps_each_user_on_one_side_when_streamed() {
     // every member is tested on users it never met.
     assert!(by_row.test.auc > 0.9, "by row: {:?}", by_row.test);
     assert!(by_user.test.auc < 0.7, "by user: {:?}", by_user.test);
+}
+
+/// Shoppers six times over (73,980 rows): more rows than one report's
+/// stride, streamed within 3 MiB.
+fn six_shoppers() -> (Recipe, Vec<SharedFile>) {
+    let csv = String::from_utf8(example("online_shoppers_intention.csv")).unwrap();
+    let (header, rows) = csv.split_once('\n').unwrap();
+    let mut bytes = format!("{header}\n");
+    for _ in 0..6 {
+        bytes.push_str(rows.trim_end());
+        bytes.push('\n');
+    }
+    (Recipe::new("Revenue", "TRUE"), shared(bytes.into_bytes()))
+}
+
+/// Prepares `files` within 3 MiB, cancelling once `cancel_at` says so of
+/// a report; the outcome and every report.
+fn prepared_with_reports(
+    recipe: &Recipe,
+    files: &[SharedFile],
+    cancel_at: impl Fn(&PreparationProgress) -> bool,
+) -> (Result<(), ModelError>, Vec<PreparationProgress>) {
+    let limits = TrainingLimits {
+        memory: 3 << 20,
+        ..TrainingLimits::default()
+    };
+    let cancel = AtomicBool::new(false);
+    let mut reports = Vec::new();
+    let outcome = {
+        let mut watch = PreparationWatch::new(&cancel, |progress: &PreparationProgress| {
+            reports.push(progress.clone());
+            if cancel_at(progress) {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        });
+        prepare_shared(recipe.clone(), files, &limits, &mut watch).map(|_| ())
+    };
+    (outcome, reports)
+}
+
+#[test]
+fn a_streamed_preparation_reports_each_phase_and_its_rows() {
+    let (recipe, files) = six_shoppers();
+    let (outcome, reports) = prepared_with_reports(&recipe, &files, |_| false);
+    outcome.unwrap();
+    let starts: Vec<(&str, u64)> = reports
+        .iter()
+        .filter(|p| p.rows_read == 0)
+        .map(|p| (p.phase, p.rows_total))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            (preparation::SIZING, 0),
+            (preparation::COUNTING, 0),
+            (preparation::SAMPLING, 73_980),
+            (preparation::FITTING, 73_980),
+            (preparation::ENCODING, 73_980),
+        ]
+    );
+    // Within the counting, sampling and encoding passes: rows as read.
+    for phase in [
+        preparation::COUNTING,
+        preparation::SAMPLING,
+        preparation::ENCODING,
+    ] {
+        let rows: Vec<u64> = reports
+            .iter()
+            .filter(|p| p.phase == phase && p.rows_read > 0)
+            .map(|p| p.rows_read)
+            .collect();
+        assert!(!rows.is_empty(), "{phase}: {reports:?}");
+        assert!(
+            rows.windows(2).all(|w| w[0] < w[1]) && rows[rows.len() - 1] <= 73_980,
+            "{phase}: {rows:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cancel_stops_a_streamed_preparation_between_chunks() {
+    let (recipe, files) = six_shoppers();
+    for phase in [
+        preparation::COUNTING,
+        preparation::SAMPLING,
+        preparation::ENCODING,
+    ] {
+        let (outcome, reports) =
+            prepared_with_reports(&recipe, &files, |p| p.phase == phase && p.rows_read > 0);
+        assert!(
+            matches!(outcome, Err(ModelError::Cancelled)),
+            "{phase}: {outcome:?}"
+        );
+        // Nothing is reported after the report that cancelled.
+        let last = reports.last().unwrap();
+        assert!(last.phase == phase && last.rows_read > 0, "{phase}: {reports:?}");
+    }
 }

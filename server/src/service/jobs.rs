@@ -1,7 +1,7 @@
 //! Job RPCs: list jobs, re-attach to one's progress, cancel one.
 
 use serval_proto::v1 as pb;
-use serval_registry::JobState;
+use serval_registry::{JobState, RegistryError};
 use tonic::{Request, Response, Status};
 
 use super::{ServiceState, TrainEventStream};
@@ -90,7 +90,19 @@ pub async fn cancel_job(
             )));
         }
     }
-    let record = state.registry.job(&id).await.map_err(ServalError::from)?;
-    tracing::info!(job = %id, replica = %record.replica, here = running_here.is_some(), "job cancel requested");
-    Ok(Response::new(job_to_proto(&record)))
+    let job = match (state.registry.job(&id).await, &running_here) {
+        (Ok(record), _) => job_to_proto(&record),
+        // Still preparing its data: the registry records a job once its
+        // data is prepared (or, cancelled, as it ends).
+        (Err(RegistryError::JobNotFound(_)), Some(running)) => pb::TrainingJob {
+            id: id.clone(),
+            model: running.model.clone(),
+            state: pb::JobState::Running as i32,
+            replica: state.replica_name.clone(),
+            ..Default::default()
+        },
+        (Err(error), _) => return Err(ServalError::from(error).into()),
+    };
+    tracing::info!(job = %id, replica = %job.replica, here = running_here.is_some(), "job cancel requested");
+    Ok(Response::new(job))
 }

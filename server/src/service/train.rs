@@ -1,12 +1,14 @@
 //! Train: reads the spec and the chunked CSV (`upload.rs`), takes a
-//! training slot, prepares the data, then trains on a blocking thread while
-//! streaming progress, and registers the version in one transaction.
+//! training slot and answers with the job's events; the job prepares the
+//! data, then trains, each on a blocking thread while streaming progress
+//! (and honouring a cancel), and registers the version in one transaction.
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use serval_proto::v1 as pb;
 use serval_registry::JobState;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -14,12 +16,14 @@ use super::upload::UploadSlot;
 use super::{ServiceState, TrainEventStream, actor_of, invalid};
 use crate::catalog::{dataset_to_proto, epoch_to_proto, new_version, version_to_proto};
 use crate::error::ServalError;
-use crate::jobs::RunningJob;
+use crate::jobs::{RunningJob, Subscriber};
 use crate::sources::SourceData;
 use crate::spool::Spooled;
 use serval_model::ModelError;
 use serval_model::dataset::SharedFile;
-use serval_model::training::{self, EpochReport, LoopEvent};
+use serval_model::training::{
+    self, EpochReport, LoopEvent, PreparationProgress, PreparationWatch, preparation,
+};
 
 /// What a training reads: an upload, or the objects of a server-side
 /// source.
@@ -36,12 +40,13 @@ impl TrainingData {
         recipe: training::Recipe,
         asked: &str,
         limits: &training::TrainingLimits,
+        watch: &mut PreparationWatch<'_>,
     ) -> Result<training::PreparedTraining, ModelError> {
         match self {
             TrainingData::Upload(upload) => {
                 // The temporary file, if any, lives until the data is prepared.
                 let (file, _held) = upload.shared_file("the upload");
-                training::prepare_shared(recipe, &[file], limits)
+                training::prepare_shared(recipe, &[file], limits, watch)
             }
             TrainingData::Source(source) => {
                 let (files, _held): (Vec<SharedFile>, Vec<_>) = source
@@ -49,7 +54,7 @@ impl TrainingData {
                     .into_iter()
                     .map(|(name, data)| data.shared_file(&name))
                     .unzip();
-                let mut prepared = training::prepare_shared(recipe, &files, limits)?;
+                let mut prepared = training::prepare_shared(recipe, &files, limits, watch)?;
                 prepared.dataset.source = asked.to_string();
                 prepared.dataset.objects = source.objects;
                 Ok(prepared)
@@ -65,6 +70,18 @@ fn phases_text(phases: &[(&str, f64)]) -> String {
         .map(|(name, seconds)| format!("{name} {seconds:.1} s"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn preparing_event(job_id: &str, progress: &PreparationProgress) -> pb::TrainEvent {
+    pb::TrainEvent {
+        event: Some(pb::train_event::Event::Preparing(pb::PreparationProgress {
+            job_id: job_id.to_string(),
+            phase: progress.phase.to_string(),
+            rows_read: progress.rows_read,
+            rows_total: progress.rows_total,
+            elapsed_seconds: progress.elapsed_seconds,
+        })),
+    }
 }
 
 fn epoch_event(report: &EpochReport) -> pb::TrainEvent {
@@ -159,15 +176,111 @@ pub async fn train(
         .map_err(|_| busy())?;
     drop(uploading);
 
-    let limits = state.limits.training.clone();
+    // The job exists from here: its first event names it, so a client can
+    // follow or cancel the preparation, which may take a while on large
+    // data.
+    let job = state.jobs.start(&model);
+    job.push(preparing_event(
+        &job.id,
+        &PreparationProgress {
+            phase: preparation::STARTING,
+            rows_read: 0,
+            rows_total: 0,
+            elapsed_seconds: 0.0,
+        },
+    ));
+    let (events, caller) = job.subscribe_watched();
+    // Correctness: a client whose upload failed resets the call, which the
+    // server reads as the end of the upload; the reset also means the
+    // response is never sent. So the preparation starts only once the
+    // response stream has handed out its first event, the job's name: a
+    // reset call drops the stream instead, and nothing starts.
+    let (taken, first_taken) = oneshot::channel();
+    let mut taken = Some(taken);
+    let events: TrainEventStream = Box::pin(events.inspect(move |_| {
+        if let Some(taken) = taken.take() {
+            let _ = taken.send(());
+        }
+    }));
+    tracing::info!(model = %model, job = %job.id, "training started");
+    // The job's span is a child of the call's, so its log lines keep the
+    // call's request id and trace; exported, it holds the epochs as events.
+    let job_span = tracing::info_span!("training_job", job = %job.id, model = %model);
     let asked = spec.source.clone();
-    let prepared = tokio::task::spawn_blocking(move || data.prepare(recipe, &asked, &limits))
-        .await
-        .map_err(|e| ServalError::Internal(format!("data preparation failed: {e}")))?
-        .map_err(ServalError::from)?;
+    tokio::spawn(
+        prepare_job(
+            state,
+            job,
+            (caller, first_taken),
+            model,
+            actor,
+            recipe,
+            data,
+            asked,
+            permit,
+        )
+        .instrument(job_span),
+    );
+    Ok(Response::new(events))
+}
 
-    let job = state.jobs.start();
-    state
+/// Prepares the job's data on a blocking thread, reporting its phases and
+/// rows, then trains. Data that cannot be trained from ends the job with
+/// its error and leaves no record in the registry; a cancel ends it
+/// cancelled (recorded) and nothing is registered. A call reset before
+/// its answer went out (a client whose upload failed) starts nothing.
+#[allow(clippy::too_many_arguments)]
+async fn prepare_job(
+    state: Arc<ServiceState>,
+    job: Arc<RunningJob>,
+    (caller, first_taken): (Subscriber, oneshot::Receiver<()>),
+    model: String,
+    actor: String,
+    recipe: training::Recipe,
+    data: TrainingData,
+    asked: String,
+    permit: OwnedSemaphorePermit,
+) {
+    let caller_there = tokio::select! {
+        taken = first_taken => taken.is_ok(),
+        () = caller.gone() => false,
+    };
+    drop(caller);
+    if !caller_there {
+        tracing::info!(model = %model, job = %job.id, "the call was reset before it was answered; job ended");
+        job.end(Err(ServalError::Model(ModelError::Cancelled).into()));
+        state.jobs.remove(&job.id);
+        return;
+    }
+    let limits = state.limits.training.clone();
+    let epochs = recipe.epochs as u32;
+    let preparing = job.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        let cancel = preparing.cancel_flag();
+        let reporter = preparing.clone();
+        let mut watch = PreparationWatch::new(&cancel, move |progress: &PreparationProgress| {
+            reporter.push(preparing_event(&reporter.id, progress));
+        });
+        data.prepare(recipe, &asked, &limits, &mut watch)
+    })
+    .await
+    .map_err(|e| ServalError::Internal(format!("data preparation failed: {e}")))
+    .and_then(|result| result.map_err(ServalError::from));
+    // Correctness: a cancel that arrives after the last chunk still ends
+    // the job before it trains.
+    let prepared = match prepared {
+        Ok(_) if job.is_cancelled() => Err(ServalError::Model(ModelError::Cancelled)),
+        other => other,
+    };
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            end_unprepared(&state, &job, &model, &actor, epochs, error).await;
+            return;
+        }
+    };
+
+    if let Err(error) = state
         .registry
         .start_job(
             &job.id,
@@ -178,10 +291,12 @@ pub async fn train(
             &state.replica_name,
         )
         .await
-        .map_err(|e| {
-            state.jobs.remove(&job.id);
-            ServalError::from(e)
-        })?;
+    {
+        tracing::error!(%error, job = %job.id, "cannot record the job");
+        job.end(Err(ServalError::from(error).into()));
+        state.jobs.remove(&job.id);
+        return;
+    }
     job.push(pb::TrainEvent {
         event: Some(pb::train_event::Event::Accepted(pb::TrainAccepted {
             model: model.clone(),
@@ -198,15 +313,49 @@ pub async fn train(
         input_width = prepared.input_width(),
         streamed = prepared.dataset.streamed.is_some(),
         phases = %phases_text(&prepared.phases),
-        "training started"
+        "data prepared"
     );
-    let events = job.subscribe();
     state.metrics.jobs.running.inc();
-    // The job's span is a child of the call's, so its log lines keep the
-    // call's request id and trace; exported, it holds the epochs as events.
-    let job_span = tracing::info_span!("training_job", job = %job.id, model = %model);
-    tokio::spawn(run_job(state, job, model, actor, prepared, permit).instrument(job_span));
-    Ok(Response::new(events))
+    run_job(state, job, model, actor, prepared, permit).await;
+}
+
+/// Ends a job whose data was not prepared: cancelled (recorded in the
+/// registry as such, with no rows), or refused (not recorded: as if no job
+/// had started, the caller gets the error).
+async fn end_unprepared(
+    state: &ServiceState,
+    job: &RunningJob,
+    model: &str,
+    actor: &str,
+    epochs: u32,
+    error: ServalError,
+) {
+    if matches!(error, ServalError::Model(ModelError::Cancelled)) {
+        tracing::info!(model = %model, job = %job.id, "job cancelled while preparing its data");
+        let recorded = async {
+            state
+                .registry
+                .start_job(&job.id, model, actor, 0, epochs, &state.replica_name)
+                .await?;
+            state
+                .registry
+                .finish_job(&job.id, JobState::Cancelled, None, Some("cancelled"))
+                .await
+        };
+        if let Err(error) = recorded.await {
+            tracing::error!(%error, job = %job.id, "cannot record how the job ended");
+        }
+        state
+            .metrics
+            .jobs
+            .finished
+            .with_label_values(&[JobState::Cancelled.as_str()])
+            .inc();
+    } else {
+        tracing::info!(model = %model, job = %job.id, %error, "the data cannot be trained from");
+    }
+    job.end(Err(error.into()));
+    state.jobs.remove(&job.id);
 }
 
 /// Trains on a blocking thread, records progress in the job and the

@@ -184,15 +184,18 @@ pub async fn start_training(
         .train_stream(spec, futures::stream::iter(chunks))
         .await
         .expect("training starts");
-    match events
-        .message()
-        .await
-        .expect("an event")
-        .expect("not ended")
-        .event
-    {
-        Some(pb::train_event::Event::Accepted(accepted)) => (accepted.job_id, events),
-        other => panic!("expected Accepted, got {other:?}"),
+    loop {
+        match events
+            .message()
+            .await
+            .expect("an event")
+            .expect("not ended")
+            .event
+        {
+            Some(pb::train_event::Event::Preparing(_)) => continue,
+            Some(pb::train_event::Event::Accepted(accepted)) => return (accepted.job_id, events),
+            other => panic!("expected Accepted after the preparation, got {other:?}"),
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! streamed — an upload or a source's objects larger than an eighth of the
 //! budget are read from temporary files — and the version says so; a
 //! budget too small for even that is refused with FAILED_PRECONDITION
-//! naming the flag, and registers nothing.
+//! naming the flag, and registers nothing. A streamed preparation reports
+//! its phases before the first epoch, and a cancel during it ends the job
+//! cancelled with nothing registered.
 
 use serval_client::proto as pb;
 
@@ -100,4 +102,135 @@ async fn a_source_larger_than_the_budget_allows_in_memory_streams_from_disk() {
     assert_eq!(summary.rows, 12_330);
     assert!(summary.streamed.is_some(), "{summary:?}");
     assert!(version.test_metrics.unwrap().auc > 0.9);
+}
+
+/// Every event of a Train call to its end, and how it ended.
+async fn all_events(
+    mut events: serval_client::TrainUpload,
+) -> (Vec<pb::train_event::Event>, Result<(), tonic::Status>) {
+    let mut seen = Vec::new();
+    loop {
+        match events.message().await {
+            Ok(Some(event)) => seen.extend(event.event),
+            Ok(None) => return (seen, Ok(())),
+            Err(status) => return (seen, Err(status)),
+        }
+    }
+}
+
+fn chunks_of(csv: Vec<u8>) -> impl futures::Stream<Item = Vec<u8>> + Send + 'static {
+    let chunks: Vec<Vec<u8>> = csv.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    futures::stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn a_streamed_training_reports_its_preparation_before_the_first_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_with_env(dir.path(), &["--training-memory", "3MiB"], &[]).await;
+    let mut client = server.client().await;
+    let spec = pb::TrainSpec {
+        hyper_parameters: Some(pb::HyperParameters {
+            epochs: Some(2),
+            ..Default::default()
+        }),
+        ..spec("shoppers", "Revenue", "TRUE")
+    };
+    let events = client
+        .train_stream(spec, chunks_of(dataset(SHOPPERS)))
+        .await
+        .unwrap();
+    let (events, end) = all_events(events).await;
+    end.unwrap();
+    use pb::train_event::Event;
+    let Some(Event::Preparing(first)) = events.first() else {
+        panic!("the stream starts with the preparation: {events:?}");
+    };
+    assert!(first.job_id.starts_with("job-"), "{first:?}");
+    let accepted = events
+        .iter()
+        .position(|e| matches!(e, Event::Accepted(_)))
+        .expect("accepted");
+    let first_epoch = events
+        .iter()
+        .position(|e| matches!(e, Event::Epoch(_)))
+        .expect("an epoch");
+    assert!(accepted < first_epoch);
+    let preparation: Vec<&pb::PreparationProgress> = events[..accepted]
+        .iter()
+        .map(|e| match e {
+            Event::Preparing(p) => p,
+            other => panic!("only preparation before Accepted, got {other:?}"),
+        })
+        .collect();
+    assert!(
+        events[accepted..]
+            .iter()
+            .all(|e| !matches!(e, Event::Preparing(_)))
+    );
+    // Each phase's start is kept, so every subscriber sees them all, in
+    // order, with the rows once they are counted.
+    let phases: Vec<(&str, u64)> = preparation
+        .iter()
+        .filter(|p| p.rows_read == 0)
+        .map(|p| (p.phase.as_str(), p.rows_total))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            ("starting", 0),
+            ("sizing the data", 0),
+            ("counting rows", 0),
+            ("sampling for the encoder", 12_330),
+            ("fitting the encoder", 12_330),
+            ("encoding rows", 12_330),
+        ]
+    );
+    assert!(preparation.iter().all(|p| p.job_id == first.job_id));
+    let Event::Accepted(accepted) = &events[accepted] else {
+        unreachable!()
+    };
+    assert_eq!(accepted.job_id, first.job_id);
+    assert!(matches!(events.last(), Some(Event::Completed(v)) if v.version == 1));
+}
+
+#[tokio::test]
+async fn a_cancel_while_the_data_is_prepared_ends_the_job_cancelled_and_registers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_with_env(dir.path(), &["--training-memory", "8MiB"], &[]).await;
+    let mut client = server.client().await;
+    // Shoppers twenty times over: 246,600 rows to count, sample and encode
+    // while the cancel comes back from the first event.
+    let csv = String::from_utf8(dataset(SHOPPERS)).unwrap();
+    let (header, rows) = csv.split_once('\n').unwrap();
+    let mut large = format!("{header}\n");
+    for _ in 0..20 {
+        large.push_str(rows.trim_end());
+        large.push('\n');
+    }
+    let mut events = client
+        .train_stream(spec("shoppers", "Revenue", "TRUE"), chunks_of(large.into_bytes()))
+        .await
+        .unwrap();
+    let first = events.message().await.unwrap().and_then(|e| e.event);
+    let Some(pb::train_event::Event::Preparing(first)) = first else {
+        panic!("the stream starts with the preparation: {first:?}");
+    };
+    let answered = client.cancel_job(&first.job_id).await.unwrap();
+    assert_eq!(answered.id, first.job_id);
+    assert_eq!(answered.model, "shoppers");
+
+    let (rest, end) = all_events(events).await;
+    let status = end.expect_err("the job ends cancelled");
+    assert_eq!(status.code(), tonic::Code::Cancelled, "{status:?}");
+    assert!(
+        rest.iter()
+            .all(|e| matches!(e, pb::train_event::Event::Preparing(_))),
+        "stopped while preparing: {rest:?}"
+    );
+    assert!(client.list_models(None).await.unwrap().is_empty());
+    let jobs = client.list_jobs(None, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].id, first.job_id);
+    assert_eq!(jobs[0].state, pb::JobState::Cancelled as i32, "{jobs:?}");
+    assert_eq!(jobs[0].version, 0);
 }

@@ -84,6 +84,7 @@ async fn a_job_outlives_its_client_and_can_be_reattached() {
     let mut kinds = Vec::new();
     while let Some(event) = watched.message().await.unwrap() {
         kinds.push(match event.event {
+            Some(pb::train_event::Event::Preparing(_)) => "preparing",
             Some(pb::train_event::Event::Accepted(_)) => "accepted",
             Some(pb::train_event::Event::Epoch(_)) => "epoch",
             Some(pb::train_event::Event::Progress(_)) => "progress",
@@ -91,7 +92,12 @@ async fn a_job_outlives_its_client_and_can_be_reattached() {
             None => "none",
         });
     }
-    assert_eq!(kinds.first(), Some(&"accepted"), "{kinds:?}");
+    // The preparation's phases (those the job keeps), then Accepted.
+    let accepted = kinds.iter().position(|k| *k == "accepted").expect("accepted");
+    assert!(
+        accepted > 0 && kinds[..accepted].iter().all(|k| *k == "preparing"),
+        "{kinds:?}"
+    );
     assert_eq!(kinds.last(), Some(&"completed"), "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "epoch").count(), 4, "{kinds:?}");
     assert_eq!(

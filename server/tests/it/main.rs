@@ -9,6 +9,7 @@ mod common;
 mod batching;
 mod bounded;
 mod delete;
+mod device;
 mod errors;
 mod explain;
 mod forms;
