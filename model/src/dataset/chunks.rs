@@ -51,6 +51,11 @@ impl SharedFile {
         }
     }
 
+    /// How an error names line `line` of it.
+    pub(crate) fn line(&self, line: u64) -> String {
+        format!("{}: line {line}", self.name)
+    }
+
     fn unreadable(&self, error: std::io::Error) -> ModelError {
         ModelError::TemporaryStorage(format!(
             "{}: cannot read the data the server stored: {error}",
@@ -145,7 +150,10 @@ pub fn census(
                     return Err(different_header(file, first));
                 }
                 let mut record = csv::ByteRecord::new();
-                while reader.read_byte_record(&mut record).map_err(csv_error)? {
+                while reader
+                    .read_byte_record(&mut record)
+                    .map_err(|e| csv_error(e, &|_, line| file.line(line)))?
+                {
                     rows += 1;
                     counted(rows)?;
                 }
@@ -289,20 +297,31 @@ pub fn read_chunks(
                 Ok(writer)
             };
             let mut writer = start()?;
-            let mut held = 0usize;
-            let mut flush = |writer: csv::Writer<Vec<u8>>| -> Result<(), ModelError> {
+            // Each held row's file and line there: errors name the row
+            // where it was read, not where it sits in the chunk.
+            let mut origins: Vec<(usize, u64)> = Vec::new();
+            let mut flush = |writer: csv::Writer<Vec<u8>>, origins: &mut Vec<(usize, u64)>| {
                 let bytes = writer
                     .into_inner()
                     .map_err(|e| invalid(format!("cannot copy CSV rows: {e}")))?;
-                each(ingest_csv_rows(&bytes, options, Rows::Part)?)
+                let place = |row: u64, line: u64| match origins.get(row as usize) {
+                    Some(&(file, line)) => files[file].line(line),
+                    None => format!("line {line} of a chunk"),
+                };
+                let table = ingest_csv_rows(&bytes, options, Rows::Part, &place)?;
+                origins.clear();
+                each(table)
             };
             let mut record = csv::ByteRecord::new();
-            for file in files {
+            for (index, file) in files.iter().enumerate() {
                 let mut reader = csv_reader(file, options.delimiter)?;
                 if csv_reader_header(&mut reader, file)? != header {
                     return Err(different_header(file, first));
                 }
-                while reader.read_byte_record(&mut record).map_err(csv_error)? {
+                while reader
+                    .read_byte_record(&mut record)
+                    .map_err(|e| csv_error(e, &|_, line| file.line(line)))?
+                {
                     let selected = select(position)?;
                     position += 1;
                     if !selected {
@@ -311,15 +330,14 @@ pub fn read_chunks(
                     writer
                         .write_byte_record(&record)
                         .map_err(|e| invalid(format!("cannot copy CSV rows: {e}")))?;
-                    held += 1;
-                    if held == chunk_rows {
-                        flush(std::mem::replace(&mut writer, start()?))?;
-                        held = 0;
+                    origins.push((index, record.position().map_or(0, |p| p.line())));
+                    if origins.len() == chunk_rows {
+                        flush(std::mem::replace(&mut writer, start()?), &mut origins)?;
                     }
                 }
             }
-            if held > 0 {
-                flush(writer)?;
+            if !origins.is_empty() {
+                flush(writer, &mut origins)?;
             }
         }
         DataFormat::Parquet | DataFormat::Arrow => {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::chunks::{FileData, SharedFile};
 use super::columnar::{DataFormat, ingest_batches};
-use super::ingest::{IngestOptions, TrainingTable, ingest_csv, invalid};
+use super::ingest::{IngestOptions, Rows, TrainingTable, ingest_csv, ingest_csv_rows, invalid};
 use crate::error::ModelError;
 
 /// One file of training data.
@@ -33,7 +33,18 @@ pub fn ingest_files(
     match format {
         DataFormat::Csv if rest.is_empty() => ingest_csv(first.bytes, options),
         DataFormat::Csv => {
-            let mut table = ingest_csv(&joined_csv(files, options.delimiter)?, options)?;
+            let (joined, starts) = joined_csv(files, options.delimiter)?;
+            // A line of the joined CSV named by its file and line there.
+            let place = |_row: u64, line: u64| {
+                let at = starts.partition_point(|start| start.joined_line <= line).max(1) - 1;
+                let start = &starts[at];
+                format!(
+                    "{}: line {}",
+                    files[at].name,
+                    line - start.joined_line + start.file_line
+                )
+            };
+            let mut table = ingest_csv_rows(&joined, options, Rows::Whole, &place)?;
             table.sha256 = fingerprint(files);
             Ok(table)
         }
@@ -165,9 +176,22 @@ fn fingerprint(files: &[DataFile<'_>]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// Where a file's rows begin in the joined CSV.
+struct FileStart {
+    /// The joined CSV's line the file's first row after its header is on.
+    joined_line: u64,
+    /// That row's line in the file.
+    file_line: u64,
+}
+
+fn lines_in(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
 /// CSV files with one header as one CSV: the first file whole, then each
-/// other's rows after its header, which must be the first's.
-fn joined_csv(files: &[DataFile<'_>], delimiter: u8) -> Result<Vec<u8>, ModelError> {
+/// other's rows after its header, which must be the first's; and where
+/// each file's rows begin in it.
+fn joined_csv(files: &[DataFile<'_>], delimiter: u8) -> Result<(Vec<u8>, Vec<FileStart>), ModelError> {
     let header_of = |file: &DataFile<'_>| -> Result<(csv::ByteRecord, usize), ModelError> {
         let bytes = file.bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(file.bytes);
         let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(bytes);
@@ -180,6 +204,10 @@ fn joined_csv(files: &[DataFile<'_>], delimiter: u8) -> Result<Vec<u8>, ModelErr
     };
     let (header, _) = header_of(&files[0])?;
     let mut joined = files[0].bytes.to_vec();
+    let mut starts = vec![FileStart {
+        joined_line: 1,
+        file_line: 1,
+    }];
     for file in &files[1..] {
         let (other, end) = header_of(file)?;
         if other != header {
@@ -191,9 +219,13 @@ fn joined_csv(files: &[DataFile<'_>], delimiter: u8) -> Result<Vec<u8>, ModelErr
         if !joined.is_empty() && !joined.ends_with(b"\n") {
             joined.push(b'\n');
         }
+        starts.push(FileStart {
+            joined_line: lines_in(&joined) + 1,
+            file_line: lines_in(&file.bytes[..end]) + 1,
+        });
         joined.extend_from_slice(&file.bytes[end..]);
     }
-    Ok(joined)
+    Ok((joined, starts))
 }
 
 #[cfg(test)]

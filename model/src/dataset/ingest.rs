@@ -106,7 +106,17 @@ pub(super) fn invalid(message: impl Into<String>) -> ModelError {
 /// Parses `bytes` as a CSV with a header row and returns the labelled,
 /// typed table, or an INVALID_ARGUMENT naming the offending line or column.
 pub fn ingest_csv(bytes: &[u8], options: &IngestOptions<'_>) -> Result<TrainingTable, ModelError> {
-    ingest_csv_rows(bytes, options, Rows::Whole)
+    ingest_csv_rows(bytes, options, Rows::Whole, &line_here)
+}
+
+/// How an error names a CSV row: given the row's index among the data
+/// rows and the line it starts on in the bytes read, where it is (`line
+/// 7`, or `part-1.csv: line 7` for rows copied from a file).
+pub(crate) type Place<'a> = &'a dyn Fn(u64, u64) -> String;
+
+/// A row's line in the bytes read, as its place.
+pub(crate) fn line_here(_row: u64, line: u64) -> String {
+    format!("line {line}")
 }
 
 /// Whether a read holds the whole data or a part of it (a chunk or a
@@ -123,6 +133,7 @@ pub(crate) fn ingest_csv_rows(
     bytes: &[u8],
     options: &IngestOptions<'_>,
     rows: Rows,
+    place: Place<'_>,
 ) -> Result<TrainingTable, ModelError> {
     let sha256 = match rows {
         Rows::Whole => hex::encode(Sha256::digest(bytes)),
@@ -153,7 +164,7 @@ pub(crate) fn ingest_csv_rows(
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(error) => return Err(csv_error(error)),
+            Err(error) => return Err(csv_error(error, place)),
         }
         rows_read += 1;
         if rows_read > options.max_rows {
@@ -162,11 +173,12 @@ pub(crate) fn ingest_csv_rows(
                 options.max_rows
             )));
         }
-        let line = record.position().map_or(rows_read as u64 + 1, |p| p.line());
         let cell = |i: usize| -> Result<&str, ModelError> {
             std::str::from_utf8(&record[i]).map_err(|_| {
+                let line = record.position().map_or(rows_read as u64 + 1, |p| p.line());
                 invalid(format!(
-                    "line {line}, column {:?}: not valid UTF-8 text",
+                    "{}, column {:?}: not valid UTF-8 text",
+                    place(rows_read as u64 - 1, line),
                     header[i]
                 ))
             })
@@ -276,7 +288,10 @@ pub(super) fn plan_columns(
 }
 
 fn read_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ModelError> {
-    let raw = reader.byte_headers().map_err(csv_error)?.clone();
+    let raw = reader
+        .byte_headers()
+        .map_err(|e| csv_error(e, &line_here))?
+        .clone();
     let mut header = Vec::with_capacity(raw.len());
     for (i, name) in raw.iter().enumerate() {
         let name = std::str::from_utf8(name)
@@ -294,16 +309,21 @@ fn read_header(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ModelErro
     Ok(header)
 }
 
-pub(super) fn csv_error(error: csv::Error) -> ModelError {
+/// A CSV reader's error; a row it names is named by `place`.
+pub(super) fn csv_error(error: csv::Error, place: Place<'_>) -> ModelError {
     match error.kind() {
         csv::ErrorKind::UnequalLengths {
             pos,
             expected_len,
             len,
         } => {
-            let line = pos.as_ref().map_or(0, |p| p.line());
+            // The header is the reader's record 0.
+            let (row, line) = pos
+                .as_ref()
+                .map_or((0, 0), |p| (p.record().saturating_sub(1), p.line()));
             invalid(format!(
-                "line {line}: {len} fields, but the header has {expected_len}"
+                "{}: {len} fields, but the header has {expected_len}",
+                place(row, line)
             ))
         }
         _ => invalid(format!("malformed CSV: {error}")),

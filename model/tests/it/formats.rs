@@ -216,7 +216,7 @@ fn a_numeric_label_matches_its_positive_value_as_a_number() {
 #[test]
 fn several_csv_files_have_one_fingerprint_whether_held_or_streamed() {
     use serval_model::dataset::SharedFile;
-    use serval_model::training::prepare_shared;
+    use serval_model::training::{PreparationWatch, prepare_shared};
     use sha2::{Digest, Sha256};
 
     let csv = example("online_shoppers_intention.csv");
@@ -236,7 +236,13 @@ fn several_csv_files_have_one_fingerprint_whether_held_or_streamed() {
             memory,
             ..TrainingLimits::default()
         };
-        let prepared = prepare_shared(recipe.clone(), &files, &limits).unwrap();
+        let prepared = prepare_shared(
+            recipe.clone(),
+            &files,
+            &limits,
+            &mut PreparationWatch::unwatched(),
+        )
+        .unwrap();
         (prepared.dataset.streamed.is_some(), prepared.dataset.sha256)
     };
     let (held_streamed, held) = fingerprint(1 << 30);
@@ -246,4 +252,63 @@ fn several_csv_files_have_one_fingerprint_whether_held_or_streamed() {
     parts.iter().for_each(|part| all.update(part));
     assert_eq!(held, hex::encode(all.finalize()), "the files' bytes, in order");
     assert_eq!(streamed, held);
+}
+
+#[test]
+fn a_bad_row_is_named_by_its_file_and_line_held_or_streamed() {
+    use serval_model::dataset::SharedFile;
+    use serval_model::training::{PreparationWatch, prepare_shared};
+
+    let csv = example("online_shoppers_intention.csv");
+    let text = String::from_utf8(csv).unwrap();
+    let (header, body) = text.split_once('\n').unwrap();
+    let mut rows: Vec<Vec<u8>> = body.lines().map(|row| row.as_bytes().to_vec()).collect();
+    // Data row 9,998 (line 10,000 of the file) gets a first cell that is
+    // not UTF-8: past the first chunks of a streamed read.
+    let bad = &mut rows[9_998];
+    let comma = bad.iter().position(|&b| b == b',').unwrap();
+    bad.splice(..comma, [0xff, 0xfe]);
+    let file_of = |rows: &[Vec<u8>]| {
+        let mut bytes = format!("{header}\n").into_bytes();
+        for row in rows {
+            bytes.extend_from_slice(row);
+            bytes.push(b'\n');
+        }
+        bytes
+    };
+    let whole = vec![SharedFile::in_memory("shoppers.csv", file_of(&rows))];
+    let (first, second) = rows.split_at(6_000);
+    let parts = vec![
+        SharedFile::in_memory("part-0.csv", file_of(first)),
+        SharedFile::in_memory("part-1.csv", file_of(second)),
+    ];
+    let recipe = recipe("Revenue", "TRUE", &[], DataFormat::Csv);
+    let error = |files: &[SharedFile], memory: u64| {
+        let limits = TrainingLimits {
+            memory,
+            ..TrainingLimits::default()
+        };
+        match prepare_shared(recipe.clone(), files, &limits, &mut PreparationWatch::unwatched()) {
+            Ok(_) => panic!("the bad row is refused"),
+            Err(error) => error.to_string(),
+        }
+    };
+    let held = error(&whole, 1 << 30);
+    assert!(
+        held.contains("line 10000, column \"Administrative\": not valid UTF-8"),
+        "{held}"
+    );
+    let streamed = error(&whole, 3 << 20);
+    assert!(
+        streamed.contains("shoppers.csv: line 10000, column \"Administrative\": not valid UTF-8"),
+        "{streamed}"
+    );
+    // In the second file the row is its 3,998th data row: line 4,000.
+    for memory in [1 << 30, 3 << 20] {
+        let message = error(&parts, memory);
+        assert!(
+            message.contains("part-1.csv: line 4000, column \"Administrative\": not valid UTF-8"),
+            "{memory}: {message}"
+        );
+    }
 }
