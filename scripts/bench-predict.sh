@@ -15,9 +15,7 @@ rounds=${2:-3}
 port=${SERVAL_BENCH_PORT:-50651}
 metrics_port=$((port + 1))
 server=http://127.0.0.1:$port
-data=examples/data/online_shoppers_intention.csv
-scratch=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
+. scripts/lib-bench.sh
 
 cargo build --release --bin serval --bin serval-server >&2
 serval=target/release/serval
@@ -26,33 +24,16 @@ server_bin=${SERVAL_SERVER_BIN:-target/release/serval-server}
 $server_bin --listen 127.0.0.1:$port --database "$scratch/bench.db" \
   --metrics-listen 127.0.0.1:$metrics_port >"$scratch/server.log" 2>&1 &
 server_pid=$!
-up=false
-for _ in $(seq 100); do
-  $serval --server $server models >/dev/null 2>&1 && { up=true; break; }
-  sleep 0.1
-done
-$up || { echo "the server did not start: $(cat "$scratch/server.log")" >&2; exit 1; }
-$serval --server $server train --model shoppers --data $data --label Revenue --positive TRUE --json >/dev/null
+wait_for_server $serval $server $server_pid "$scratch/server.log"
+train_shoppers $serval $server
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-# Prints one table row and keeps the run's JSON (labelled) for the summary.
 bench() {
-  local label=$1; shift
-  $serval --server $server bench --duration "$duration" --json "$@" | python3 -c "
-import json, sys
-j = json.load(sys.stdin)
-j['label'] = '$label'
-with open('$scratch/runs.jsonl', 'a') as runs:
-    runs.write(json.dumps(j) + '\\n')
-errors = ', '.join(f'{k} {v}' for k, v in j['errors'].items()) or 'none'
-if j.get('error_p50_ms') is not None:
-    errors += f' (answered in p50 {j[\"error_p50_ms\"]:.1f} ms)'
-print(f\"| $label | {j['concurrency']} | {j['rows_per_request']} | {j['rps']:.0f} | {j['rows_per_s']:.0f} | {j['p50_ms']:.3f} | {j['p99_ms']:.3f} | {errors} |\")"
+  bench_row $serval $server "$duration" "$@"
 }
 
-echo "| run | concurrency | rows/call | calls/s | rows/s | p50 ms | p99 ms | errors |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+bench_header
 # Every comparison alternates, round after round: the load generator and
 # the server share the machine's cores, and one run can land on a noisy
 # moment that the run it is compared with does not see.
@@ -95,17 +76,10 @@ PY
 
 # The targets as ratios of runs next to each other, round by round, with
 # their medians.
-python3 - "$scratch/runs.jsonl" <<'PY'
-import json, statistics, sys
-runs = [json.loads(line) for line in open(sys.argv[1])]
-def pick(label, concurrency, rows=1):
-    return [r for r in runs if r["label"] == label
-            and r["concurrency"] == concurrency and r["rows_per_request"] == rows]
-def rounds(name, numerators, denominators, key="rps", target=None):
-    ratios = [n[key] / d[key] for n, d in zip(numerators, denominators)]
-    median = statistics.median(ratios)
-    verdict = "" if target is None else (" met" if median >= target else f" below {target}x")
-    print(f"{name}: " + ", ".join(f"{r:.2f}x" for r in ratios) + f" (median {median:.2f}x{verdict})")
+PYTHONPATH=scripts python3 - "$scratch/runs.jsonl" <<'PY'
+import statistics, sys
+from bench_ratios import Runs, rounds
+pick = Runs(sys.argv[1]).pick
 health = {c: pick("empty call (health)", c) for c in (1, 16, 256)}
 for c in (1, 16, 256):
     for form in ("records", "columns", "dense"):

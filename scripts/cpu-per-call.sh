@@ -17,17 +17,15 @@ duration=${2:-10s}
 rows=${3:-1}
 port=${SERVAL_BENCH_PORT:-50661}
 server=http://127.0.0.1:$port
-data=examples/data/online_shoppers_intention.csv
-scratch=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
+. scripts/lib-bench.sh
 
 cargo build --release --bin serval --bin serval-server >&2
 serval=target/release/serval
 target/release/serval-server --listen 127.0.0.1:$port --http-listen off --database "$scratch/bench.db" \
   >"$scratch/server.log" 2>&1 &
 pid=$!
-until $serval --server $server models >/dev/null 2>&1; do sleep 0.1; done
-$serval --server $server train --model shoppers --data $data --label Revenue --positive TRUE --json >/dev/null
+wait_for_server $serval $server $pid "$scratch/server.log"
+train_shoppers $serval $server
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' /proc/$pid/stat; }
