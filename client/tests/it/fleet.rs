@@ -24,6 +24,18 @@ async fn replica(database: &str, name: &str, configure: impl FnOnce(&mut ServerC
     Server::start(&config).await.expect("replica starts")
 }
 
+/// Replicas a, b and c on `database`, each stale to the others two seconds
+/// after its last publication, with "m" trained through a.
+async fn three_replicas_going_stale(database: &str) -> (Server, Server, Server) {
+    let stale_after = |config: &mut ServerConfig| config.live_stats_stale_after = Duration::from_secs(2);
+    let a = replica(database, "replica-a", stale_after).await;
+    let b = replica(database, "replica-b", stale_after).await;
+    let c = replica(database, "replica-c", stale_after).await;
+    let dir = tempfile::tempdir().unwrap();
+    train(&a.url(), &dir).await;
+    (a, b, c)
+}
+
 /// Runs `serval` against the replica at `url` only.
 async fn serval(url: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_serval"))
@@ -260,12 +272,7 @@ async fn a_replica_that_stops_drops_out_of_the_fleet_and_shows_as_stale() {
         return;
     }
     let database = TestDatabase::postgres().await;
-    let stale_after = |config: &mut ServerConfig| config.live_stats_stale_after = Duration::from_secs(2);
-    let a = replica(database.location(), "replica-a", stale_after).await;
-    let b = replica(database.location(), "replica-b", stale_after).await;
-    let c = replica(database.location(), "replica-c", stale_after).await;
-    let dir = tempfile::tempdir().unwrap();
-    train(&a.url(), &dir).await;
+    let (a, b, c) = three_replicas_going_stale(database.location()).await;
     // 3, 4 and 5 calls on the three replicas.
     for (server, calls) in [(&a, 3), (&b, 4), (&c, 5)] {
         let mut client = ServalClient::connect(&server.url()).await.unwrap();
@@ -343,12 +350,7 @@ async fn online_quality_is_the_fleets_on_every_replica_and_a_stopped_replicas_dr
         return;
     }
     let database = TestDatabase::postgres().await;
-    let stale_after = |config: &mut ServerConfig| config.live_stats_stale_after = Duration::from_secs(2);
-    let a = replica(database.location(), "replica-a", stale_after).await;
-    let b = replica(database.location(), "replica-b", stale_after).await;
-    let c = replica(database.location(), "replica-c", stale_after).await;
-    let dir = tempfile::tempdir().unwrap();
-    train(&a.url(), &dir).await;
+    let (a, b, c) = three_replicas_going_stale(database.location()).await;
     // 6, 8 and 10 rows answered by the three replicas; each one's outcomes
     // reported to it.
     for (server, calls) in [(&a, 3), (&b, 4), (&c, 5)] {

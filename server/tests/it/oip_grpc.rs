@@ -324,17 +324,12 @@ async fn infer_by_column_typed_or_raw_scores_as_predict_of_the_same_records() {
 #[tokio::test]
 async fn infer_with_a_dense_tensor_scores_as_dense_predict() {
     let mut test = trained_small().await;
-    let (dense, width) = small_rows_encoded(&test).await;
-    let encoded: Vec<f32> = dense.iter().flat_map(|row| row.values.iter().copied()).collect();
-    let grpc = test
-        .client
-        .predict(pb::PredictRequest {
-            model: "small".into(),
-            dense_rows: dense.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let DensePredicted {
+        dense,
+        width,
+        flat: encoded,
+        scores: dense_scores,
+    } = dense_predicted(&mut test).await;
     let shape = vec![dense.len() as i64, width as i64];
     let typed = oip::ModelInferRequest {
         model_name: "small".into(),
@@ -358,7 +353,7 @@ async fn infer_with_a_dense_tensor_scores_as_dense_predict() {
     let mut oip = client(&test);
     for (request, what) in [(typed, "typed"), (raw, "raw")] {
         let answer = oip.model_infer(request).await.unwrap().into_inner();
-        assert_close(&output(&answer, "probability"), &scores(&grpc), 1e-6, what);
+        assert_close(&output(&answer, "probability"), &dense_scores, 1e-6, what);
     }
     // A row of the wrong width is refused as dense Predict refuses it.
     let narrow = oip

@@ -272,18 +272,12 @@ async fn infer_by_column_scores_as_grpc_predict_of_the_same_records() {
 #[tokio::test]
 async fn infer_with_a_dense_tensor_scores_as_grpc_dense_rows() {
     let mut test = trained_small().await;
-    let (dense, width) = small_rows_encoded(&test).await;
-    let encoded: Vec<f32> = dense.iter().flat_map(|row| row.values.iter().copied()).collect();
-    let grpc = test
-        .client
-        .predict(pb::PredictRequest {
-            model: "small".into(),
-            dense_rows: dense.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let grpc_scores: Vec<f64> = grpc.scores.iter().map(|&s| f64::from(s)).collect();
+    let DensePredicted {
+        dense,
+        width,
+        flat: encoded,
+        scores: grpc_scores,
+    } = dense_predicted(&mut test).await;
     let n = dense.len();
     let nested: Vec<&Vec<f32>> = dense.iter().map(|row| &row.values).collect();
     for data in [json!(nested), json!(encoded)] {

@@ -36,27 +36,50 @@ pub(crate) fn as_records(rows: &[(Option<f64>, &str, bool)]) -> Vec<pb::Record> 
         .collect()
 }
 
-/// [`small_rows`] as dense rows, encoded by version 1 of "small" as
-/// stored; and the encoded width.
-pub(crate) async fn small_rows_encoded(test: &TestServer) -> (Vec<pb::DenseRow>, usize) {
+/// [`small_rows`] encoded by version 1 of "small" as stored, and the
+/// scores dense Predict gives them.
+pub(crate) struct DensePredicted {
+    pub dense: Vec<pb::DenseRow>,
+    /// The encoded width of a row.
+    pub width: usize,
+    /// Every row's values, row after row.
+    pub flat: Vec<f32>,
+    pub scores: Vec<f64>,
+}
+
+pub(crate) async fn dense_predicted(test: &mut TestServer) -> DensePredicted {
     let registry = serval_registry::Registry::open(test.database_path().to_str().unwrap())
         .await
         .unwrap();
     let docs = serval_server::catalog::documents(&registry.version("small", Some(1)).await.unwrap()).unwrap();
     registry.close().await;
     let encoder = Encoder::new(docs.encoder);
-    let mut encoded = Vec::new();
+    let mut flat = Vec::new();
     for (i, record) in as_records(&small_rows()).iter().enumerate() {
-        serval_server::encoding::encode_record(&encoder, i, record, &mut encoded).unwrap();
+        serval_server::encoding::encode_record(&encoder, i, record, &mut flat).unwrap();
     }
     let width = encoder.width();
-    let dense = encoded
+    let dense: Vec<pb::DenseRow> = flat
         .chunks(width)
         .map(|values| pb::DenseRow {
             values: values.to_vec(),
         })
         .collect();
-    (dense, width)
+    let answer = test
+        .client
+        .predict(pb::PredictRequest {
+            model: "small".into(),
+            dense_rows: dense.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    DensePredicted {
+        dense,
+        width,
+        flat,
+        scores: answer.scores.iter().map(|&s| f64::from(s)).collect(),
+    }
 }
 
 /// A server with "small" trained.
