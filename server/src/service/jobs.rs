@@ -83,7 +83,20 @@ pub async fn cancel_job(
             .await
             .map_err(ServalError::from)?;
         if !requested {
-            let record = state.registry.job(&id).await.map_err(ServalError::from)?;
+            let record = match state.registry.job(&id).await {
+                Ok(record) => record,
+                // A job still preparing its data is in no registry yet:
+                // only the server running it knows it.
+                Err(RegistryError::JobNotFound(_)) => {
+                    return Err(ServalError::NotFound(format!(
+                        "training job {id:?} not found: not running here and not in the registry (a job \
+                         still preparing its data is known only to the server running it until its data \
+                         is prepared; cancel it there)"
+                    ))
+                    .into());
+                }
+                Err(error) => return Err(ServalError::from(error).into()),
+            };
             return Err(Status::failed_precondition(format!(
                 "job {id} already ended ({})",
                 record.state.as_str()

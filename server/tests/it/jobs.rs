@@ -155,7 +155,13 @@ async fn cancelling_a_job_leaves_no_version() {
             job_id: "job-nope".into(),
         })
         .await;
-    assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+    let unknown = unknown.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert!(
+        unknown.message().contains("\"job-nope\" not found") && unknown.message().contains("cancel it there"),
+        "{}",
+        unknown.message()
+    );
 }
 
 #[tokio::test]
