@@ -1,6 +1,7 @@
 //! Several replicas on one PostgreSQL registry: a version trained through
 //! one serves on all; a traffic change made through one reaches the others'
-//! routing and change streams within a second (announced, not polled);
+//! routing and change streams well before the next poll (announced, not
+//! polled);
 //! concurrent trainings get distinct numbers; a balanced client loses no
 //! calls when a replica is killed; and a replica rides out the database
 //! going away and coming back.
@@ -20,10 +21,16 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 /// Replica `name` on `database`. The poll interval is long, so anything
-/// seen within a second came through PostgreSQL's announcements.
+/// seen within [`ANNOUNCED_WITHIN`] came through PostgreSQL's announcements.
 async fn replica(database: &str, name: &str) -> (Server, ServalClient) {
     replica_with(database, name, |_| {}).await
 }
+
+/// How long a replica may take to see a change made through another: a
+/// quarter of the poll interval (60 s), so a change seen in time was
+/// announced, with room for a test machine running the suite on two busy
+/// cores (announcements arrive in milliseconds on an idle one).
+const ANNOUNCED_WITHIN: Duration = Duration::from_secs(15);
 
 /// [`replica`], with its config adjusted by `configure`.
 async fn replica_with(
@@ -131,21 +138,20 @@ async fn a_version_trained_on_one_replica_serves_on_all_and_traffic_changes_reac
         .unwrap();
 
     // Every default request now goes to v2: routing on A and B follows
-    // within a second of the change on C.
+    // the change on C, announced.
     for client in [&a, &b] {
         let mut client = client.clone();
-        let took = within(Duration::from_secs(1), || {
+        within(ANNOUNCED_WITHIN, || {
             let mut client = client.clone();
             async move { client.predict(probe(None)).await.unwrap().version == 2 }
         })
         .await;
-        assert!(took < Duration::from_secs(1), "{took:?}");
         let _ = client.predict(probe(Some(1))).await.unwrap();
     }
     for stream in [&mut stream_a, &mut stream_b] {
-        let event = tokio::time::timeout(Duration::from_secs(1), stream.message())
+        let event = tokio::time::timeout(ANNOUNCED_WITHIN, stream.message())
             .await
-            .expect("the change is streamed within a second")
+            .expect("the change is streamed before the next poll")
             .unwrap()
             .unwrap();
         assert_eq!(event.kind, "traffic_changed");
@@ -153,9 +159,9 @@ async fn a_version_trained_on_one_replica_serves_on_all_and_traffic_changes_reac
 
     // Half the keys to the canary: each key gets the same arm everywhere.
     a.update_traffic("small", canary(2, 50.0), "half").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(1), stream_b.message())
+    tokio::time::timeout(ANNOUNCED_WITHIN, stream_b.message())
         .await
-        .expect("the change is streamed within a second")
+        .expect("the change is streamed before the next poll")
         .unwrap()
         .unwrap();
     let mut versions_seen = std::collections::BTreeSet::new();

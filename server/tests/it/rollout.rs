@@ -420,7 +420,7 @@ async fn live_stats_compare_the_arms() {
 }
 
 #[tokio::test]
-async fn a_second_server_on_the_same_registry_follows_within_a_second() {
+async fn a_second_server_on_the_same_registry_follows_by_polling() {
     let mut first = two_versions().await;
     let database = first.database_path();
     let mut config = serval_server::ServerConfig::for_database(database.to_string_lossy());
@@ -434,9 +434,11 @@ async fn a_second_server_on_the_same_registry_follows_within_a_second() {
         .update_traffic("small", canary(2, 100.0), "all in")
         .await
         .unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(1), watch.message())
+    // Polled every 200 ms; the bound leaves room for a busy test machine,
+    // and without polling the event would never come.
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
-        .expect("the change reached the second server within 1 s")
+        .expect("the change reached the second server by polling")
         .unwrap()
         .unwrap();
     assert_eq!(event.kind, "traffic_changed");
