@@ -83,20 +83,16 @@ pub async fn cancel_job(
             .await
             .map_err(ServalError::from)?;
         if !requested {
-            let record = match state.registry.job(&id).await {
-                Ok(record) => record,
+            let record = state.registry.job(&id).await.map_err(|error| match error {
                 // A job still preparing its data is in no registry yet:
                 // only the server running it knows it.
-                Err(RegistryError::JobNotFound(_)) => {
-                    return Err(ServalError::NotFound(format!(
-                        "training job {id:?} not found: not running here and not in the registry (a job \
-                         still preparing its data is known only to the server running it until its data \
-                         is prepared; cancel it there)"
-                    ))
-                    .into());
-                }
-                Err(error) => return Err(ServalError::from(error).into()),
-            };
+                RegistryError::JobNotFound(_) => ServalError::NotFound(format!(
+                    "training job {id:?} not found: not running here and not in the registry (a job \
+                     still preparing its data is known only to the server running it until its data \
+                     is prepared; cancel it there)"
+                )),
+                other => ServalError::from(other),
+            })?;
             return Err(Status::failed_precondition(format!(
                 "job {id} already ended ({})",
                 record.state.as_str()
