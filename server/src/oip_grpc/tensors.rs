@@ -170,19 +170,20 @@ fn column(
     }
 }
 
-/// The typed-contents field a datatype's elements travel in.
-fn contents_field(datatype: Datatype) -> &'static str {
+/// The typed-contents field a datatype's elements travel in: its
+/// position in [`CONTENTS_FIELDS`].
+fn contents_field(datatype: Datatype) -> usize {
     match datatype {
-        Datatype::Bytes => "bytes_contents",
-        Datatype::Bool => "bool_contents",
-        Datatype::Fp32 => "fp32_contents",
-        Datatype::Fp64 => "fp64_contents",
+        Datatype::Bool => 0,
         Datatype::Integer { name, .. } => match name {
-            "INT64" => "int64_contents",
-            "UINT64" => "uint64_contents",
-            n if n.starts_with('U') => "uint_contents",
-            _ => "int_contents",
+            "INT64" => 2,
+            "UINT64" => 4,
+            n if n.starts_with('U') => 3,
+            _ => 1,
         },
+        Datatype::Fp32 => 5,
+        Datatype::Fp64 => 6,
+        Datatype::Bytes => 7,
     }
 }
 
@@ -197,12 +198,8 @@ fn typed<'a>(
     count: usize,
     mut each: impl FnMut(usize, u32, Element<'a>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let field = contents_field(datatype);
-    let (position, tag) = CONTENTS_FIELDS
-        .iter()
-        .enumerate()
-        .find_map(|(i, &(name, tag))| (name == field).then_some((i, tag)))
-        .expect("every datatype has a field");
+    let position = contents_field(datatype);
+    let (field, tag) = CONTENTS_FIELDS[position];
     let contents = input.contents.unwrap_or_default();
     let mut found = 0;
     let mut error = None;
@@ -465,6 +462,25 @@ mod tests {
             .iter()
             .flat_map(|t| (t.len() as u32).to_le_bytes().into_iter().chain(t.bytes()))
             .collect()
+    }
+
+    #[test]
+    fn each_datatype_reads_its_own_contents_field() {
+        for (datatype, field) in [
+            ("BOOL", "bool_contents"),
+            ("INT8", "int_contents"),
+            ("INT32", "int_contents"),
+            ("INT64", "int64_contents"),
+            ("UINT16", "uint_contents"),
+            ("UINT32", "uint_contents"),
+            ("UINT64", "uint64_contents"),
+            ("FP32", "fp32_contents"),
+            ("FP64", "fp64_contents"),
+            ("BYTES", "bytes_contents"),
+        ] {
+            let parsed = Datatype::parse("x", datatype).unwrap();
+            assert_eq!(CONTENTS_FIELDS[contents_field(parsed)].0, field, "{datatype}");
+        }
     }
 
     #[test]
