@@ -41,7 +41,11 @@ pub async fn watch_job(
     if let Some(job) = state.jobs.get(&id) {
         return Ok(Response::new(job.subscribe()));
     }
-    let record = state.registry.job(&id).await.map_err(ServalError::from)?;
+    let record = state
+        .registry
+        .job(&id)
+        .await
+        .map_err(|error| not_here(&id, "watch", error))?;
     match (record.state, record.version) {
         (JobState::Succeeded, Some(version)) => {
             let stored = state
@@ -65,6 +69,21 @@ pub async fn watch_job(
     }
 }
 
+/// The registry's error for job `id`, which this server is not running:
+/// not found says where else the job may be. A job still preparing its
+/// data is in no registry yet; only the server running it knows it, and
+/// `action` must be sent there.
+fn not_here(id: &str, action: &str, error: RegistryError) -> ServalError {
+    match error {
+        RegistryError::JobNotFound(_) => ServalError::NotFound(format!(
+            "training job {id:?} not found: not running here and not in the registry (a job still \
+             preparing its data is known only to the server running it until its data is prepared; \
+             {action} it there)"
+        )),
+        other => ServalError::from(other),
+    }
+}
+
 pub async fn cancel_job(
     state: &ServiceState,
     request: Request<pb::CancelJobRequest>,
@@ -83,16 +102,11 @@ pub async fn cancel_job(
             .await
             .map_err(ServalError::from)?;
         if !requested {
-            let record = state.registry.job(&id).await.map_err(|error| match error {
-                // A job still preparing its data is in no registry yet:
-                // only the server running it knows it.
-                RegistryError::JobNotFound(_) => ServalError::NotFound(format!(
-                    "training job {id:?} not found: not running here and not in the registry (a job \
-                     still preparing its data is known only to the server running it until its data \
-                     is prepared; cancel it there)"
-                )),
-                other => ServalError::from(other),
-            })?;
+            let record = state
+                .registry
+                .job(&id)
+                .await
+                .map_err(|error| not_here(&id, "cancel", error))?;
             return Err(Status::failed_precondition(format!(
                 "job {id} already ended ({})",
                 record.state.as_str()

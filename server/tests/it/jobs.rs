@@ -162,6 +162,22 @@ async fn cancelling_a_job_leaves_no_version() {
         "{}",
         unknown.message()
     );
+    let unwatched = test
+        .client
+        .raw()
+        .watch_job(pb::WatchJobRequest {
+            job_id: "job-nope".into(),
+        })
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(unwatched.code(), tonic::Code::NotFound);
+    assert!(
+        unwatched.message().contains("\"job-nope\" not found")
+            && unwatched.message().contains("watch it there"),
+        "{}",
+        unwatched.message()
+    );
 }
 
 #[tokio::test]
