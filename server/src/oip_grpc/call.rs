@@ -91,7 +91,7 @@ impl<'a> InputView<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Contents<'a>(&'a [u8]);
 
-/// The contents' fields: name and tag.
+/// The contents' fields: name and tag, in tag order (field `tag` at `tag - 1`).
 pub const CONTENTS_FIELDS: [(&str, u32); 8] = [
     ("bool_contents", 1),
     ("int_contents", 2),

@@ -170,21 +170,26 @@ fn column(
     }
 }
 
-/// The typed-contents field a datatype's elements travel in: its
-/// position in [`CONTENTS_FIELDS`].
-fn contents_field(datatype: Datatype) -> usize {
+/// The tag of the typed-contents field a datatype's elements travel in
+/// (`InferTensorContents`' tags, as [`CONTENTS_FIELDS`] lists them).
+fn contents_tag(datatype: Datatype) -> u32 {
     match datatype {
-        Datatype::Bool => 0,
+        Datatype::Bool => 1,
         Datatype::Integer { name, .. } => match name {
-            "INT64" => 2,
-            "UINT64" => 4,
-            n if n.starts_with('U') => 3,
-            _ => 1,
+            "INT64" => 3,
+            "UINT64" => 5,
+            n if n.starts_with('U') => 4,
+            _ => 2,
         },
-        Datatype::Fp32 => 5,
-        Datatype::Fp64 => 6,
-        Datatype::Bytes => 7,
+        Datatype::Fp32 => 6,
+        Datatype::Fp64 => 7,
+        Datatype::Bytes => 8,
     }
+}
+
+/// The name of typed-contents field `tag`, for errors.
+fn contents_name(tag: u32) -> &'static str {
+    CONTENTS_FIELDS[tag as usize - 1].0
 }
 
 /// Calls `each` with the `count` elements of `input`'s typed contents in
@@ -198,8 +203,7 @@ fn typed<'a>(
     count: usize,
     mut each: impl FnMut(usize, u32, Element<'a>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let position = contents_field(datatype);
-    let (field, tag) = CONTENTS_FIELDS[position];
+    let tag = contents_tag(datatype);
     let contents = input.contents.unwrap_or_default();
     let mut found = 0;
     let mut error = None;
@@ -220,9 +224,8 @@ fn typed<'a>(
     let others: Vec<&str> = CONTENTS_FIELDS
         .iter()
         .zip(counts)
-        .enumerate()
-        .filter(|&(i, (_, n))| n > 0 && i != position)
-        .map(|(_, (&(name, _), _))| name)
+        .filter(|&(&(_, other), n)| n > 0 && other != tag)
+        .map(|(&(name, _), _)| name)
         .collect();
     let hint = if others.is_empty() {
         String::new()
@@ -233,10 +236,11 @@ fn typed<'a>(
         )
     };
     Err(format!(
-        "input {:?}: datatype {} with shape {:?} needs {count} values in contents.{field}, it has {found}{hint}",
+        "input {:?}: datatype {} with shape {:?} needs {count} values in contents.{}, it has {found}{hint}",
         shorten(input.name),
         datatype.name(),
-        input.shape
+        input.shape,
+        contents_name(tag)
     ))
 }
 
@@ -479,7 +483,7 @@ mod tests {
             ("BYTES", "bytes_contents"),
         ] {
             let parsed = Datatype::parse("x", datatype).unwrap();
-            assert_eq!(CONTENTS_FIELDS[contents_field(parsed)].0, field, "{datatype}");
+            assert_eq!(contents_name(contents_tag(parsed)), field, "{datatype}");
         }
     }
 
